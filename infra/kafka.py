@@ -1,0 +1,239 @@
+"""A single-node KRaft Kafka broker (combined broker + controller) run straight from Maven jars."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from infra import process
+from infra.base import Component, Port, Progress, StackError
+from revloop.settings import Settings
+
+POM = Path(__file__).with_name("pom.xml")
+LOG4J2_CONFIG = Path(__file__).with_name("log4j2.yaml")
+INSTALL_HINT = "apt-get install openjdk-17-jre-headless maven"
+
+# librdkafka reports every refused connection; while we poll a booting broker that is just noise.
+_client_log = logging.getLogger("revloop.infra.kafka-client")
+_client_log.addHandler(logging.NullHandler())
+_client_log.propagate = False
+
+
+class KafkaBroker(Component):
+    name = "kafka"
+    label = "Kafka broker"
+
+    def __init__(self, settings: Settings, *, state_dir: Path, progress: Progress) -> None:
+        super().__init__(host=settings.kafka_host, progress=progress)
+        self.settings = settings
+        self.base_dir = state_dir / "kafka"
+        self.lib_dir = (settings.kafka_lib_dir or self.base_dir / "lib").resolve()
+        self.properties_file = self.base_dir / "server.properties"
+        self._log_file = state_dir / "logs" / "kafka.log"
+        self._pid_file = process.PidFile(self.base_dir / "kafka.pid")
+
+    @property
+    def pid_file(self) -> process.PidFile:
+        return self._pid_file
+
+    @property
+    def ports(self) -> tuple[Port, ...]:
+        return (
+            Port(self.settings.kafka_port, "REVLOOP_KAFKA_PORT"),
+            Port(self.settings.kafka_controller_port, "REVLOOP_KAFKA_CONTROLLER_PORT"),
+        )
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base_dir / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self._log_file
+
+    def _is_ours(self, argv: list[str]) -> bool:
+        return "kafka.Kafka" in argv and str(self.properties_file) in argv
+
+    def _probe(self) -> str | None:
+        # A plain TCP check first: cheap, and spares librdkafka's retry loop while the JVM boots.
+        if not process.accepts_connections(self.host, self.settings.kafka_port):
+            return f"nothing accepts connections on {self.address} yet"
+        config: dict[str, Any] = {"bootstrap.servers": self.address, "logger": _client_log}
+        admin = AdminClient(config)
+        try:
+            metadata = admin.list_topics(timeout=5)
+        except KafkaException as exc:
+            return f"metadata request failed: {exc.args[0]}"
+        if not metadata.brokers:
+            return "metadata lists no brokers yet"
+        return None
+
+    # --- starting ------------------------------------------------------------------------------
+
+    def check_can_start(self) -> None:
+        if shutil.which("java") is None:
+            raise StackError(f"java is not on PATH; the Kafka broker needs it: {INSTALL_HINT}")
+        if not self._jars_current() and shutil.which("mvn") is None:
+            raise StackError(f"mvn is not on PATH; it fetches the Kafka jars: {INSTALL_HINT}")
+        self.check_ports_free()
+
+    def prepare(self) -> None:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self._resolve_jars()
+        self._write_properties()
+        if not (self.data_dir / "meta.properties").exists():
+            self._format_storage()
+
+    def start(self) -> None:
+        argv = [
+            "java",
+            f"-Xmx{self.settings.kafka_heap}",
+            "-Djava.awt.headless=true",
+            *self._java_common(),
+            "kafka.Kafka",
+            str(self.properties_file),
+        ]
+        self.progress(f"{self.label}: starting on {self.address}")
+        with self.log_file.open("a") as log:
+            log.write(f"\n===== revloop infra up: starting {self.label} =====\n")
+        pid = process.spawn_detached(argv, log_file=self.log_file, cwd=self.base_dir)
+        self.pid_file.write(pid)
+
+    def _java_common(self) -> list[str]:
+        return [
+            "-cp",
+            f"{self.lib_dir}/*",
+            f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}",
+        ]
+
+    def _jars_current(self) -> bool:
+        stamp = self.lib_dir / ".pom.sha256"
+        try:
+            current = stamp.read_text().strip() == _pom_hash()
+        except OSError:
+            return False
+        return current and any(self.lib_dir.glob("kafka_2.13-*.jar"))
+
+    def _resolve_jars(self) -> None:
+        self.lib_dir.parent.mkdir(parents=True, exist_ok=True)
+        # Several stacks may share lib_dir (the tests' isolated one does), so resolve under a lock
+        # into a scratch dir and swap it in whole: a broker never sees a half-copied classpath.
+        with process.file_lock(self.lib_dir.with_name(self.lib_dir.name + ".lock")):
+            if self._jars_current():
+                return
+            self.progress(f"{self.label}: fetching jars with mvn into {self.lib_dir}")
+            scratch = Path(tempfile.mkdtemp(prefix=".lib-", dir=self.lib_dir.parent))
+            mvn_log = self.log_file.with_name("mvn.log")
+            try:
+                with mvn_log.open("wb") as log:
+                    result = subprocess.run(
+                        [
+                            "mvn",
+                            "-q",
+                            "-B",
+                            "-Dstyle.color=never",
+                            "-f",
+                            str(POM),
+                            "dependency:copy-dependencies",
+                            f"-DoutputDirectory={scratch}",
+                            "-DincludeScope=runtime",
+                        ],
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        check=False,
+                    )
+                if result.returncode != 0:
+                    raise StackError(
+                        f"mvn could not fetch the Kafka jars (exit {result.returncode}); "
+                        f"last lines of {mvn_log}:\n{process.tail(mvn_log)}"
+                    )
+                (scratch / ".pom.sha256").write_text(_pom_hash() + "\n")
+                if self.lib_dir.exists():
+                    old = self.lib_dir.with_name(f".lib-old-{uuid.uuid4().hex}")
+                    self.lib_dir.rename(old)
+                    shutil.rmtree(old, ignore_errors=True)
+                scratch.chmod(0o755)  # mkdtemp makes it private; the jars are not secret
+                scratch.rename(self.lib_dir)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    def _write_properties(self) -> None:
+        s = self.settings
+        host = s.kafka_host
+        text = "\n".join(
+            [
+                "# Written by `revloop infra up` on every start; edit revloop settings instead.",
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.bootstrap.servers={host}:{s.kafka_controller_port}",
+                f"listeners=PLAINTEXT://{host}:{s.kafka_port},"
+                f"CONTROLLER://{host}:{s.kafka_controller_port}",
+                f"advertised.listeners=PLAINTEXT://{host}:{s.kafka_port}",
+                "controller.listener.names=CONTROLLER",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                "inter.broker.listener.name=PLAINTEXT",
+                f"log.dirs={self.data_dir}",
+                "num.partitions=1",
+                # Topics come from our catalogue (`revloop topics`), never from a typo'd producer.
+                "auto.create.topics.enable=false",
+                # One node: every internal topic can only have one replica.
+                "offsets.topic.replication.factor=1",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "",
+            ]
+        )
+        if not self.properties_file.exists() or self.properties_file.read_text() != text:
+            self.properties_file.write_text(text)
+
+    def _format_storage(self) -> None:
+        self.progress(f"{self.label}: formatting storage in {self.data_dir}")
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        argv = [
+            "java",
+            *self._java_common(),
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "-t",
+            cluster_id,
+            "-c",
+            str(self.properties_file),
+        ]
+        with self.log_file.open("ab") as log:
+            result = subprocess.run(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, check=False
+            )
+        if result.returncode != 0:
+            raise StackError(
+                self._with_log(f"Formatting Kafka storage failed (exit {result.returncode}).")
+            )
+
+    # --- stopping ------------------------------------------------------------------------------
+
+    def stop(self, timeout: float) -> None:
+        pid = self.running_pid()
+        if pid is not None:
+            self.progress(f"{self.label}: stopping pid {pid}")
+            if process.terminate(pid, timeout=timeout):
+                self.progress(f"{self.label}: did not stop within {timeout:.0f}s, killed it")
+        self.pid_file.remove()
+
+
+def _pom_hash() -> str:
+    return hashlib.sha256(POM.read_bytes()).hexdigest()

@@ -1,0 +1,3 @@
+from revloop.cli import main
+
+main()

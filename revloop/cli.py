@@ -1,0 +1,22 @@
+"""The `revloop` console command. Each layer contributes its own sub-app."""
+
+from __future__ import annotations
+
+import typer
+
+from infra.cli import app as infra_app
+from schemas.cli import schemas_app, topics_app
+
+app = typer.Typer(
+    name="revloop",
+    help="Closed-loop revenue pipeline for e-commerce on Apache Kafka.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(infra_app, name="infra")
+app.add_typer(topics_app, name="topics")
+app.add_typer(schemas_app, name="schemas")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,143 @@
+"""Kafka clients configured from settings, and the adapter that applies the topic catalogue."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    ResourceType,
+)
+
+from revloop.settings import Settings
+from schemas.topics import TOPICS, ExistingTopic, Topic, TopicChange, plan_topic_changes
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """Durable by default: an ack means every in-sync replica has it; retries can't duplicate."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": "lz4",
+        "linger.ms": 2,
+    }
+    config.update(overrides)
+    return config
+
+
+def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+    }
+    config.update(overrides)
+    return config
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    # Connection failures surface as exceptions with the cause; librdkafka would log each retry.
+    return AdminClient({"bootstrap.servers": settings.bootstrap_servers, "log_level": 2})
+
+
+def describe_topics(
+    admin: AdminClient, names: Sequence[str], timeout: float = 15.0
+) -> dict[str, ExistingTopic]:
+    metadata = admin.list_topics(timeout=timeout)
+    present = [n for n in names if n in metadata.topics]
+    if not present:
+        return {}
+    resources = [ConfigResource(ResourceType.TOPIC, name) for name in present]
+    configs = {
+        resource.name: {k: v.value for k, v in future.result(timeout=timeout).items()}
+        for resource, future in admin.describe_configs(resources).items()
+    }
+    return {
+        name: ExistingTopic(name, len(metadata.topics[name].partitions), configs[name])
+        for name in present
+    }
+
+
+def apply_topic_changes(
+    admin: AdminClient,
+    changes: Sequence[TopicChange],
+    replication_factor: int,
+    timeout: float = 30.0,
+) -> None:
+    creates = [
+        NewTopic(
+            c.topic,
+            num_partitions=c.partitions or 1,
+            replication_factor=replication_factor,
+            config=dict(c.config),
+        )
+        for c in changes
+        if c.action == "create"
+    ]
+    partitions = [
+        NewPartitions(c.topic, c.partitions or 1) for c in changes if c.action == "add-partitions"
+    ]
+    alters = [
+        ConfigResource(
+            ResourceType.TOPIC,
+            c.topic,
+            incremental_configs=[
+                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                for k, v in c.config.items()
+            ],
+        )
+        for c in changes
+        if c.action == "alter-config"
+    ]
+    futures: list[Any] = []
+    if creates:
+        futures += admin.create_topics(creates, operation_timeout=timeout).values()
+    if partitions:
+        futures += admin.create_partitions(partitions, operation_timeout=timeout).values()
+    if alters:
+        futures += admin.incremental_alter_configs(alters).values()
+    for future in futures:
+        future.result(timeout=timeout)
+
+
+def ensure_topics(
+    settings: Settings, topics: Sequence[Topic] = TOPICS, timeout: float = 30.0
+) -> list[TopicChange]:
+    """Make the broker match the catalogue; returns what was changed (empty when in sync)."""
+    admin = admin_client(settings)
+    try:
+        existing = describe_topics(admin, [t.name for t in topics], timeout)
+    except KafkaException as exc:
+        raise ConnectionError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from exc
+    changes = plan_topic_changes(topics, existing)
+    if changes:
+        apply_topic_changes(admin, changes, settings.topic_replication_factor, timeout)
+        _wait_until_converged(admin, topics, timeout)
+    return changes
+
+
+def _wait_until_converged(admin: AdminClient, topics: Sequence[Topic], timeout: float) -> None:
+    # Brokers apply KRaft metadata asynchronously; return only once a describe agrees, so an
+    # immediate second run (or producer) sees the new state.
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = plan_topic_changes(
+            topics, describe_topics(admin, [t.name for t in topics], timeout)
+        )
+        if not remaining:
+            return
+        if time.monotonic() > deadline:
+            pending = ", ".join(f"{c.topic} ({c.action})" for c in remaining)
+            raise TimeoutError(f"broker did not converge within {timeout}s: {pending}")
+        time.sleep(0.2)

@@ -1,0 +1,88 @@
+"""The one settings object. Every process reads configuration from here and nowhere else.
+
+Values come from the environment (``REVLOOP_*``, plus the conventional ``KAFKA_BOOTSTRAP_SERVERS``,
+``DATABASE_URL`` and ``SCHEMA_REGISTRY_URL``) or a ``.env`` file in the working directory.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_state_dir() -> Path:
+    # An editable checkout keeps its stack beside the code; an installed copy uses the cwd.
+    if (PACKAGE_ROOT / "pyproject.toml").exists():
+        return PACKAGE_ROOT / ".revloop"
+    return Path.cwd() / ".revloop"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="REVLOOP_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    state_dir: Path = Field(default_factory=_default_state_dir)
+
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "REVLOOP_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    database_url: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "REVLOOP_DATABASE_URL")
+    )
+    schema_registry_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SCHEMA_REGISTRY_URL", "REVLOOP_SCHEMA_REGISTRY_URL"),
+    )
+
+    topic_replication_factor: int = 1
+    """1 for the single local broker; 3 in production."""
+
+    # The local stack (`revloop infra up`).
+    kafka_host: str = "127.0.0.1"
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "1g"
+    kafka_lib_dir: Path | None = None
+    """Where `infra up` copies the broker's jars; default ``<state_dir>/kafka/lib``.
+
+    Several stacks (e.g. the tests' isolated one) may share one directory to resolve it once."""
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = 5432
+    postgres_user: str = "revloop"
+    postgres_password: SecretStr = SecretStr("revloop")
+    postgres_db: str = "revloop"
+    postgres_os_user: str = "postgres"
+    """The OS account that runs the cluster when revloop runs as root (Postgres refuses root)."""
+    postgres_bin_dir: Path = Path("/usr/lib/postgresql/15/bin")
+    """Where initdb and pg_ctl live (Debian's ``postgresql-15`` package by default)."""
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"{self.kafka_host}:{self.kafka_port}"
+
+    @property
+    def dsn(self) -> str:
+        """A libpq/psycopg connection string (secret: never log it)."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        password = self.postgres_password.get_secret_value()
+        return (
+            f"postgresql://{self.postgres_user}:{password}"
+            f"@{self.postgres_host}:{self.postgres_port}/{self.postgres_db}"
+        )
+
+    @property
+    def uses_local_stack(self) -> bool:
+        return self.kafka_bootstrap_servers is None and self.database_url is None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,101 @@
+"""`revloop topics ...` and `revloop schemas ...`."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from revloop.settings import get_settings
+from schemas.registry import (
+    CATALOGUE_PATH,
+    CommittedCatalogue,
+    SchemaError,
+    event_names,
+    load_definition,
+)
+from schemas.topics import TOPICS, TopicDriftError, catalogue_markdown
+
+topics_app = typer.Typer(help="The topic catalogue and the broker's topics.", no_args_is_help=True)
+schemas_app = typer.Typer(help="Avro schemas and their committed ids.", no_args_is_help=True)
+console = Console()
+
+
+@topics_app.command("list")
+def list_topics(
+    markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table."),
+) -> None:
+    """Print the topic catalogue."""
+    if markdown:
+        typer.echo(catalogue_markdown(), nl=False)
+        return
+    table = Table("topic", "key", "values", "partitions", "cleanup", "retention")
+    for t in TOPICS:
+        retention = "forever" if t.retention_ms < 0 else f"{t.retention_ms // 86_400_000} d"
+        values = ", ".join(v.rsplit(".", 1)[-1] for v in t.values)
+        table.add_row(
+            t.name, "/".join(t.key), values, str(t.partitions), t.cleanup.value, retention
+        )
+    console.print(table)
+
+
+@topics_app.command("ensure")
+def ensure(
+    timeout: float = typer.Option(30.0, help="Seconds to wait for the broker."),
+) -> None:
+    """Create or update the catalogue's topics on the broker. Safe to run again: an in-sync
+    broker is left untouched."""
+    from revloop.kafka import ensure_topics
+
+    settings = get_settings()
+    try:
+        changes = ensure_topics(settings, timeout=timeout)
+    except (ConnectionError, TopicDriftError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    for change in changes:
+        console.print(f"{change.action:>15}  {change.topic}  ({change.detail})")
+    console.print(
+        f"{len(changes)} change(s); {len(TOPICS)} topics in the catalogue "
+        f"at {settings.bootstrap_servers}"
+    )
+
+
+@schemas_app.command("lock")
+def lock() -> None:
+    """Give every new or changed .avsc a schema id in schemas/catalogue.json (append-only).
+    Refuses a change that would stop consumers decoding data already written."""
+    catalogue = CommittedCatalogue.load()
+    added = []
+    try:
+        for name in event_names():
+            catalogue, changed = catalogue.locked(name, load_definition(name))
+            if changed:
+                added.append(name)
+    except SchemaError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    if added:
+        catalogue.dump()
+    for name in added:
+        entry = catalogue.versions(name)[-1]
+        console.print(f"locked {name} v{entry.version} as id {entry.schema_id}")
+    console.print(f"{len(added)} new version(s) in {CATALOGUE_PATH.name}")
+
+
+@schemas_app.command("check")
+def check() -> None:
+    """Exit 1 if any .avsc differs from its newest locked version."""
+    catalogue = CommittedCatalogue.load()
+    stale = []
+    for name in event_names():
+        try:
+            catalogue.id_for(name, load_definition(name))
+        except SchemaError:
+            stale.append(name)
+    for name in stale:
+        console.print(f"[red]not locked:[/red] {name}")
+    if stale:
+        console.print("run `revloop schemas lock` and commit schemas/catalogue.json")
+        raise typer.Exit(1)
+    console.print(f"all {len(event_names())} event schemas are locked")

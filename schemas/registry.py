@@ -1,0 +1,309 @@
+"""Where schema ids come from.
+
+Every Avro message carries a 4-byte schema id (Confluent wire format), so every process must
+agree on ids. Two sources, one interface:
+
+* ``CommittedCatalogue``: ``schemas/catalogue.json``, committed with the code. ``revloop schemas
+  lock`` appends a version when an ``.avsc`` changes; old versions stay so old data decodes.
+* ``ConfluentRegistry``: a Confluent-compatible Schema Registry at ``SCHEMA_REGISTRY_URL``.
+
+Subjects are record full names (Confluent's RecordNameStrategy) because entity topics carry more
+than one record type, e.g. ProductUpsert and ProductDelete share the products topic to stay ordered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import fastavro
+import httpx
+from fastavro.types import Schema
+
+AVRO_DIR = Path(__file__).resolve().parent / "avro"
+CATALOGUE_PATH = Path(__file__).resolve().parent / "catalogue.json"
+EVENT_NAMESPACE = "dev.revloop.events"
+
+
+class SchemaError(Exception):
+    """A schema is missing, not registered, or incompatible."""
+
+
+def load_definition(full_name: str, avro_dir: Path = AVRO_DIR) -> dict[str, Any]:
+    """The self-contained schema of a record: each named type it references is defined inline at
+    its first use (files are found by full name, e.g. ``dev.revloop.common.Money.avsc``)."""
+    path = avro_dir / f"{full_name}.avsc"
+    if not path.exists():
+        raise SchemaError(f"no schema file {path.name} in {avro_dir}")
+    definition: dict[str, Any] = fastavro.schema.load_schema(path, _write_hint=False)
+    return definition
+
+
+def event_names(avro_dir: Path = AVRO_DIR) -> list[str]:
+    """Full names of every top-level event record (shared types excluded)."""
+    return sorted(p.name.removesuffix(".avsc") for p in avro_dir.glob(f"{EVENT_NAMESPACE}.*.avsc"))
+
+
+def fingerprint(definition: dict[str, Any]) -> str:
+    """Identity of a schema version. Unlike Parsing Canonical Form it keeps defaults and logical
+    types, which change how data resolves."""
+    text = json.dumps(definition, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Registry(Protocol):
+    def id_for(self, subject: str, definition: dict[str, Any]) -> int: ...
+    def definition_of(self, schema_id: int) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    schema_id: int
+    subject: str
+    version: int
+    fingerprint: str
+    definition: dict[str, Any]
+
+
+class CommittedCatalogue:
+    """Schema ids from the committed ``catalogue.json``. Read-only at run time: a schema that was
+    never locked is refused, so no process can invent an id another process doesn't know."""
+
+    def __init__(self, entries: list[CatalogueEntry]) -> None:
+        self._by_id = {e.schema_id: e for e in entries}
+        self._by_fingerprint = {(e.subject, e.fingerprint): e for e in entries}
+
+    @classmethod
+    def load(cls, path: Path = CATALOGUE_PATH) -> CommittedCatalogue:
+        if not path.exists():
+            return cls([])
+        raw = json.loads(path.read_text())
+        return cls(
+            [
+                CatalogueEntry(**{**e, "fingerprint": fingerprint(e["definition"])})
+                for e in raw["schemas"]
+            ]
+        )
+
+    def __iter__(self) -> Iterator[CatalogueEntry]:
+        return iter(sorted(self._by_id.values(), key=lambda e: e.schema_id))
+
+    def id_for(self, subject: str, definition: dict[str, Any]) -> int:
+        entry = self._by_fingerprint.get((subject, fingerprint(definition)))
+        if entry is None:
+            raise SchemaError(
+                f"{subject}: this schema version is not in schemas/catalogue.json; "
+                "run `revloop schemas lock` and commit the result"
+            )
+        return entry.schema_id
+
+    def definition_of(self, schema_id: int) -> dict[str, Any]:
+        try:
+            return self._by_id[schema_id].definition
+        except KeyError:
+            raise SchemaError(f"schema id {schema_id} is not in the committed catalogue") from None
+
+    def versions(self, subject: str) -> list[CatalogueEntry]:
+        return sorted((e for e in self if e.subject == subject), key=lambda e: e.version)
+
+    def locked(self, subject: str, definition: dict[str, Any]) -> tuple[CommittedCatalogue, bool]:
+        """This catalogue with ``definition`` as the subject's newest version (pure: returns a new
+        catalogue), and whether anything was added."""
+        if (subject, fingerprint(definition)) in self._by_fingerprint:
+            return self, False
+        previous = self.versions(subject)
+        if previous:
+            problems = backward_incompatibilities(reader=definition, writer=previous[-1].definition)
+            if problems:
+                raise SchemaError(f"{subject}: new version breaks old data: " + "; ".join(problems))
+        entry = CatalogueEntry(
+            schema_id=max(self._by_id, default=0) + 1,
+            subject=subject,
+            version=(previous[-1].version + 1) if previous else 1,
+            fingerprint=fingerprint(definition),
+            definition=definition,
+        )
+        return CommittedCatalogue([*self, entry]), True
+
+    def dump(self, path: Path = CATALOGUE_PATH) -> None:
+        body = {
+            "about": "Schema ids for the Confluent wire format. Append-only: edit the .avsc files "
+            "and run `revloop schemas lock`.",
+            "schemas": [
+                {
+                    "schema_id": e.schema_id,
+                    "subject": e.subject,
+                    "version": e.version,
+                    "definition": e.definition,
+                }
+                for e in self
+            ],
+        }
+        path.write_text(json.dumps(body, indent=1) + "\n")
+
+
+def backward_incompatibilities(reader: dict[str, Any], writer: dict[str, Any]) -> list[str]:
+    """Why a consumer holding ``reader`` could not decode data written with ``writer``.
+
+    Covers the rules that matter for evolving records: a field the reader adds needs a default,
+    a field's type may not change (Avro's int→long style promotions aside), and an enum may only
+    lose symbols if it has a default.
+    """
+    problems: list[str] = []
+    _Comparison(_named_types(reader), _named_types(writer), problems).compare(
+        reader, writer, str(reader.get("name", "?"))
+    )
+    return problems
+
+
+_PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
+_PROMOTIONS = {
+    ("long", "int"),
+    ("float", "int"),
+    ("float", "long"),
+    ("double", "int"),
+    ("double", "long"),
+    ("double", "float"),
+    ("string", "bytes"),
+    ("bytes", "string"),
+}
+
+
+def _named_types(schema: Any, found: dict[str, Any] | None = None) -> dict[str, Any]:
+    found = {} if found is None else found
+    if isinstance(schema, list):
+        for branch in schema:
+            _named_types(branch, found)
+    elif isinstance(schema, dict):
+        if schema.get("type") in ("record", "enum", "fixed"):
+            found[schema["name"]] = schema
+        for field in schema.get("fields", []):
+            _named_types(field["type"], found)
+        for key in ("items", "values"):
+            if key in schema:
+                _named_types(schema[key], found)
+    return found
+
+
+@dataclass
+class _Comparison:
+    reader_names: dict[str, Any]
+    writer_names: dict[str, Any]
+    problems: list[str]
+
+    def compare(self, reader: Any, writer: Any, where: str) -> None:
+        reader, writer = (
+            self._resolve(reader, self.reader_names),
+            self._resolve(writer, self.writer_names),
+        )
+        r, w = _type_name(reader), _type_name(writer)
+        if r == "union" or w == "union":
+            self._compare_unions(reader, writer, where)
+        elif r != w:
+            if (r, w) not in _PROMOTIONS:
+                self.problems.append(f"{where}: type changed from {w} to {r}")
+        elif r == "record":
+            writer_fields = {f["name"]: f for f in writer["fields"]}
+            for field in reader["fields"]:
+                name = field["name"]
+                if name in writer_fields:
+                    self.compare(field["type"], writer_fields[name]["type"], f"{where}.{name}")
+                elif "default" not in field:
+                    self.problems.append(f"{where}.{name}: added without a default")
+        elif r == "enum":
+            missing = set(writer["symbols"]) - set(reader["symbols"])
+            if missing and "default" not in reader:
+                self.problems.append(f"{where}: symbols {sorted(missing)} removed, no enum default")
+        elif r == "array":
+            self.compare(reader["items"], writer["items"], f"{where}[]")
+        elif r == "map":
+            self.compare(reader["values"], writer["values"], f"{where}{{}}")
+
+    def _compare_unions(self, reader: Any, writer: Any, where: str) -> None:
+        readers = reader if isinstance(reader, list) else [reader]
+        writers = writer if isinstance(writer, list) else [writer]
+        for branch in writers:
+            branch = self._resolve(branch, self.writer_names)
+            matches = [
+                b
+                for b in (self._resolve(x, self.reader_names) for x in readers)
+                if _type_name(b) == _type_name(branch)
+            ]
+            if not matches:
+                self.problems.append(
+                    f"{where}: writer type {_type_name(branch)} has no reader branch"
+                )
+            else:
+                self.compare(matches[0], branch, where)
+
+    @staticmethod
+    def _resolve(schema: Any, names: dict[str, Any]) -> Any:
+        if isinstance(schema, str) and schema not in _PRIMITIVES:
+            return names.get(schema, schema)
+        if (
+            isinstance(schema, dict)
+            and schema.get("type") in _PRIMITIVES
+            and "logicalType" not in schema
+        ):
+            return schema["type"]
+        return schema
+
+
+def _type_name(schema: Any) -> str:
+    if isinstance(schema, str):
+        return schema
+    if isinstance(schema, list):
+        return "union"
+    return str(schema.get("type"))
+
+
+class ConfluentRegistry:
+    """Client for a Confluent-compatible Schema Registry (REST). Ids are cached per process."""
+
+    def __init__(self, url: str, client: httpx.Client | None = None) -> None:
+        self._client = client or httpx.Client(base_url=url, timeout=10.0)
+        self._ids: dict[tuple[str, str], int] = {}
+        self._definitions: dict[int, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ConfluentRegistry({str(self._client.base_url)!r})"
+
+    def id_for(self, subject: str, definition: dict[str, Any]) -> int:
+        key = (subject, fingerprint(definition))
+        with self._lock:
+            if key in self._ids:
+                return self._ids[key]
+        response = self._client.post(
+            f"/subjects/{subject}/versions",
+            json={"schema": json.dumps(definition)},
+            headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
+        )
+        if response.status_code >= 400:
+            raise SchemaError(f"registry refused {subject}: {response.status_code} {response.text}")
+        schema_id = int(response.json()["id"])
+        with self._lock:
+            self._ids[key] = schema_id
+            self._definitions[schema_id] = definition
+        return schema_id
+
+    def definition_of(self, schema_id: int) -> dict[str, Any]:
+        with self._lock:
+            if schema_id in self._definitions:
+                return self._definitions[schema_id]
+        response = self._client.get(f"/schemas/ids/{schema_id}")
+        if response.status_code >= 400:
+            raise SchemaError(f"registry has no schema id {schema_id}: {response.status_code}")
+        definition: dict[str, Any] = json.loads(response.json()["schema"])
+        with self._lock:
+            self._definitions[schema_id] = definition
+        return definition
+
+
+def parse(definition: dict[str, Any]) -> Schema:
+    return fastavro.parse_schema(definition, _write_hint=False, _force=True)

@@ -1,0 +1,311 @@
+"""The topic catalogue: the one place that says which topics exist and what they carry.
+
+Each entry gives the topic's name, message key, value schemas, partitions, cleanup policy,
+retention, and who produces and consumes it. ``revloop topics ensure`` makes the broker match it;
+docs/architecture.md renders it for people.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+DAY_MS = 24 * 60 * 60 * 1000
+FOREVER = -1
+
+
+class Cleanup(StrEnum):
+    DELETE = "delete"
+    COMPACT = "compact"
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    key: tuple[str, ...]
+    """Value fields (dotted paths) joined with '/' to make the UTF-8 message key. Events of one
+    entity share a key, hence a partition, hence an order."""
+    values: tuple[str, ...]
+    """Avro record full names this topic may carry."""
+    partitions: int
+    cleanup: Cleanup
+    retention_ms: int
+    producers: tuple[str, ...]
+    consumers: tuple[str, ...]
+    description: str
+    extra_config: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def config(self) -> dict[str, str]:
+        """Topic configs revloop owns; the broker keeps its own value for anything else."""
+        config = {"cleanup.policy": self.cleanup.value, "retention.ms": str(self.retention_ms)}
+        if self.cleanup is Cleanup.COMPACT:
+            # Keep a few minutes of history so consumers that are slightly behind see every change.
+            config["min.compaction.lag.ms"] = str(5 * 60 * 1000)
+        config.update(self.extra_config)
+        return config
+
+    def message_key(self, value: Mapping[str, Any]) -> bytes:
+        return "/".join(_key_part(_lookup(value, path)) for path in self.key).encode()
+
+
+def _lookup(value: Mapping[str, Any], dotted: str) -> Any:
+    current: Any = value
+    for part in dotted.split("."):
+        current = current[part]
+    return current
+
+
+def _key_part(part: Any) -> str:
+    # Shop-wide events (e.g. a shop redaction) have no entity id; '*' keeps them keyed per store.
+    return "*" if part is None else str(part)
+
+
+E = "dev.revloop.events."
+
+TOPICS: tuple[Topic, ...] = (
+    Topic(
+        name="raw.webhooks.v1",
+        key=("envelope.store_id",),
+        values=(E + "RawWebhook",),
+        partitions=6,
+        cleanup=Cleanup.DELETE,
+        retention_ms=30 * DAY_MS,
+        producers=("ingest",),
+        consumers=("ingest.normalizer", "replay.redrive"),
+        description="Every verified delivery, body bytes as signed. Bodies hold PII, so retention "
+        "is 30 days (inside Shopify's redaction deadline); canonical topics keep the history.",
+    ),
+    Topic(
+        name="commerce.orders.v1",
+        key=("envelope.store_id", "order_id"),
+        values=(E + "OrderEvent",),
+        partitions=6,
+        cleanup=Cleanup.DELETE,
+        retention_ms=FOREVER,
+        producers=("ingest.normalizer", "connectors.backfill"),
+        consumers=("streams.attribution", "streams.lifecycle", "sinks.postgres"),
+        description="Order lifecycle: created, updated, paid, cancelled, fulfilled, refunded.",
+    ),
+    Topic(
+        name="commerce.products.v1",
+        key=("envelope.store_id", "product_id"),
+        values=(E + "ProductUpsert", E + "ProductDelete"),
+        partitions=3,
+        cleanup=Cleanup.COMPACT,
+        retention_ms=FOREVER,
+        producers=("ingest.normalizer", "connectors.backfill"),
+        consumers=("streams.circuit_breaker", "streams.attribution", "sinks.postgres"),
+        description="Latest state of each product and its variants; a delete is the last word.",
+    ),
+    Topic(
+        name="commerce.inventory-levels.v1",
+        key=("envelope.store_id", "inventory_item_id"),
+        values=(E + "InventoryLevel",),
+        partitions=6,
+        cleanup=Cleanup.DELETE,
+        retention_ms=FOREVER,
+        producers=("ingest.normalizer", "connectors.backfill", "connectors.reconcile"),
+        consumers=("streams.inventory", "sinks.postgres"),
+        description="Stock changes per item and location. Keyed by item (not location) so one "
+        "worker sees every location of an item and can total them.",
+    ),
+    Topic(
+        name="commerce.customers.v1",
+        key=("envelope.store_id", "customer_id"),
+        values=(E + "CustomerUpsert", E + "CustomerRedact"),
+        partitions=3,
+        cleanup=Cleanup.COMPACT,
+        retention_ms=FOREVER,
+        producers=("ingest.normalizer", "connectors.backfill"),
+        consumers=("streams.lifecycle", "sinks.postgres"),
+        description="Latest customer state. The only topic an email may appear on: compaction "
+        "lets a CustomerRedact replace it.",
+    ),
+    Topic(
+        name="marketing.touchpoints.v1",
+        key=("envelope.store_id", "customer_key"),
+        values=(E + "Touchpoint",),
+        partitions=6,
+        cleanup=Cleanup.DELETE,
+        retention_ms=FOREVER,
+        producers=("ingest.api",),
+        consumers=("streams.attribution", "sinks.postgres"),
+        description="Ad clicks, views, engaged views and content views, keyed by hashed customer.",
+    ),
+    Topic(
+        name="marketing.campaign-product-links.v1",
+        key=("envelope.store_id", "campaign_id", "product_id"),
+        values=(E + "CampaignProductLink",),
+        partitions=3,
+        cleanup=Cleanup.COMPACT,
+        retention_ms=FOREVER,
+        producers=("ingest.api",),
+        consumers=("streams.circuit_breaker", "streams.attribution"),
+        description="Which campaign promotes which product; latest state per pair.",
+    ),
+    Topic(
+        name="ingest.hydration-requests.v1",
+        key=("envelope.store_id", "resource", "resource_id"),
+        values=(E + "HydrationRequest",),
+        partitions=3,
+        cleanup=Cleanup.DELETE,
+        retention_ms=14 * DAY_MS,
+        producers=("ingest.normalizer",),
+        consumers=("connectors.hydrator",),
+        description="Thin deliveries (BigCommerce sends ids only) waiting for a connector to "
+        "fetch the full resource.",
+    ),
+    Topic(
+        name="actions.circuit-breaker.v1",
+        key=("envelope.store_id", "product_id"),
+        values=(E + "CircuitBreakerAction",),
+        partitions=3,
+        cleanup=Cleanup.DELETE,
+        retention_ms=FOREVER,
+        producers=("streams.circuit_breaker",),
+        consumers=("connectors.ads", "sinks.postgres"),
+        description="Pause and resume commands for the ads of a product.",
+    ),
+    Topic(
+        name="analytics.attribution-scores.v1",
+        key=("envelope.store_id", "order_id"),
+        values=(E + "AttributionScore",),
+        partitions=6,
+        cleanup=Cleanup.DELETE,
+        retention_ms=FOREVER,
+        producers=("streams.attribution",),
+        consumers=("sinks.postgres", "sinks.ledger"),
+        description="Each order's attribution confidence, incremental revenue and credit split.",
+    ),
+    Topic(
+        name="lifecycle.triggers.v1",
+        key=("envelope.store_id", "customer_id"),
+        values=(E + "LifecycleTrigger",),
+        partitions=3,
+        cleanup=Cleanup.DELETE,
+        retention_ms=FOREVER,
+        producers=("streams.lifecycle",),
+        consumers=("connectors.messaging", "sinks.postgres"),
+        description="Customer lifecycle flows to start.",
+    ),
+    Topic(
+        name="billing.ledger-entries.v1",
+        key=("envelope.store_id",),
+        values=(E + "LedgerEntry",),
+        partitions=3,
+        cleanup=Cleanup.DELETE,
+        retention_ms=FOREVER,
+        producers=("sinks.ledger",),
+        consumers=("sinks.postgres", "billing.settlement"),
+        description="Immutable double-entry postings. Keyed by store so a store's ledger is one "
+        "ordered sequence (its hash chain depends on that order).",
+    ),
+    Topic(
+        name="ops.dead-letters.v1",
+        key=("envelope.store_id", "envelope.event_id"),
+        values=(E + "DeadLetter",),
+        partitions=3,
+        cleanup=Cleanup.DELETE,
+        retention_ms=FOREVER,
+        producers=("ingest", "ingest.normalizer", "streams", "sinks"),
+        consumers=("replay.redrive", "ops"),
+        description="What could not be processed, with the reason and a reference to the "
+        "original, kept until re-driven.",
+    ),
+)
+
+_BY_NAME = {t.name: t for t in TOPICS}
+
+
+def topic(name: str) -> Topic:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"{name!r} is not in the topic catalogue") from None
+
+
+def topic_for_record(record_name: str) -> Topic:
+    """The topic a record type is published to (each record type has exactly one)."""
+    matches = [t for t in TOPICS if record_name in t.values]
+    if len(matches) != 1:
+        raise KeyError(f"{record_name} is carried by {len(matches)} topics, expected 1")
+    return matches[0]
+
+
+@dataclass(frozen=True)
+class ExistingTopic:
+    name: str
+    partitions: int
+    config: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class TopicChange:
+    topic: str
+    action: str  # "create", "add-partitions" or "alter-config"
+    detail: str
+    partitions: int | None = None
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+class TopicDriftError(Exception):
+    """The broker has a topic the catalogue can't reach by safe changes (fewer partitions)."""
+
+
+def plan_topic_changes(
+    desired: Sequence[Topic], existing: Mapping[str, ExistingTopic]
+) -> list[TopicChange]:
+    """What to change so the broker matches the catalogue. Pure; an empty plan means in sync."""
+    changes: list[TopicChange] = []
+    for wanted in desired:
+        current = existing.get(wanted.name)
+        if current is None:
+            changes.append(
+                TopicChange(
+                    wanted.name,
+                    "create",
+                    f"{wanted.partitions} partitions",
+                    wanted.partitions,
+                    wanted.config,
+                )
+            )
+            continue
+        if current.partitions > wanted.partitions:
+            raise TopicDriftError(
+                f"{wanted.name} has {current.partitions} partitions but the catalogue says "
+                f"{wanted.partitions}; Kafka cannot remove partitions, so fix the catalogue"
+            )
+        if current.partitions < wanted.partitions:
+            changes.append(
+                TopicChange(
+                    wanted.name,
+                    "add-partitions",
+                    f"{current.partitions} -> {wanted.partitions} partitions",
+                    partitions=wanted.partitions,
+                )
+            )
+        differing = {k: v for k, v in wanted.config.items() if current.config.get(k) != v}
+        if differing:
+            detail = ", ".join(f"{k}={current.config.get(k)}->{v}" for k, v in differing.items())
+            changes.append(TopicChange(wanted.name, "alter-config", detail, config=differing))
+    return changes
+
+
+def catalogue_markdown(topics: Sequence[Topic] = TOPICS) -> str:
+    """The catalogue as a Markdown table (docs/architecture.md embeds it; a test keeps it true)."""
+    rows = [
+        "| topic | key | values | partitions | cleanup | retention | producers | consumers |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for t in topics:
+        retention = "forever" if t.retention_ms < 0 else f"{t.retention_ms // DAY_MS} days"
+        key = "/".join(p.removeprefix("envelope.") for p in t.key)
+        values = ", ".join(v.rsplit(".", 1)[-1] for v in t.values)
+        rows.append(
+            f"| `{t.name}` | `{key}` | {values} | {t.partitions} | {t.cleanup.value} | {retention} "
+            f"| {', '.join(t.producers)} | {', '.join(t.consumers)} |"
+        )
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,287 @@
+"""`revloop infra` against real processes, in a second stack on free ports in a temporary state dir.
+
+The default stack (9092/5432, which other tests use) is never touched; only its jar directory is
+shared, so Maven resolves once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from typer.testing import CliRunner
+
+from infra.cli import app
+from infra.stack import Stack, StackError, State
+from revloop.settings import Settings, get_settings
+
+SHARED_LIB_DIR = Settings().state_dir.resolve() / "kafka" / "lib"
+
+
+def free_ports(count: int) -> list[int]:
+    # Hold all sockets open together so the kernel cannot hand out the same port twice.
+    with ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+
+
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
+    # Not tmp_path: pytest's base directory is private to root, and Postgres runs as `postgres`.
+    path = Path(tempfile.mkdtemp(prefix="revloop-infra-test-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def make_settings(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    # These would point settings.dsn / bootstrap_servers away from the isolated stack.
+    for var in ("DATABASE_URL", "REVLOOP_DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("REVLOOP_KAFKA_BOOTSTRAP_SERVERS", raising=False)
+
+    def make(**overrides: Any) -> Settings:
+        kafka_port, controller_port, postgres_port = free_ports(3)
+        fields: dict[str, Any] = {
+            "state_dir": state_dir,
+            "kafka_port": kafka_port,
+            "kafka_controller_port": controller_port,
+            "postgres_port": postgres_port,
+            "kafka_lib_dir": SHARED_LIB_DIR,
+            "kafka_heap": "512m",
+        }
+        return Settings(**(fields | overrides))
+
+    return make
+
+
+@pytest.fixture
+def progress() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def stacks(progress: list[str]) -> Iterator[Any]:
+    """Builds Stacks and always takes down whatever they started."""
+    built: list[Stack] = []
+
+    def build(settings: Settings) -> Stack:
+        stack = Stack(settings, progress=progress.append, start_timeout=120)
+        built.append(stack)
+        return stack
+
+    try:
+        yield build
+    finally:
+        for stack in built:
+            stack.down()
+
+
+def test_port_taken_names_port_and_setting(
+    make_settings: Any, stacks: Any, state_dir: Path
+) -> None:
+    for field, env_var in [
+        ("kafka_port", "REVLOOP_KAFKA_PORT"),
+        ("kafka_controller_port", "REVLOOP_KAFKA_CONTROLLER_PORT"),
+        ("postgres_port", "REVLOOP_POSTGRES_PORT"),
+    ]:
+        with socket.socket() as blocker:
+            blocker.bind(("127.0.0.1", 0))
+            blocker.listen()
+            port = blocker.getsockname()[1]
+            stack = stacks(make_settings(**{field: port}))
+
+            started = time.monotonic()
+            with pytest.raises(StackError) as raised:
+                stack.up()
+            assert time.monotonic() - started < 5
+
+            message = str(raised.value)
+            assert f"port {port} " in message
+            assert env_var in message
+            assert f"pid {os.getpid()} " in message  # it says who holds the port
+            assert stack.status().stopped
+            assert not (state_dir / "kafka" / "kafka.pid").exists()
+            assert not (state_dir / "postgres" / "data").exists()
+
+
+def test_stale_pid_file_is_reported_and_cleaned(
+    make_settings: Any, stacks: Any, progress: list[str]
+) -> None:
+    stack = stacks(make_settings())
+    pid_file = stack.kafka.pid_file
+    pid_file.path.parent.mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    pid_file.write(dead.pid)
+
+    kafka = stack.status()["kafka"]
+    assert kafka.state is State.STOPPED
+    assert "stale pid file" in kafka.detail
+
+    assert stack.down().changed == ()
+    assert not pid_file.path.exists()
+    assert progress == [
+        f"Kafka broker: removed stale pid file {pid_file.path} (pid {dead.pid} is not running)"
+    ]
+
+
+def test_reused_pid_is_never_signalled(make_settings: Any, stacks: Any) -> None:
+    stack = stacks(make_settings())
+    stack.kafka.pid_file.path.parent.mkdir(parents=True)
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        stack.kafka.pid_file.write(bystander.pid)
+        assert stack.status()["kafka"].state is State.STOPPED
+        stack.down()
+        assert bystander.poll() is None
+        assert not stack.kafka.pid_file.path.exists()
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_missing_tools_say_how_to_install(
+    make_settings: Any, stacks: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = stacks(make_settings(postgres_bin_dir=tmp_path))
+    with pytest.raises(StackError, match="apt-get install postgresql-15"):
+        stack.up()
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(StackError, match="apt-get install openjdk-17-jre-headless maven"):
+        stack.up()
+    assert stack.status().stopped
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands Postgres to another OS user")
+def test_state_dir_the_postgres_user_cannot_reach(make_settings: Any, stacks: Any) -> None:
+    private = Path(tempfile.mkdtemp())  # mode 0700
+    try:
+        stack = stacks(make_settings(state_dir=private / "state"))
+        with pytest.raises(StackError, match="cannot reach"):
+            stack.up()
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def test_cli_status_exits_1_when_stopped(
+    make_settings: Any, monkeypatch: pytest.MonkeyPatch, state_dir: Path
+) -> None:
+    settings = make_settings()
+    monkeypatch.setenv("REVLOOP_STATE_DIR", str(state_dir))
+    monkeypatch.setenv("REVLOOP_KAFKA_PORT", str(settings.kafka_port))
+    monkeypatch.setenv("REVLOOP_POSTGRES_PORT", str(settings.postgres_port))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["status"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1, result.output
+    assert "stopped" in result.output
+    assert "revloop infra up" in result.output
+
+
+@pytest.mark.slow
+def test_broker_that_dies_on_startup_reports_its_log(make_settings: Any, stacks: Any) -> None:
+    stack = stacks(make_settings(kafka_heap="plenty"))
+    with pytest.raises(StackError) as raised:
+        stack.up()
+    message = str(raised.value)
+    assert "Kafka broker exited during startup with code 1." in message
+    assert str(stack.kafka.log_file) in message
+    assert "Invalid maximum heap size" in message
+
+    # One component failing does not leave the others half-done.
+    status = stack.status()
+    assert status["postgres"].state is State.HEALTHY
+    assert status["kafka"].state is State.STOPPED
+    assert "stale pid file" in status["kafka"].detail
+
+
+@pytest.mark.slow
+def test_up_down_up_keeps_data(
+    make_settings: Any, stacks: Any, progress: list[str], state_dir: Path
+) -> None:
+    settings = make_settings()
+    assert settings.uses_local_stack
+    stack = stacks(settings)
+
+    first = stack.up()
+    assert set(first.changed) == {"kafka", "postgres"}
+    status = stack.status()
+    assert status.healthy, status
+    assert status["kafka"].address == f"127.0.0.1:{settings.kafka_port}"
+    assert status["postgres"].data_dir == state_dir / "postgres" / "data"
+    pids = {c.name: c.pid for c in status.components}
+
+    topic = f"infra-test-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(
+        timeout=30
+    )
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers})
+    producer.produce(topic, key=b"k", value=b"survives restarts")
+    assert producer.flush(30) == 0
+    with psycopg.connect(settings.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE kept (note text)")
+        conn.execute("INSERT INTO kept VALUES ('survives restarts')")
+
+    progress.clear()
+    again = stack.up()
+    assert again.changed == ()
+    assert {c.name: c.pid for c in again.status.components} == pids
+    assert progress == []
+
+    assert set(stack.down().changed) == {"kafka", "postgres"}
+    assert stack.status().stopped
+    assert stack.down().changed == ()
+
+    # A crash leaves a pid file behind; the next `up` clears it and carries on.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stack.kafka.pid_file.write(dead.pid)
+
+    third = stack.up()
+    assert set(third.changed) == {"kafka", "postgres"}
+    assert any("removed stale pid file" in line for line in progress)
+    assert not any("formatting" in line or "initialising" in line for line in progress)
+
+    assert _read_one(settings.bootstrap_servers, topic) == b"survives restarts"
+    with psycopg.connect(settings.dsn) as conn:
+        assert conn.execute("SELECT note FROM kept").fetchall() == [("survives restarts",)]
+
+    stack.down()
+    assert stack.status().stopped
+
+
+def _read_one(bootstrap: str, topic: str) -> bytes | None:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"infra-test-{uuid.uuid4()}"})
+    try:
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is not None and msg.error() is None:
+                return msg.value()
+        return None
+    finally:
+        consumer.close()
