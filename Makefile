@@ -31,6 +31,7 @@ pytest: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy revloop schemas ingest infra streams sinks connectors
 	$(REVLOOP) schemas check
 
 format: install

@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from infra.cli import app as infra_app
+from ingest.server import serve
+from ingest.stores_cli import stores_app
 from schemas.cli import schemas_app, topics_app
 
 app = typer.Typer(
@@ -16,6 +18,8 @@ app = typer.Typer(
 app.add_typer(infra_app, name="infra")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(stores_app, name="stores")
+app.command("ingest")(serve)
 
 
 def main() -> None:

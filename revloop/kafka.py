@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import (
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exports lack __all__
     AdminClient,
     AlterConfigOpType,
     ConfigEntry,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +21,11 @@ def _default_state_dir() -> Path:
     if (PACKAGE_ROOT / "pyproject.toml").exists():
         return PACKAGE_ROOT / ".revloop"
     return Path.cwd() / ".revloop"
+
+
+def _default_stores_file(data: dict[str, Any]) -> Path:
+    state_dir: Path = data["state_dir"]
+    return state_dir / "stores.json"
 
 
 class Settings(BaseSettings):
@@ -62,6 +68,21 @@ class Settings(BaseSettings):
     """The OS account that runs the cluster when revloop runs as root (Postgres refuses root)."""
     postgres_bin_dir: Path = Path("/usr/lib/postgresql/15/bin")
     """Where initdb and pg_ctl live (Debian's ``postgresql-15`` package by default)."""
+
+    # Store credentials (`revloop stores`, docs/security.md).
+    master_keys: SecretStr | None = None
+    """``REVLOOP_MASTER_KEYS``: ``<id>:<base64 32 bytes>[,<id>:<base64>...]``, the first encrypts.
+
+    The AES-256-GCM keys for stored webhook secrets; make one with ``revloop stores keygen``."""
+    stores_file: Path = Field(default_factory=_default_stores_file)
+    """The store registry (JSON, secrets encrypted); default ``<state_dir>/stores.json``."""
+
+    # Ingest (`revloop ingest`).
+    ingest_host: str = "127.0.0.1"
+    ingest_port: int = 8080
+    ingest_max_body_bytes: int = 1 << 20
+    ingest_ack_timeout_seconds: float = 2.0
+    """How long a request waits for Kafka's ack before answering 503. Shopify gives up at 5 s."""
 
     @property
     def bootstrap_servers(self) -> str:

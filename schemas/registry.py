@@ -40,7 +40,9 @@ def load_definition(full_name: str, avro_dir: Path = AVRO_DIR) -> dict[str, Any]
     path = avro_dir / f"{full_name}.avsc"
     if not path.exists():
         raise SchemaError(f"no schema file {path.name} in {avro_dir}")
-    definition: dict[str, Any] = fastavro.schema.load_schema(path, _write_hint=False)
+    definition = fastavro.schema.load_schema(str(path), _write_hint=False)
+    if not isinstance(definition, dict):
+        raise SchemaError(f"{path.name} is not a record schema")
     return definition
 
 

@@ -77,6 +77,8 @@ TOPICS: tuple[Topic, ...] = (
         consumers=("ingest.normalizer", "replay.redrive"),
         description="Every verified delivery, body bytes as signed. Bodies hold PII, so retention "
         "is 30 days (inside Shopify's redaction deadline); canonical topics keep the history.",
+        # Room for a 1 MiB body plus its envelope and headers.
+        extra_config={"max.message.bytes": str(2 * 1024 * 1024)},
     ),
     Topic(
         name="commerce.orders.v1",

@@ -14,7 +14,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -27,28 +26,13 @@ from typer.testing import CliRunner
 from infra.cli import app
 from infra.stack import Stack, StackError, State
 from revloop.settings import Settings, get_settings
-
-SHARED_LIB_DIR = Settings().state_dir.resolve() / "kafka" / "lib"
-
-
-def free_ports(count: int) -> list[int]:
-    # Hold all sockets open together so the kernel cannot hand out the same port twice.
-    with ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
+from tests.stacks import isolated_settings, scratch_state_dir
 
 
 @pytest.fixture
 def state_dir() -> Iterator[Path]:
-    # Not tmp_path: pytest's base directory is private to root, and Postgres runs as `postgres`.
-    path = Path(tempfile.mkdtemp(prefix="revloop-infra-test-"))
-    path.chmod(0o755)
-    try:
+    with scratch_state_dir() as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
@@ -59,16 +43,7 @@ def make_settings(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.delenv("REVLOOP_KAFKA_BOOTSTRAP_SERVERS", raising=False)
 
     def make(**overrides: Any) -> Settings:
-        kafka_port, controller_port, postgres_port = free_ports(3)
-        fields: dict[str, Any] = {
-            "state_dir": state_dir,
-            "kafka_port": kafka_port,
-            "kafka_controller_port": controller_port,
-            "postgres_port": postgres_port,
-            "kafka_lib_dir": SHARED_LIB_DIR,
-            "kafka_heap": "512m",
-        }
-        return Settings(**(fields | overrides))
+        return isolated_settings(overrides.pop("state_dir", state_dir), **overrides)
 
     return make
 

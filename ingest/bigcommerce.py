@@ -1,0 +1,162 @@
+"""BigCommerce webhooks: Standard Webhooks signatures, the store from the payload's ``producer``.
+
+``webhook-signature`` holds ``v1,`` + base64(HMAC-SHA256(client secret, "{id}.{timestamp}.{body}"))
+with id and timestamp from the webhook-id and webhook-timestamp headers; several space-separated
+signatures may be sent. The secret is the app's, shared by every store that installed it, so
+the signature is checked against the app secrets first and the body is parsed only afterwards to
+find the store. Timestamps outside the tolerance window are refused, which stops replays of
+captured deliveries.
+
+Payloads are thin (ids only); the normalizer turns them into hydration requests.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+
+from ingest.stores import normalize_identity
+from ingest.webhooks import (
+    Delivery,
+    StoreLookup,
+    event_id,
+    header,
+    hmac_sha256_b64,
+    kept_headers,
+    unauthorized,
+)
+
+PLATFORM = "bigcommerce"
+DEFAULT_TOLERANCE = timedelta(minutes=5)
+MAX_SIGNATURES = 8
+_B64_SHA256_LEN = 44
+_UNIX_TIME = re.compile(r"[0-9]{1,12}")
+TOPICS = frozenset(
+    {
+        "store/order/created",
+        "store/order/updated",
+        "store/order/archived",
+        "store/order/statusUpdated",
+        "store/order/refund/created",
+        "store/product/created",
+        "store/product/updated",
+        "store/product/deleted",
+        "store/product/inventory/updated",
+        "store/product/inventory/order/updated",
+        "store/sku/inventory/updated",
+        "store/sku/inventory/order/updated",
+        "store/customer/created",
+        "store/customer/updated",
+        "store/customer/deleted",
+        "store/app/uninstalled",
+    }
+)
+KEPT_HEADERS = ("content-type", "webhook-id", "webhook-timestamp", "webhook-signature")
+
+
+def signed_content(webhook_id: str, timestamp: str, body: bytes) -> bytes:
+    return f"{webhook_id}.{timestamp}.".encode() + body
+
+
+def authenticate(
+    body: bytes,
+    headers: Mapping[str, str],
+    stores: StoreLookup,
+    now: datetime,
+    tolerance: timedelta = DEFAULT_TOLERANCE,
+    custom_headers: Mapping[str, str] | None = None,
+) -> Delivery:
+    webhook_id = header(headers, "webhook-id")
+    timestamp = header(headers, "webhook-timestamp")
+    signatures = header(headers, "webhook-signature")
+    if not webhook_id or not timestamp or not signatures:
+        raise unauthorized("missing_header", "Standard Webhooks headers missing")
+    if not _UNIX_TIME.fullmatch(timestamp):
+        raise unauthorized("bad_timestamp", "webhook-timestamp is not a Unix time")
+    try:
+        sent_at = datetime.fromtimestamp(int(timestamp), UTC)
+    except (OverflowError, OSError, ValueError):
+        raise unauthorized("bad_timestamp", "webhook-timestamp is out of range") from None
+    if abs(now - sent_at) > tolerance:
+        raise unauthorized("stale_timestamp", "webhook-timestamp outside the tolerance window")
+    app_keys = {
+        key for store in stores.stores_for(PLATFORM) for key in store.verification_keys(now)
+    }
+    content = signed_content(webhook_id, timestamp, body)
+    # The header is unauthenticated: bound how many candidates it can make us check.
+    candidates = [
+        s.split(",", 1)[1].encode()
+        for s in signatures.split()[:MAX_SIGNATURES]
+        if s.startswith("v1,") and len(s) <= 3 + _B64_SHA256_LEN
+    ]
+    if not _any_signed(candidates, app_keys, content):
+        raise unauthorized("bad_signature", "signature does not match")
+    if custom_headers:
+        # Optional per-registration secret headers, echoed by BigCommerce on every callback.
+        for name, expected in custom_headers.items():
+            if not _equal(header(headers, name), expected):
+                raise unauthorized("bad_signature", "custom secret header does not match")
+    payload = _payload(body)
+    producer = str(payload.get("producer") or "")
+    try:
+        if not producer.startswith("stores/"):
+            raise ValueError(producer)
+        identity = normalize_identity(PLATFORM, producer)
+    except ValueError:
+        raise unauthorized("unknown_store", "payload names no store") from None
+    store = stores.lookup(PLATFORM, identity)
+    if store is None:
+        raise unauthorized("unknown_store", "store is not registered")
+    # The app-key check above only made parsing safe. With several apps registered, a delivery
+    # signed by one app must not be able to speak for another app's store.
+    if not _any_signed(candidates, store.verification_keys(now), content):
+        raise unauthorized("bad_signature", "signature is not the store's app's")
+    # `hash` is identical when BigCommerce fires the same event twice; webhook-id is per message.
+    source_id = str(payload.get("hash") or webhook_id)
+    return Delivery(
+        store=store,
+        topic=str(payload.get("scope") or "unknown"),
+        event_id=event_id(PLATFORM, identity, source_id),
+        delivery_id=webhook_id,
+        occurred_at=sent_at,
+        headers=kept_headers(headers, KEPT_HEADERS),
+    )
+
+
+def _any_signed(candidates: list[bytes], keys: Iterable[bytes], content: bytes) -> bool:
+    # One HMAC per key, however many candidates; every pair is compared in constant time.
+    ok = False
+    for digest in [hmac_sha256_b64(key, content) for key in keys]:
+        for candidate in candidates:
+            ok |= hmac.compare_digest(digest, candidate)
+    return ok
+
+
+def _equal(got: str | None, expected: str) -> bool:
+    return got is not None and hmac.compare_digest(got.encode(), expected.encode())
+
+
+def _payload(body: bytes) -> dict[str, object]:
+    # Runs only after the signature matched. Bad JSON yields {} and fails the store lookup.
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def signed_headers(
+    body: bytes, secret: bytes, *, webhook_id: str, sent_at: datetime
+) -> dict[str, str]:
+    """Headers exactly as BigCommerce (Standard Webhooks) would send them with ``body``."""
+    timestamp = str(int(sent_at.timestamp()))
+    signature = hmac_sha256_b64(secret, signed_content(webhook_id, timestamp, body)).decode()
+    return {
+        "content-type": "application/json",
+        "webhook-id": webhook_id,
+        "webhook-timestamp": timestamp,
+        "webhook-signature": f"v1,{signature}",
+    }

@@ -1,0 +1,43 @@
+"""Prometheus metrics for ingest. Label values are bounded: a topic label is only ever a topic
+the platform module knows, never a header value an unverified caller chose."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class IngestMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.received = Counter(
+            "revloop_ingest_deliveries_received_total",
+            "Webhook deliveries received, before any check.",
+            ["platform"],
+            registry=self.registry,
+        )
+        self.outcomes = Counter(
+            "revloop_ingest_deliveries_total",
+            "Webhook deliveries by outcome: accepted, rejected, unavailable or ignored.",
+            ["platform", "topic", "outcome", "reason"],
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "revloop_ingest_request_duration_seconds",
+            "Time from request start to response, by platform.",
+            ["platform"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.publish_seconds = Histogram(
+            "revloop_ingest_publish_duration_seconds",
+            "Time for Kafka to acknowledge a raw record with acks=all.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "revloop_ingest_requests_in_flight",
+            "Webhook requests being handled now.",
+            registry=self.registry,
+        )

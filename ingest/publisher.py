@@ -1,0 +1,101 @@
+"""Publishing with a durable ack: a request is answered 200 only after the broker has the record
+with acks=all from an idempotent producer. confluent-kafka reports deliveries on a polling thread;
+this bridges them to asyncio futures."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from revloop.kafka import producer_config
+from revloop.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# A raw record is the body plus headers and the envelope. Kafka's default limit (1 MB message,
+# ~1 MiB topic batch) is too tight for a 1 MiB body, so both sides allow 2 MiB.
+MAX_RECORD_BYTES = 2 * 1024 * 1024
+
+
+class PublishUnavailable(Exception):
+    """Kafka did not take the record in time; the caller answers 503 so the platform retries."""
+
+
+class DurablePublisher:
+    def __init__(self, settings: Settings, ack_timeout: float) -> None:
+        self._ack_timeout = ack_timeout
+        self._config = producer_config(
+            settings,
+            # Give up on a record about when the request does, so a broker outage doesn't pile up
+            # an unbounded queue of records whose requests were already answered 503.
+            **{
+                "message.timeout.ms": int(ack_timeout * 1000),
+                "queue.buffering.max.messages": 200_000,
+                "message.max.bytes": MAX_RECORD_BYTES,
+            },
+        )
+        self._producer = Producer(self._config)
+        self._running = True
+        self._poller = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)
+        self._poller.start()
+        self._ready_until = 0.0
+
+    def _poll(self) -> None:
+        while self._running:
+            try:
+                self._producer.poll(0.05)
+            except Exception:  # a callback raised; keep serving the other deliveries
+                log.exception("delivery callback failed")
+
+    async def publish(self, topic: str, key: bytes, value: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_settle, future, err)
+
+        try:
+            self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+        except BufferError as exc:
+            raise PublishUnavailable("producer queue is full") from exc
+        except KafkaException as exc:
+            raise PublishUnavailable(f"producer refused the record: {exc}") from exc
+        try:
+            # On timeout the future is cancelled, so a late delivery report settles nothing.
+            await asyncio.wait_for(future, self._ack_timeout)
+        except TimeoutError as exc:
+            raise PublishUnavailable(f"no ack within {self._ack_timeout}s") from exc
+
+    async def ready(self, timeout: float = 1.0) -> bool:
+        """Whether the broker answers a metadata request (cached for a second). The request
+        blocks, so it runs off the event loop and never stalls webhook traffic."""
+        if time.monotonic() < self._ready_until:
+            return True
+        try:
+            await asyncio.to_thread(self._producer.list_topics, timeout=timeout)
+        except Exception:
+            return False
+        self._ready_until = time.monotonic() + 1.0
+        return True
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Flush what is in flight; returns how many records were left undelivered."""
+        remaining: int = self._producer.flush(timeout)
+        self._running = False
+        self._poller.join(timeout=1.0)
+        return remaining
+
+
+def _settle(future: asyncio.Future[Any], err: KafkaError | None) -> None:
+    if future.done():
+        return
+    if err is None:
+        future.set_result(None)
+    else:
+        future.set_exception(PublishUnavailable(f"delivery failed: {err.str()}"))

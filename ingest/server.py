@@ -1,0 +1,55 @@
+"""`revloop ingest`: the webhook service under uvicorn, wired from settings."""
+
+from __future__ import annotations
+
+import typer
+import uvicorn
+
+from ingest.app import IngestService, create_app
+from ingest.metrics import IngestMetrics
+from ingest.publisher import DurablePublisher
+from ingest.stores import StoreRegistry
+from revloop.crypto import CryptoError, SecretBox
+from revloop.settings import Settings, get_settings
+from schemas.registry import CommittedCatalogue, ConfluentRegistry, Registry
+from schemas.serde import AvroSerde
+
+
+def schema_registry(settings: Settings) -> Registry:
+    if settings.schema_registry_url:
+        return ConfluentRegistry(settings.schema_registry_url)
+    return CommittedCatalogue.load()
+
+
+def build_service(settings: Settings) -> IngestService:
+    box = SecretBox.from_settings(settings)
+    stores = StoreRegistry.load(settings.stores_file, box)
+    return IngestService(
+        stores=stores,
+        publisher=DurablePublisher(settings, ack_timeout=settings.ingest_ack_timeout_seconds),
+        serde=AvroSerde(schema_registry(settings)),
+        metrics=IngestMetrics(),
+        max_body_bytes=settings.ingest_max_body_bytes,
+    )
+
+
+def serve(
+    host: str | None = typer.Option(None, help="Bind address (default REVLOOP_INGEST_HOST)."),
+    port: int | None = typer.Option(None, help="Port (default REVLOOP_INGEST_PORT)."),
+) -> None:
+    """Serve the webhook receivers: /webhooks/{shopify,woocommerce,bigcommerce}, /healthz,
+    /readyz and /metrics."""
+    settings = get_settings()
+    try:
+        service = build_service(settings)
+    except (CryptoError, FileNotFoundError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+    app = create_app(service, on_shutdown=service.publisher.close)
+    uvicorn.run(
+        app,
+        host=host or settings.ingest_host,
+        port=port or settings.ingest_port,
+        access_log=False,
+        log_level="warning",
+    )

@@ -1,0 +1,338 @@
+"""The store registry: which store a webhook came from, and the secrets that verify it.
+
+Ingest turns a delivery's identifying header into an identity with :func:`normalize_identity`,
+finds the :class:`Store` with :meth:`StoreRegistry.lookup`, and checks the signature against
+:meth:`Store.verification_keys`. The registry lives in a JSON file whose webhook secrets are
+:class:`~revloop.crypto.SecretBox` tokens (docs/security.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from revloop.crypto import CryptoError, Secret, SecretBox
+
+__all__ = [
+    "Platform",
+    "RegistryError",
+    "Store",
+    "StoreRegistry",
+    "normalize_identity",
+    "secret_context",
+]
+
+
+class Platform(StrEnum):
+    SHOPIFY = "shopify"
+    WOOCOMMERCE = "woocommerce"
+    BIGCOMMERCE = "bigcommerce"
+
+
+class RegistryError(ValueError):
+    """The registry or its file is inconsistent (duplicates, malformed entries)."""
+
+
+_STORE_ID: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+# Shopify's own sanitizer pattern; the 63-character cap is the DNS label limit.
+_SHOP_DOMAIN: Final = re.compile(r"(?=[^.]{1,63}\.)[a-z0-9][a-z0-9_-]*\.myshopify\.com")
+_STORE_HASH: Final = re.compile(r"[a-z0-9]{1,64}")
+_LABEL: Final = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST: Final = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_EXPECTED: Final = {
+    Platform.SHOPIFY: "a shop domain like 'acme.myshopify.com'",
+    Platform.WOOCOMMERCE: "a WooCommerce home URL like 'https://shop.example.com/'",
+    Platform.BIGCOMMERCE: "a BigCommerce producer like 'stores/abc123' (or the bare hash)",
+}
+_FILE_KEYS: Final = frozenset(
+    {"store_id", "platform", "identity", "secrets", "previous_secret_expires_at"}
+)
+
+
+def secret_context(store_id: str) -> str:
+    """The AES-GCM associated data binding a stored webhook secret to its store."""
+    return f"store:{store_id}:webhook_secret"
+
+
+def normalize_identity(platform: str, raw: str) -> str:
+    """The canonical identity of a store, from the header value (or operator input) naming it.
+
+    Shopify: ``X-Shopify-Shop-Domain`` → ``acme.myshopify.com``. WooCommerce:
+    ``X-WC-Webhook-Source`` (the home URL, usually with a trailing slash) →
+    ``scheme://host[:port][/path]``. BigCommerce: the body's ``producer`` ``stores/{hash}``
+    (or the bare hash) → ``hash``. Raises ValueError on anything else.
+    """
+    kind = _platform(platform)
+    if not isinstance(raw, str):
+        raise ValueError(f"{kind} identity must be a string, got {type(raw).__name__}")
+    expected = f"{raw[:100]!r} is not {_EXPECTED[kind]}"
+    value = raw.strip()
+    if not value or any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError(expected)
+    if kind is Platform.SHOPIFY:
+        domain = value.lower()
+        if not _SHOP_DOMAIN.fullmatch(domain):
+            raise ValueError(expected)
+        return domain
+    if kind is Platform.WOOCOMMERCE:
+        return _normalize_home_url(value, expected)
+    store_hash = value.removeprefix("stores/")
+    if not _STORE_HASH.fullmatch(store_hash):
+        raise ValueError(expected)
+    return store_hash
+
+
+def _normalize_home_url(value: str, expected: str) -> str:
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError(expected) from None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError(expected)
+    host = parts.hostname or ""
+    if ":" in host:
+        try:
+            host = f"[{ipaddress.IPv6Address(host).compressed}]"
+        except ValueError:
+            raise ValueError(expected) from None
+    else:
+        try:
+            # IDNA so a Unicode host and its punycode spelling are the same store.
+            host = host.encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            raise ValueError(expected) from None
+        if not _HOST.fullmatch(host):
+            raise ValueError(expected)
+    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def _platform(value: str) -> Platform:
+    try:
+        return Platform(value)
+    except ValueError:
+        choices = ", ".join(p.value for p in Platform)
+        raise ValueError(f"unknown platform {value!r} (expected one of: {choices})") from None
+
+
+@dataclass(frozen=True)
+class Store:
+    """One store: its slug, where its webhooks come from, and the secrets that sign them.
+
+    ``secrets`` is the current secret first, then the previous one, accepted until
+    ``previous_secret_expires_at`` so deliveries signed before a rotation still verify.
+    """
+
+    store_id: str
+    platform: str
+    identity: str
+    secrets: tuple[Secret, ...]
+    previous_secret_expires_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.store_id, str) or not _STORE_ID.fullmatch(self.store_id):
+            raise ValueError(
+                f"store id {self.store_id!r} must be a slug matching {_STORE_ID.pattern}"
+            )
+        # Stored as the plain value so reprs and the file show 'shopify', not Platform.SHOPIFY.
+        platform = _platform(self.platform).value
+        object.__setattr__(self, "platform", platform)
+        object.__setattr__(self, "identity", normalize_identity(platform, self.identity))
+        if (
+            not isinstance(self.secrets, tuple)
+            or not self.secrets
+            or not all(isinstance(s, Secret) and s.reveal() for s in self.secrets)
+        ):
+            raise ValueError(f"store {self.store_id!r} needs a tuple of non-empty Secret values")
+        expires = self.previous_secret_expires_at
+        if expires is not None and (expires.tzinfo is None or expires.utcoffset() is None):
+            raise ValueError(f"store {self.store_id!r}: previous_secret_expires_at needs a zone")
+        if (len(self.secrets) > 1) != (expires is not None):
+            raise ValueError(
+                f"store {self.store_id!r}: previous secrets and previous_secret_expires_at "
+                "go together"
+            )
+
+    def verification_keys(self, now: datetime) -> tuple[bytes, ...]:
+        """The secrets a delivery may be signed with at ``now``: the current one, plus the
+        previous ones until they expire."""
+        _require_aware(now)
+        expires = self.previous_secret_expires_at
+        if expires is not None and now < expires:
+            return tuple(s.reveal() for s in self.secrets)
+        return (self.secrets[0].reveal(),)
+
+    def rotated(self, secret: Secret, *, now: datetime, window: timedelta) -> Store:
+        """This store with ``secret`` current and the current one accepted for ``window``.
+
+        Older previous secrets are dropped: the expiry is per store, so keeping them would
+        stretch their life. Re-adding the current secret changes nothing."""
+        _require_aware(now)
+        if secret == self.secrets[0]:
+            return self
+        if window <= timedelta(0):
+            return self._with(secrets=(secret,), expires=None)
+        return self._with(secrets=(secret, self.secrets[0]), expires=now + window)
+
+    def _with(self, *, secrets: tuple[Secret, ...], expires: datetime | None) -> Store:
+        return Store(self.store_id, self.platform, self.identity, secrets, expires)
+
+
+def _require_aware(now: datetime) -> None:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("`now` must be timezone-aware (e.g. datetime.now(UTC))")
+
+
+class StoreRegistry:
+    """Stores indexed by store id and by (platform, identity). Immutable: build a new one
+    (``with_store``, ``load``) and swap the reference to change it."""
+
+    def __init__(self, stores: Iterable[Store] = ()) -> None:
+        by_id: dict[str, Store] = {}
+        by_identity: dict[tuple[str, str], Store] = {}
+        for store in stores:
+            if store.store_id in by_id:
+                raise RegistryError(f"store id {store.store_id!r} appears twice")
+            key = (store.platform, store.identity)
+            other = by_identity.get(key)
+            if other is not None:
+                raise RegistryError(
+                    f"stores {other.store_id!r} and {store.store_id!r} both claim "
+                    f"{store.platform} identity {store.identity!r}"
+                )
+            by_id[store.store_id] = by_identity[key] = store
+        self._by_id = dict(sorted(by_id.items()))
+        self._by_identity = by_identity
+
+    def lookup(self, platform: str, identity: str) -> Store | None:
+        """The store with this *normalized* identity (see :func:`normalize_identity`)."""
+        return self._by_identity.get((platform, identity))
+
+    def get(self, store_id: str) -> Store | None:
+        return self._by_id.get(store_id)
+
+    def stores_for(self, platform: str) -> tuple[Store, ...]:
+        return tuple(s for s in self._by_id.values() if s.platform == platform)
+
+    def with_store(self, store: Store) -> StoreRegistry:
+        """A registry with ``store`` added, or replacing the store with the same id."""
+        others = (s for s in self._by_id.values() if s.store_id != store.store_id)
+        return StoreRegistry([*others, store])
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __iter__(self) -> Iterator[Store]:
+        return iter(self._by_id.values())
+
+    def __repr__(self) -> str:
+        return f"StoreRegistry({len(self)} stores: {', '.join(self._by_id)})"
+
+    @classmethod
+    def load(cls, path: Path, box: SecretBox) -> StoreRegistry:
+        """Read and decrypt a ``stores.json``. Raises RegistryError (or CryptoError) naming the
+        file and the store at fault; FileNotFoundError when there is no file."""
+        try:
+            document = json.loads(Path(path).read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RegistryError(f"{path}: not valid JSON ({exc})") from None
+        entries = document.get("stores") if isinstance(document, dict) else None
+        if not isinstance(entries, list):
+            raise RegistryError(f'{path}: expected {{"stores": [...]}}')
+        try:
+            return cls(_store_from_json(entry, n, box) for n, entry in enumerate(entries, start=1))
+        except (RegistryError, CryptoError) as exc:
+            raise type(exc)(f"{path}: {exc}") from None
+
+    def save(self, path: Path, box: SecretBox) -> None:
+        """Write the registry atomically, mode 0600, every secret encrypted under the primary
+        master key (so a load followed by a save also rotates master keys)."""
+        document = {"stores": [_store_to_json(store, box) for store in self]}
+        _write_private(Path(path), (json.dumps(document, indent=2) + "\n").encode("utf-8"))
+
+
+def _store_from_json(entry: Any, position: int, box: SecretBox) -> Store:
+    where = f"store #{position}"
+    if not isinstance(entry, dict):
+        raise RegistryError(f"{where} is not an object")
+    if isinstance(entry.get("store_id"), str):
+        where = f"store {entry['store_id']!r}"
+    unknown = entry.keys() - _FILE_KEYS
+    missing = _FILE_KEYS - {"previous_secret_expires_at"} - entry.keys()
+    if unknown or missing:
+        raise RegistryError(
+            f"{where}: unknown fields {sorted(unknown)} / missing fields {sorted(missing)}"
+        )
+    store_id, tokens = entry["store_id"], entry["secrets"]
+    expires = entry.get("previous_secret_expires_at")
+    if not isinstance(store_id, str) or not isinstance(tokens, list):
+        raise RegistryError(f"{where}: store_id must be a string and secrets a list of tokens")
+    if not all(isinstance(t, str) for t in tokens):
+        raise RegistryError(f"{where}: secrets must be a list of token strings")
+    if expires is not None and not isinstance(expires, str):
+        raise RegistryError(f"{where}: previous_secret_expires_at must be ISO 8601 or null")
+    try:
+        secrets = tuple(Secret(box.decrypt(t, context=secret_context(store_id))) for t in tokens)
+    except CryptoError as exc:
+        raise CryptoError(f"{where}: cannot decrypt its webhook secrets: {exc}") from None
+    try:
+        return Store(
+            store_id=store_id,
+            platform=entry["platform"],
+            identity=entry["identity"],
+            secrets=secrets,
+            previous_secret_expires_at=None if expires is None else datetime.fromisoformat(expires),
+        )
+    except (TypeError, ValueError) as exc:
+        raise RegistryError(f"{where}: {exc}") from None
+
+
+def _store_to_json(store: Store, box: SecretBox) -> dict[str, Any]:
+    expires = store.previous_secret_expires_at
+    return {
+        "store_id": store.store_id,
+        "platform": str(store.platform),
+        "identity": store.identity,
+        "secrets": [
+            box.encrypt(s.reveal(), context=secret_context(store.store_id)) for s in store.secrets
+        ],
+        "previous_secret_expires_at": (
+            None if expires is None else expires.astimezone(UTC).isoformat()
+        ),
+    }
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # mkstemp creates the file 0600 in the target directory, so the rename is atomic and the
+    # file is never readable by others, not even briefly.
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself survives a crash
+    finally:
+        os.close(directory)

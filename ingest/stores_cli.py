@@ -1,0 +1,182 @@
+"""`revloop stores ...`: master keys and the store registry. Never prints a webhook secret."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import wraps
+from pathlib import Path
+from typing import Final, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ingest.stores import Platform, RegistryError, Store, StoreRegistry
+from revloop.crypto import CryptoError, Secret, SecretBox, new_master_key
+from revloop.settings import get_settings
+
+stores_app = typer.Typer(
+    help="Stores, their webhook secrets (encrypted at rest) and the master keys.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold a secret
+)
+
+_STDIN: Final = "-"
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _registry_errors(command: Callable[P, R]) -> Callable[P, R]:
+    @wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except (CryptoError, RegistryError, ValueError, OSError) as exc:
+            _err().print(f"error: {exc}", style="red", markup=False)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _open() -> tuple[Path, SecretBox, StoreRegistry]:
+    settings = get_settings()
+    box = SecretBox.from_settings(settings)
+    path = settings.stores_file
+    registry = StoreRegistry.load(path, box) if path.exists() else StoreRegistry()
+    return path, box, registry
+
+
+@stores_app.command()
+@_registry_errors
+def keygen(
+    key_id: str | None = typer.Option(
+        None, "--key-id", help="Id for the new key (default: k<YYYYMMDD>).", show_default=False
+    ),
+) -> None:
+    """Print a new master key entry for REVLOOP_MASTER_KEYS."""
+    entry = new_master_key(key_id or f"k{datetime.now(UTC):%Y%m%d}")
+    typer.echo(entry)
+    new_id = entry.partition(":")[0]
+    _err().print(
+        "Keep this value secret. First key: set REVLOOP_MASTER_KEYS to it. Rotation: put it "
+        "first, the old entries after it (comma-separated), run `revloop stores rotate-keys`, "
+        f"and drop the old entries once every process runs with {new_id!r} as primary.",
+        style="dim",
+        markup=False,
+    )
+
+
+@stores_app.command()
+@_registry_errors
+def add(
+    store_id: str = typer.Option(..., "--store-id", help="Slug, e.g. acme-shopify."),
+    platform: Platform = typer.Option(..., "--platform", case_sensitive=False),  # noqa: B008
+    identity: str = typer.Option(
+        ...,
+        "--identity",
+        help="Shopify shop domain, WooCommerce home URL, or BigCommerce store hash.",
+    ),
+    secret: str = typer.Option(
+        ...,
+        "--secret",
+        prompt="Webhook secret",
+        hide_input=True,
+        help="The webhook signing secret; '-' reads it from stdin (keeps it out of shell "
+        "history). Prompted for when omitted.",
+    ),
+    rotation_window_hours: float = typer.Option(
+        1.0,
+        "--rotation-window-hours",
+        min=0.0,
+        max=720.0,
+        help="When the store exists, how long its old secret stays accepted (0 to 720).",
+    ),
+) -> None:
+    """Add a store, or give an existing one a new webhook secret."""
+    value = sys.stdin.read().rstrip("\r\n") if secret == _STDIN else secret
+    if not value:
+        raise ValueError("the webhook secret is empty")
+    path, box, registry = _open()
+    now = datetime.now(UTC)
+    new = Secret(value.encode("utf-8"))
+    existing = registry.get(store_id)
+    if existing is None:
+        store = Store(store_id, platform.value, identity, (new,))
+        message = f"added {store.store_id} ({store.platform} {store.identity})"
+    else:
+        if existing.platform != platform.value:
+            raise RegistryError(
+                f"store {store_id!r} is a {existing.platform} store, not {platform.value}"
+            )
+        window = timedelta(hours=rotation_window_hours)
+        store = Store(
+            store_id,
+            existing.platform,
+            identity,
+            existing.secrets,
+            existing.previous_secret_expires_at,
+        ).rotated(new, now=now, window=window)
+        if store.secrets == existing.secrets:
+            message = f"updated {store_id}; its webhook secret is unchanged"
+        elif store.previous_secret_expires_at is None:
+            message = (
+                f"replaced the webhook secret of {store_id}; the old one is no longer accepted"
+            )
+        else:
+            message = (
+                f"new webhook secret for {store_id}; the previous one is accepted until "
+                f"{store.previous_secret_expires_at:%Y-%m-%d %H:%M:%S %Z}"
+            )
+    registry.with_store(store).save(path, box)
+    typer.echo(f"{message} (in {path})")
+
+
+@stores_app.command("list")
+@_registry_errors
+def list_stores() -> None:
+    """The registered stores (secrets are never shown)."""
+    path, _, registry = _open()
+    if not len(registry):
+        typer.echo(f"no stores in {path}")
+        return
+    now = datetime.now(UTC)
+    table = Table("store", "platform", "identity", "previous secret", title=str(path))
+    for store in registry:
+        expires = store.previous_secret_expires_at
+        if expires is None:
+            previous = "-"
+        else:
+            state = "accepted until" if now < expires else "expired"
+            previous = f"{state} {expires:%Y-%m-%d %H:%M:%S %Z}"
+        table.add_row(store.store_id, store.platform, store.identity, previous)
+    Console(highlight=False).print(table)
+
+
+@stores_app.command("rotate-keys")
+@_registry_errors
+def rotate_keys() -> None:
+    """Re-encrypt every stored secret under the primary (first) master key."""
+    path, box, registry = _open()
+    if not path.exists():
+        typer.echo(f"nothing to rotate: {path} does not exist")
+        return
+    registry.save(path, box)
+    count = sum(len(store.secrets) for store in registry)
+    typer.echo(
+        f"re-encrypted {count} secret(s) of {len(registry)} store(s) under master key "
+        f"{box.primary_key_id!r} in {path}"
+    )
+    others = [key_id for key_id in box.key_ids if key_id != box.primary_key_id]
+    if others:
+        _err().print(
+            f"Keys {', '.join(others)} are no longer needed by this file; remove them from "
+            "REVLOOP_MASTER_KEYS once every process has reloaded it.",
+            style="dim",
+            markup=False,
+        )

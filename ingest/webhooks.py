@@ -1,0 +1,115 @@
+"""What every platform module hands the HTTP layer: a verified delivery, or a reason to refuse it.
+
+The platform modules (shopify.py, woocommerce.py, bigcommerce.py) are pure: bytes and headers in,
+``Delivery`` or ``Rejected`` out. Verification always runs on the raw body before any parsing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from ingest.stores import Store
+
+# Fixed forever: event ids derived from it are part of the data.
+EVENT_ID_NAMESPACE = uuid.UUID("5b0e4c8e-2f61-4a59-9a57-2d3c6f1e7a10")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A verified webhook delivery, ready to be stored raw."""
+
+    store: Store
+    topic: str
+    event_id: str
+    delivery_id: str | None
+    occurred_at: datetime
+    headers: Mapping[str, str]
+    publish: bool = True
+    """False for deliveries that must be answered but carry nothing (WooCommerce's ping)."""
+
+
+class Rejected(Exception):
+    """The delivery is refused. ``status`` is the HTTP answer, ``reason`` a metric label."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class StoreLookup(Protocol):
+    def lookup(self, platform: str, identity: str) -> Store | None: ...
+    def stores_for(self, platform: str) -> Iterable[Store]: ...
+
+
+def event_id(platform: str, identity: str, source_id: str) -> str:
+    """Deterministic: the same source delivery always yields the same id."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{platform}/{identity}/{source_id}"))
+
+
+def hmac_sha256_b64(key: bytes, message: bytes) -> bytes:
+    return base64.b64encode(hmac.new(key, message, hashlib.sha256).digest())
+
+
+def matches_any(expected_b64: bytes, keys: Iterable[bytes], message: bytes) -> bool:
+    """Constant-time check of a base64 HMAC-SHA256 against each candidate key (rotation windows
+    mean more than one key can be valid). Every key is tried, so timing reveals nothing."""
+    ok = False
+    for key in keys:
+        ok |= hmac.compare_digest(hmac_sha256_b64(key, message), expected_b64)
+    return ok
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """Header lookup; ``headers`` must already have lower-case names (Starlette's do)."""
+    value = headers.get(name.lower())
+    return value.strip() if value is not None else None
+
+
+def kept_headers(headers: Mapping[str, str], names: Iterable[str]) -> dict[str, str]:
+    """The headers worth keeping with the raw record. Signatures are kept (they let a replay
+    re-verify the bytes); nothing secret is ever in a request header."""
+    return {n: headers[n] for n in (n.lower() for n in names) if n in headers}
+
+
+def parse_timestamp(text: str | None, default: datetime) -> datetime:
+    if not text:
+        return default
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return default
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def raw_record(
+    delivery: Delivery, body: bytes, content_type: str, received_at: datetime
+) -> dict[str, object]:
+    """The RawWebhook event for a verified delivery (schema dev.revloop.events.RawWebhook)."""
+    return {
+        "envelope": {
+            "event_id": delivery.event_id,
+            "store_id": delivery.store.store_id,
+            "platform": delivery.store.platform,
+            "occurred_at": delivery.occurred_at,
+            "received_at": received_at,
+            "source": "webhook",
+            "caused_by": [],
+        },
+        "topic": delivery.topic,
+        "delivery_id": delivery.delivery_id,
+        "content_type": content_type,
+        "headers": dict(delivery.headers),
+        "body": body,
+    }
+
+
+def unauthorized(reason: str, message: str) -> Rejected:
+    return Rejected(401, reason, message)

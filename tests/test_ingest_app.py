@@ -1,0 +1,280 @@
+"""The ingest service over HTTP, publishing to a real broker: only durable deliveries get a 200."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from infra.stack import Stack
+from ingest import shopify, woocommerce
+from ingest.app import RAW_TOPIC, IngestService, create_app
+from ingest.metrics import IngestMetrics
+from ingest.publisher import DurablePublisher
+from revloop.kafka import consumer_config, ensure_topics
+from revloop.settings import Settings
+from schemas.registry import CommittedCatalogue
+from schemas.serde import AvroSerde
+from tests.ingest_support import SHOP_SECRET, WOO_SECRET, make_registry
+from tests.stacks import isolated_settings, scratch_state_dir
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SERDE = AvroSerde(CommittedCatalogue.load())
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def make_service(settings: Settings, ack_timeout: float = 2.0) -> IngestService:
+    return IngestService(
+        stores=make_registry(),
+        publisher=DurablePublisher(settings, ack_timeout=ack_timeout),
+        serde=SERDE,
+        metrics=IngestMetrics(),
+        max_body_bytes=64 * 1024,
+        clock=lambda: datetime.now(UTC),
+    )
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, IngestService]]:
+    ensure_topics(settings, [RAW_TOPIC])
+    service = make_service(settings)
+    app = create_app(service)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
+        yield http, service
+    service.publisher.close()
+
+
+def shopify_delivery(
+    body: bytes, webhook_id: str | None = None, topic: str = "orders/create"
+) -> dict[str, str]:
+    return shopify.signed_headers(
+        body,
+        SHOP_SECRET,
+        shop_domain="acme.myshopify.com",
+        topic=topic,
+        webhook_id=webhook_id or str(uuid.uuid4()),
+        triggered_at=datetime.now(UTC),
+    )
+
+
+def raw_records(settings: Settings, since: dict[int, int]) -> list[dict[str, Any]]:
+    """Every RawWebhook written after the ``since`` high watermarks."""
+    consumer = Consumer(consumer_config(settings, group_id="unused"))
+    try:
+        ends = high_watermarks(settings)
+        wanted = {p: (since.get(p, 0), end) for p, end in ends.items() if end > since.get(p, 0)}
+        consumer.assign(
+            [TopicPartition(RAW_TOPIC.name, p, start) for p, (start, _) in wanted.items()]
+        )
+        out: list[dict[str, Any]] = []
+        remaining = sum(end - start for start, end in wanted.values())
+        for _ in range(300):
+            if remaining <= 0:
+                break
+            msg = consumer.poll(0.1)
+            if msg is None or msg.error():
+                continue
+            remaining -= 1
+            out.append(SERDE.decode(msg.value()).value)
+        return out
+    finally:
+        consumer.close()
+
+
+def _watermarks(consumer: Consumer) -> tuple[dict[int, int], dict[int, int]]:
+    partitions = consumer.list_topics(RAW_TOPIC.name, timeout=10).topics[RAW_TOPIC.name].partitions
+    lows, highs = {}, {}
+    for p in partitions:
+        lows[p], highs[p] = consumer.get_watermark_offsets(
+            TopicPartition(RAW_TOPIC.name, p), timeout=10
+        )
+    return lows, highs
+
+
+def high_watermarks(settings: Settings) -> dict[int, int]:
+    consumer = Consumer(consumer_config(settings, group_id="unused"))
+    try:
+        for _ in range(50):  # a broker that just restarted is still electing leaders
+            try:
+                return _watermarks(consumer)[1]
+            except KafkaException:
+                time.sleep(0.2)
+        return _watermarks(consumer)[1]
+    finally:
+        consumer.close()
+
+
+async def test_a_genuine_delivery_is_acked_only_once_it_is_in_kafka(
+    client: Any, settings: Settings
+) -> None:
+    http, _ = client
+    before = high_watermarks(settings)
+    body = (FIXTURES / "shopify" / "orders__create.json").read_bytes()
+    headers = shopify_delivery(body)
+    response = await http.post("/webhooks/shopify", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    event_id = response.json()["event_id"]
+    [record] = [r for r in raw_records(settings, before) if r["envelope"]["event_id"] == event_id]
+    assert record["body"] == body  # the exact signed bytes
+    assert record["envelope"]["store_id"] == "acme-shopify"
+    assert record["topic"] == "orders/create"
+    assert record["headers"]["x-shopify-webhook-id"] == headers["x-shopify-webhook-id"]
+
+
+async def test_forged_oversized_and_mistyped_requests_publish_nothing(
+    client: Any, settings: Settings
+) -> None:
+    http, _ = client
+    before = high_watermarks(settings)
+    body = b'{"id": 1}'
+    forged = {**shopify_delivery(body), "x-shopify-hmac-sha256": "Zm9yZ2Vk"}
+    assert (await http.post("/webhooks/shopify", content=body, headers=forged)).status_code == 401
+    big = b'{"pad": "' + b"x" * (64 * 1024) + b'"}'
+    assert (
+        await http.post("/webhooks/shopify", content=big, headers=shopify_delivery(big))
+    ).status_code == 413
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: the cap applies while reading
+        for _ in range(70):
+            yield b"x" * 1024
+
+    streamed = await http.post(
+        "/webhooks/shopify", content=chunked(), headers=shopify_delivery(b"")
+    )
+    assert streamed.status_code == 413
+    as_text = {**shopify_delivery(body), "content-type": "text/plain"}
+    assert (await http.post("/webhooks/shopify", content=body, headers=as_text)).status_code == 415
+    ping = await http.post(
+        "/webhooks/woocommerce",
+        content=b"webhook_id=42",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert ping.status_code == 200
+    assert high_watermarks(settings) == before
+    metrics = (await http.get("/metrics")).text
+    forged_line = (
+        'revloop_ingest_deliveries_total{outcome="rejected",platform="shopify",'
+        'reason="bad_signature",topic="unverified"} 1.0'
+    )
+    assert forged_line in metrics
+    assert 'reason="too_large"' in metrics
+    assert 'reason="unsupported_media_type"' in metrics
+    assert 'outcome="ignored",platform="woocommerce",reason="ping"' in metrics
+
+
+async def test_unknown_topics_and_bad_json_on_verified_deliveries_are_still_stored(
+    client: Any, settings: Settings
+) -> None:
+    http, _ = client
+    before = high_watermarks(settings)
+    odd = b'{"id": 7}'
+    unknown = await http.post(
+        "/webhooks/shopify", content=odd, headers=shopify_delivery(odd, topic="themes/publish")
+    )
+    broken = b'{"id": 8, "line_items": ['
+    bad_json = await http.post(
+        "/webhooks/woocommerce",
+        content=broken,
+        headers=woocommerce.signed_headers(
+            broken,
+            WOO_SECRET,
+            source="https://shop.example.com",
+            topic="order.updated",
+            webhook_id="3",
+            delivery_id="d-9",
+        ),
+    )
+    assert unknown.status_code == 200
+    assert bad_json.status_code == 200
+    stored = {r["envelope"]["event_id"]: r for r in raw_records(settings, before)}
+    assert stored[unknown.json()["event_id"]]["topic"] == "themes/publish"
+    assert stored[bad_json.json()["event_id"]]["body"] == broken
+    assert 'topic="unknown"' in (await http.get("/metrics")).text
+
+
+async def test_a_body_just_under_the_default_cap_is_stored(settings: Settings) -> None:
+    ensure_topics(settings, [RAW_TOPIC])
+    service = make_service(settings)
+    service.max_body_bytes = 1 << 20
+    body = b'{"pad": "' + b"x" * ((1 << 20) - 64) + b'"}'
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(service)), base_url="http://ingest"
+        ) as http:
+            response = await http.post(
+                "/webhooks/shopify", content=body, headers=shopify_delivery(body)
+            )
+        assert response.status_code == 200, response.text
+    finally:
+        service.publisher.close()
+
+
+async def test_health_and_readiness(client: Any) -> None:
+    http, _ = client
+    assert (await http.get("/healthz")).json() == {"status": "ok"}
+    assert (await http.get("/readyz")).status_code == 200
+
+
+# --- Kafka goes away mid-traffic ---
+
+
+@pytest.fixture(scope="module")
+def private_stack() -> Iterator[tuple[Settings, Stack]]:
+    with scratch_state_dir() as state_dir:
+        settings = isolated_settings(state_dir)
+        stack = Stack(settings)
+        stack.up()
+        try:
+            ensure_topics(settings, [RAW_TOPIC])
+            yield settings, stack
+        finally:
+            stack.down()
+
+
+@pytest.mark.slow
+async def test_kafka_down_means_503_and_retries_after_recovery_store_each_delivery_once(
+    private_stack: tuple[Settings, Stack],
+) -> None:
+    settings, stack = private_stack
+    service = make_service(settings, ack_timeout=1.5)
+    transport = httpx.ASGITransport(app=create_app(service))
+    bodies = [(FIXTURES / "shopify" / "orders__create.json").read_bytes()] * 3
+    ids = [str(uuid.uuid4()) for _ in bodies]
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
+            before = high_watermarks(settings)
+            stack.kafka.stop(30)
+            assert (await http.get("/readyz")).status_code == 503
+            for body, webhook_id in zip(bodies, ids, strict=True):
+                refused = await http.post(
+                    "/webhooks/shopify", content=body, headers=shopify_delivery(body, webhook_id)
+                )
+                assert refused.status_code == 503
+                assert refused.headers["retry-after"] == "5"
+
+            stack.up()
+            accepted = []
+            for body, webhook_id in zip(bodies, ids, strict=True):  # the platform retries
+                retried = await http.post(
+                    "/webhooks/shopify", content=body, headers=shopify_delivery(body, webhook_id)
+                )
+                assert retried.status_code == 200, retried.text
+                accepted.append(retried.json()["event_id"])
+            stored = [r["envelope"]["event_id"] for r in raw_records(settings, before)]
+            assert sorted(stored) == sorted(accepted)  # each once: nothing refused was written
+            assert 'outcome="unavailable"' in (await http.get("/metrics")).text
+    finally:
+        service.publisher.close(timeout=2)

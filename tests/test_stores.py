@@ -1,0 +1,600 @@
+"""ingest.stores and `revloop stores`: the store registry and its encrypted secrets."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import stat
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from ingest.stores import (
+    Platform,
+    RegistryError,
+    Store,
+    StoreRegistry,
+    normalize_identity,
+    secret_context,
+)
+from ingest.stores_cli import stores_app
+from revloop.crypto import CryptoError, Secret, SecretBox
+from revloop.settings import Settings, get_settings
+
+BOX = SecretBox({"k1": os.urandom(32)}, "k1")
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+SHOP = re.compile(r"[a-z0-9][a-z0-9_-]*\.myshopify\.com")
+
+secret_texts = st.text("abcdefghijklmnopqrstuvwxyz0123456789_", min_size=12, max_size=40)
+
+
+def _store(store_id: str = "acme-shopify", *secrets: bytes, **kwargs: object) -> Store:
+    values = tuple(Secret(s) for s in secrets or (b"shpss_current",))
+    fields: dict[str, object] = {"platform": "shopify", "identity": f"{store_id}.myshopify.com"}
+    fields.update(kwargs)
+    return Store(store_id, secrets=values, **fields)  # type: ignore[arg-type]
+
+
+@st.composite
+def _mixed_case(draw: st.DrawFn, text: str) -> str:
+    flips = draw(st.lists(st.booleans(), min_size=len(text), max_size=len(text)))
+    return "".join(c.upper() if flip else c for c, flip in zip(text, flips, strict=True))
+
+
+# --- identities ---------------------------------------------------------------------------
+
+
+@given(data=st.data(), name=st.from_regex(r"[a-z0-9][a-z0-9_-]{0,40}", fullmatch=True))
+def test_shop_domains_normalize_to_lower_case(data: st.DataObject, name: str) -> None:
+    canonical = f"{name}.myshopify.com"
+    raw = data.draw(_mixed_case(canonical))
+    assert normalize_identity("shopify", raw) == canonical
+    assert normalize_identity("shopify", f"  {raw}\t") == canonical
+
+
+@given(raw=st.text(max_size=60))
+def test_anything_but_a_shop_domain_is_refused(raw: str) -> None:
+    if SHOP.fullmatch(raw.strip().lower()):
+        return
+    with pytest.raises(ValueError, match="shop domain"):
+        normalize_identity("shopify", raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "acme.myshopify.com.evil.com",
+        "evil.com",
+        "-acme.myshopify.com",
+        "https://acme.myshopify.com",
+        "acme.myshopify.com/",
+        "acme .myshopify.com",
+        "acme.myshopify.com\nX-Injected: 1",
+        ".myshopify.com",
+        "a" * 64 + ".myshopify.com",
+        "acme.evil.myshopify.com",
+    ],
+)
+def test_invalid_shop_domains(raw: str) -> None:
+    with pytest.raises(ValueError, match="shop domain"):
+        normalize_identity("shopify", raw)
+
+
+_labels = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
+_segments = st.lists(st.from_regex(r"[A-Za-z0-9._~-]{1,8}", fullmatch=True), max_size=3)
+
+
+@given(
+    data=st.data(),
+    scheme=st.sampled_from(["http", "https"]),
+    labels=st.lists(_labels, min_size=1, max_size=4),
+    port=st.none() | st.integers(1, 65535),
+    segments=_segments,
+    slashes=st.integers(0, 3),
+)
+def test_home_url_variants_are_one_identity(
+    data: st.DataObject,
+    scheme: str,
+    labels: list[str],
+    port: int | None,
+    segments: list[str],
+    slashes: int,
+) -> None:
+    host, path = ".".join(labels), "".join(f"/{s}" for s in segments)
+    default = {"http": 80, "https": 443}[scheme]
+    shown_port = "" if port in (None, default) else f":{port}"
+    canonical = f"{scheme}://{host}{shown_port}{path}"
+    raw = (
+        data.draw(_mixed_case(scheme))
+        + "://"
+        + data.draw(_mixed_case(host))
+        + ("" if port is None else f":{port}")
+        + path
+        + "/" * slashes
+    )
+    assert normalize_identity("woocommerce", raw) == canonical
+    assert normalize_identity("woocommerce", canonical) == canonical
+
+
+def test_home_url_examples() -> None:
+    assert normalize_identity("woocommerce", "https://Shop.Example.com/") == (
+        "https://shop.example.com"
+    )
+    assert normalize_identity("woocommerce", "https://example.com:443/Blog/") == (
+        "https://example.com/Blog"
+    )
+    assert normalize_identity("woocommerce", "http://localhost:8080/") == "http://localhost:8080"
+    assert normalize_identity("woocommerce", "https://bücher.example/") == (
+        "https://xn--bcher-kva.example"
+    )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "shop.example.com",
+        "ftp://shop.example.com/",
+        "https://",
+        "https:///path",
+        "https://shop.example.com/?x=1",
+        "https://shop.example.com/#top",
+        "https://user:pw@shop.example.com/",
+        "https://shop.example.com:99999/",
+        "https://shop example.com/",
+        "https://sh\nop.example.com/",
+        "https://-shop.example.com/",
+        "https://[not-ipv6]/",
+    ],
+)
+def test_invalid_home_urls(raw: str) -> None:
+    with pytest.raises(ValueError, match="home URL"):
+        normalize_identity("woocommerce", raw)
+
+
+def test_bigcommerce_producer_names_the_store_hash() -> None:
+    assert normalize_identity("bigcommerce", "stores/abc123") == "abc123"
+    assert normalize_identity("bigcommerce", "abc123") == "abc123"
+    for raw in ["stores/", "stores/ABC", "stores/a/b", "store/abc", "abc-123", ""]:
+        with pytest.raises(ValueError, match="BigCommerce producer"):
+            normalize_identity("bigcommerce", raw)
+
+
+def test_unknown_platform() -> None:
+    with pytest.raises(ValueError, match="unknown platform 'magento'"):
+        normalize_identity("magento", "x")
+
+
+# --- stores -------------------------------------------------------------------------------
+
+
+def test_store_normalizes_and_validates() -> None:
+    store = _store("acme", identity="ACME.myshopify.com")
+    assert store.identity == "acme.myshopify.com"
+    assert store.platform == "shopify"
+    assert type(store.platform) is str
+    bc = Store("bc", Platform.BIGCOMMERCE, "stores/abc123", (Secret(b"s"),))
+    assert (bc.platform, bc.identity) == ("bigcommerce", "abc123")
+
+
+@given(store_id=st.text(max_size=70))
+def test_store_ids_are_slugs(store_id: str) -> None:
+    if re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", store_id):
+        assert _store(store_id, identity="acme.myshopify.com").store_id == store_id
+    else:
+        with pytest.raises(ValueError, match="slug"):
+            _store(store_id, identity="acme.myshopify.com")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"secrets": ()}, "non-empty Secret"),
+        ({"secrets": (Secret(b""),)}, "non-empty Secret"),
+        ({"secrets": [Secret(b"x")]}, "tuple"),
+        ({"secrets": (b"raw",)}, "Secret"),
+        ({"secrets": (Secret(b"a"), Secret(b"b"))}, "go together"),
+        ({"previous_secret_expires_at": NOW}, "go together"),
+        (
+            {
+                "secrets": (Secret(b"a"), Secret(b"b")),
+                "previous_secret_expires_at": datetime(2025, 1, 1),
+            },
+            "zone",
+        ),
+    ],
+)
+def test_store_refuses_inconsistent_secrets(kwargs: dict[str, object], message: str) -> None:
+    fields: dict[str, object] = {
+        "store_id": "acme",
+        "platform": "shopify",
+        "identity": "acme.myshopify.com",
+        "secrets": (Secret(b"x"),),
+    }
+    fields.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        Store(**fields)  # type: ignore[arg-type]
+
+
+@given(offset=st.integers(-(10**6), 10**6))
+def test_previous_secret_is_accepted_only_before_it_expires(offset: int) -> None:
+    store = _store("acme", b"new", b"old", previous_secret_expires_at=NOW)
+    keys = store.verification_keys(NOW + timedelta(seconds=offset))
+    assert keys == ((b"new", b"old") if offset < 0 else (b"new",))
+
+
+def test_verification_keys_need_an_aware_now() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        _store().verification_keys(datetime(2025, 1, 1))
+
+
+def test_rotated_moves_the_current_secret_to_previous() -> None:
+    store = _store("acme", b"one")
+    two = store.rotated(Secret(b"two"), now=NOW, window=timedelta(hours=1))
+    assert [s.reveal() for s in two.secrets] == [b"two", b"one"]
+    assert two.previous_secret_expires_at == NOW + timedelta(hours=1)
+    assert two.verification_keys(NOW + timedelta(minutes=59)) == (b"two", b"one")
+    assert two.verification_keys(NOW + timedelta(hours=1)) == (b"two",)
+    # A second rotation keeps only the one before it, with a fresh window.
+    three = two.rotated(Secret(b"three"), now=NOW, window=timedelta(hours=2))
+    assert [s.reveal() for s in three.secrets] == [b"three", b"two"]
+    assert three.previous_secret_expires_at == NOW + timedelta(hours=2)
+    # Re-adding the current secret changes nothing; a zero window drops the old one at once.
+    assert two.rotated(Secret(b"two"), now=NOW, window=timedelta(hours=5)) is two
+    zero = two.rotated(Secret(b"four"), now=NOW, window=timedelta(0))
+    assert (zero.secrets, zero.previous_secret_expires_at) == ((Secret(b"four"),), None)
+
+
+@given(current=secret_texts, previous=secret_texts)
+def test_secrets_never_appear_in_reprs(current: str, previous: str) -> None:
+    store = _store(
+        "acme",
+        current.encode(),
+        previous.encode(),
+        previous_secret_expires_at=NOW,
+    )
+    registry = StoreRegistry([store])
+    shown = " ".join(
+        [repr(store), str(store), repr(registry), str(registry), f"{store.secrets}", repr(BOX)]
+    )
+    assert current not in shown
+    assert previous not in shown
+
+
+# --- the registry -------------------------------------------------------------------------
+
+
+def _sample_registry() -> StoreRegistry:
+    return StoreRegistry(
+        [
+            _store("acme-shopify", b"shpss_acme"),
+            Store("acme-woo", "woocommerce", "https://acme.example/", (Secret(b"wc_acme"),)),
+            Store(
+                "globex-bc",
+                "bigcommerce",
+                "stores/g1obex",
+                (Secret(b"bc_new"), Secret(b"bc_old")),
+                NOW,
+            ),
+        ]
+    )
+
+
+def test_lookup_get_and_stores_for() -> None:
+    registry = _sample_registry()
+    assert len(registry) == 3
+    woo = registry.lookup("woocommerce", normalize_identity("woocommerce", "https://ACME.example/"))
+    assert woo is not None
+    assert woo.store_id == "acme-woo"
+    assert registry.lookup(Platform.BIGCOMMERCE, "g1obex") == registry.get("globex-bc")
+    assert registry.lookup("shopify", "https://acme.example") is None
+    assert registry.get("nope") is None
+    assert [s.store_id for s in registry.stores_for("shopify")] == ["acme-shopify"]
+    assert registry.stores_for(Platform.WOOCOMMERCE) == (woo,)
+    assert [s.store_id for s in registry] == ["acme-shopify", "acme-woo", "globex-bc"]
+
+
+def test_duplicates_are_refused() -> None:
+    with pytest.raises(RegistryError, match="'acme' appears twice"):
+        StoreRegistry([_store("acme"), _store("acme", identity="other.myshopify.com")])
+    with pytest.raises(RegistryError, match=r"'a' and 'b' both claim shopify identity"):
+        StoreRegistry(
+            [_store("a", identity="x.myshopify.com"), _store("b", identity="X.myshopify.com")]
+        )
+
+
+def test_with_store_replaces_by_id_and_keeps_identities_unique() -> None:
+    registry = _sample_registry()
+    replaced = registry.with_store(_store("acme-shopify", b"new", identity="acme2.myshopify.com"))
+    assert len(replaced) == 3
+    assert registry.lookup("shopify", "acme-shopify.myshopify.com") is not None
+    assert replaced.lookup("shopify", "acme-shopify.myshopify.com") is None
+    with pytest.raises(RegistryError, match="both claim"):
+        registry.with_store(_store("intruder", identity="acme-shopify.myshopify.com"))
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "stores.json"
+    registry = _sample_registry()
+    registry.save(path, BOX)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["stores.json"]  # no temp file left
+    text = path.read_text()
+    for plain in ("shpss_acme", "wc_acme", "bc_new", "bc_old"):
+        assert plain not in text
+    document = json.loads(text)
+    entry = document["stores"][2]
+    assert entry["previous_secret_expires_at"] == "2025-06-01T12:00:00+00:00"
+    assert BOX.decrypt(entry["secrets"][1], context=secret_context("globex-bc")) == b"bc_old"
+    loaded = StoreRegistry.load(path, BOX)
+    assert list(loaded) == list(registry)
+
+
+def test_save_replaces_a_readable_file_with_a_private_one(tmp_path: Path) -> None:
+    path = tmp_path / "stores.json"
+    path.write_text("{}")
+    path.chmod(0o644)
+    _sample_registry().save(path, BOX)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+_store_ids = st.lists(
+    st.from_regex(r"[a-z0-9][a-z0-9-]{0,20}", fullmatch=True), unique=True, max_size=6
+)
+
+
+@settings(max_examples=25)
+@given(
+    ids=_store_ids,
+    platforms=st.lists(st.sampled_from(list(Platform)), min_size=6, max_size=6),
+    secrets=st.lists(st.binary(min_size=1, max_size=64), min_size=12, max_size=12),
+    expiry=st.none() | st.datetimes(timezones=st.just(UTC)),
+)
+def test_any_registry_survives_save_and_load(
+    ids: list[str],
+    platforms: list[Platform],
+    secrets: list[bytes],
+    expiry: datetime | None,
+) -> None:
+    identities = {
+        Platform.SHOPIFY: lambda i: f"{i}.myshopify.com",
+        Platform.WOOCOMMERCE: lambda i: f"https://shops.example/{i}/",
+        Platform.BIGCOMMERCE: lambda i: hashlib.sha1(i.encode()).hexdigest()[:10],  # noqa: S324
+    }
+    stores = [
+        Store(
+            i,
+            p,
+            identities[p](i),
+            (Secret(secrets[2 * n]),)
+            if expiry is None
+            else tuple(map(Secret, secrets[2 * n :][:2])),
+            expiry,
+        )
+        for n, (i, p) in enumerate(zip(ids, platforms, strict=False))
+    ]
+    registry = StoreRegistry(stores)
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "stores.json"
+        registry.save(path, BOX)
+        assert list(StoreRegistry.load(path, BOX)) == sorted(stores, key=lambda s: s.store_id)
+
+
+def test_a_secret_copied_to_another_store_does_not_decrypt(tmp_path: Path) -> None:
+    path = tmp_path / "stores.json"
+    _sample_registry().save(path, BOX)
+    document = json.loads(path.read_text())
+    document["stores"][1]["secrets"] = document["stores"][0]["secrets"]
+    path.write_text(json.dumps(document))
+    with pytest.raises(CryptoError, match="'acme-woo': cannot decrypt") as caught:
+        StoreRegistry.load(path, BOX)
+    assert "shpss_acme" not in str(caught.value)
+
+
+def test_load_needs_the_key_the_file_was_written_with(tmp_path: Path) -> None:
+    path = tmp_path / "stores.json"
+    _sample_registry().save(path, BOX)
+    with pytest.raises(CryptoError, match="'k1'"):
+        StoreRegistry.load(path, SecretBox({"k2": os.urandom(32)}, "k2"))
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ("not json", "not valid JSON"),
+        ("[]", "expected"),
+        ('{"stores": {}}', "expected"),
+        ('{"stores": [1]}', "store #1 is not an object"),
+        ('{"stores": [{"store_id": "a"}]}', "missing fields"),
+        (
+            '{"stores": [{"store_id": "a", "platform": "shopify", "identity": "a.myshopify.com",'
+            ' "secrets": [], "extra": 1}]}',
+            "unknown fields",
+        ),
+        (
+            '{"stores": [{"store_id": "a", "platform": "shopify", "identity": "a.myshopify.com",'
+            ' "secrets": [1]}]}',
+            "token strings",
+        ),
+        (
+            '{"stores": [{"store_id": "a", "platform": "shopify", "identity": "a.myshopify.com",'
+            ' "secrets": []}]}',
+            "non-empty Secret",
+        ),
+    ],
+)
+def test_load_explains_malformed_files(tmp_path: Path, document: str, message: str) -> None:
+    path = tmp_path / "stores.json"
+    path.write_text(document)
+    with pytest.raises(RegistryError, match=message) as caught:
+        StoreRegistry.load(path, BOX)
+    assert str(path) in str(caught.value)
+
+
+def test_load_refuses_duplicates_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "stores.json"
+    _sample_registry().save(path, BOX)
+    document = json.loads(path.read_text())
+    document["stores"].append(document["stores"][0])
+    path.write_text(json.dumps(document))
+    with pytest.raises(RegistryError, match="appears twice"):
+        StoreRegistry.load(path, BOX)
+
+
+def test_stores_file_defaults_to_the_state_dir(tmp_path: Path) -> None:
+    assert Settings(state_dir=tmp_path).stores_file == tmp_path / "stores.json"
+    assert Settings(stores_file=tmp_path / "s.json").stores_file == tmp_path / "s.json"
+
+
+# --- the CLI ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    path = tmp_path / "stores.json"
+    monkeypatch.setenv("REVLOOP_STORES_FILE", str(path))
+    monkeypatch.delenv("REVLOOP_MASTER_KEYS", raising=False)
+    get_settings.cache_clear()
+    yield path
+    get_settings.cache_clear()
+
+
+def _use_keys(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("REVLOOP_MASTER_KEYS", value)
+    get_settings.cache_clear()
+
+
+def test_cli_keygen_add_list_rotate(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+
+    result = runner.invoke(stores_app, ["keygen", "--key-id", "k1"])
+    assert result.exit_code == 0, result.output
+    first = result.stdout.strip()
+    assert re.fullmatch(r"k1:[A-Za-z0-9+/]{43}=", first)
+    assert "rotate-keys" in result.stderr
+    _use_keys(monkeypatch, first)
+
+    add = ["add", "--store-id", "acme-shopify", "--platform", "shopify"]
+    result = runner.invoke(
+        stores_app, [*add, "--identity", "ACME.myshopify.com", "--secret", "shpss_first"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "shpss_first" not in result.output
+    assert stat.S_IMODE(cli_env.stat().st_mode) == 0o600
+    assert "shpss_first" not in cli_env.read_text()
+
+    result = runner.invoke(
+        stores_app,
+        [
+            *("add", "--store-id", "acme-woo", "--platform", "WooCommerce"),
+            *("--identity", "https://Acme.example/", "--secret", "-"),
+        ],
+        input="wc_from_stdin\n",
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        stores_app,
+        ["add", "--store-id", "globex", "--platform", "bigcommerce", "--identity", "stores/g1"],
+        input="bc_prompted\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "bc_prompted" not in result.output
+
+    # Re-adding with a new secret keeps the old one for the rotation window.
+    result = runner.invoke(
+        stores_app,
+        [
+            *add,
+            "--identity",
+            "acme.myshopify.com",
+            "--secret",
+            "shpss_second",
+            "--rotation-window-hours",
+            "2",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "previous one is accepted until" in result.output
+
+    result = runner.invoke(stores_app, ["list"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for shown in ("acme-shopify", "acme.myshopify.com", "https://acme.example", "g1"):
+        assert shown in result.output
+    assert "accepted until" in result.output
+    for secret in ("shpss_first", "shpss_second", "wc_from_stdin", "bc_prompted"):
+        assert secret not in result.output
+
+    registry = StoreRegistry.load(cli_env, SecretBox.from_settings(get_settings()))
+    acme = registry.get("acme-shopify")
+    assert acme is not None
+    now = datetime.now(UTC)
+    assert acme.verification_keys(now) == (b"shpss_second", b"shpss_first")
+    assert acme.verification_keys(now + timedelta(hours=2, seconds=1)) == (b"shpss_second",)
+    woo = registry.lookup("woocommerce", "https://acme.example")
+    assert woo is not None
+    assert woo.verification_keys(now) == (b"wc_from_stdin",)
+
+    # Master key rotation: new key first, rotate, then the old key can go.
+    second = runner.invoke(stores_app, ["keygen", "--key-id", "k2"]).stdout.strip()
+    _use_keys(monkeypatch, f"{second},{first}")
+    result = runner.invoke(stores_app, ["rotate-keys"])
+    assert result.exit_code == 0, result.output
+    assert "re-encrypted 4 secret(s) of 3 store(s) under master key 'k2'" in result.stdout
+    tokens = [t for s in json.loads(cli_env.read_text())["stores"] for t in s["secrets"]]
+    assert len(tokens) == 4
+    assert all(t.startswith("v1.k2.") for t in tokens)
+    _use_keys(monkeypatch, second)
+    assert list(StoreRegistry.load(cli_env, SecretBox.from_settings(get_settings()))) == list(
+        registry
+    )
+    assert runner.invoke(stores_app, ["list"]).exit_code == 0
+
+
+def test_cli_without_master_keys_explains_keygen(cli_env: Path) -> None:
+    result = CliRunner().invoke(stores_app, ["list"])
+    assert result.exit_code == 1
+    assert "revloop stores keygen" in result.stderr
+
+
+def test_cli_errors_are_clear_and_leak_nothing(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = CliRunner()
+    _use_keys(monkeypatch, runner.invoke(stores_app, ["keygen"]).stdout.strip())
+    result = runner.invoke(stores_app, ["list"])
+    assert result.exit_code == 0
+    assert "no stores in" in result.stdout
+
+    add = ["add", "--store-id", "acme", "--secret", "hunter2-secret"]
+    result = runner.invoke(stores_app, [*add, "--platform", "shopify", "--identity", "acme.com"])
+    assert result.exit_code == 1
+    assert "shop domain" in result.stderr
+    assert "hunter2" not in result.output
+
+    ok = [*add, "--platform", "shopify", "--identity", "acme.myshopify.com"]
+    assert runner.invoke(stores_app, ok).exit_code == 0
+    result = runner.invoke(
+        stores_app, [*add, "--platform", "bigcommerce", "--identity", "stores/abc"]
+    )
+    assert result.exit_code == 1
+    assert "is a shopify store" in result.stderr
+    result = runner.invoke(
+        stores_app,
+        [
+            *("add", "--store-id", "other", "--secret", "s", "--platform", "shopify"),
+            *("--identity", "ACME.myshopify.com"),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "both claim" in result.stderr
+    # The same secret again changes nothing.
+    result = runner.invoke(stores_app, ok)
+    assert "unchanged" in result.stdout
