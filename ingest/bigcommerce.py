@@ -18,7 +18,6 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
-from ingest.stores import normalize_identity
 from ingest.webhooks import (
     Delivery,
     StoreLookup,
@@ -26,6 +25,7 @@ from ingest.webhooks import (
     header,
     hmac_sha256_b64,
     kept_headers,
+    registered_store,
     unauthorized,
 )
 
@@ -101,15 +101,9 @@ def authenticate(
                 raise unauthorized("bad_signature", "custom secret header does not match")
     payload = _payload(body)
     producer = str(payload.get("producer") or "")
-    try:
-        if not producer.startswith("stores/"):
-            raise ValueError(producer)
-        identity = normalize_identity(PLATFORM, producer)
-    except ValueError:
-        raise unauthorized("unknown_store", "payload names no store") from None
-    store = stores.lookup(PLATFORM, identity)
-    if store is None:
-        raise unauthorized("unknown_store", "store is not registered")
+    if not producer.startswith("stores/"):
+        raise unauthorized("unknown_store", "payload names no store")
+    store = registered_store(stores, PLATFORM, producer)
     # The app-key check above only made parsing safe. With several apps registered, a delivery
     # signed by one app must not be able to speak for another app's store.
     if not _any_signed(candidates, store.verification_keys(now), content):
@@ -119,7 +113,7 @@ def authenticate(
     return Delivery(
         store=store,
         topic=str(payload.get("scope") or "unknown"),
-        event_id=event_id(PLATFORM, identity, source_id),
+        event_id=event_id(PLATFORM, store.identity, source_id),
         delivery_id=webhook_id,
         occurred_at=sent_at,
         headers=kept_headers(headers, KEPT_HEADERS),

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from ingest.stores import normalize_identity
 from ingest.webhooks import (
     Delivery,
     StoreLookup,
@@ -20,6 +19,7 @@ from ingest.webhooks import (
     kept_headers,
     matches_any,
     parse_timestamp,
+    registered_store,
     unauthorized,
 )
 
@@ -66,19 +66,13 @@ def authenticate(
     webhook_id = header(headers, "x-shopify-webhook-id")
     if not signature or not domain or not topic or not webhook_id:
         raise unauthorized("missing_header", "Shopify headers missing")
-    try:
-        identity = normalize_identity(PLATFORM, domain)
-    except ValueError:
-        raise unauthorized("unknown_store", "not a Shopify shop domain") from None
-    store = stores.lookup(PLATFORM, identity)
-    if store is None:
-        raise unauthorized("unknown_store", "shop is not registered")
+    store = registered_store(stores, PLATFORM, domain)
     if not matches_any(signature.encode(), store.verification_keys(now), body):
         raise unauthorized("bad_signature", "signature does not match")
     return Delivery(
         store=store,
         topic=topic,
-        event_id=event_id(PLATFORM, identity, webhook_id),
+        event_id=event_id(PLATFORM, store.identity, webhook_id),
         delivery_id=webhook_id,
         occurred_at=parse_timestamp(header(headers, "x-shopify-triggered-at"), now),
         headers=kept_headers(headers, KEPT_HEADERS),

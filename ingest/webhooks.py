@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from ingest.stores import Store
+from ingest.stores import Store, normalize_identity
 
 # Fixed forever: event ids derived from it are part of the data.
 EVENT_ID_NAMESPACE = uuid.UUID("5b0e4c8e-2f61-4a59-9a57-2d3c6f1e7a10")
@@ -109,6 +109,18 @@ def raw_record(
         "headers": dict(delivery.headers),
         "body": body,
     }
+
+
+def registered_store(stores: StoreLookup, platform: str, claimed_identity: str) -> Store:
+    """The store a delivery claims to come from, or a 401 if it names none we know."""
+    try:
+        identity = normalize_identity(platform, claimed_identity)
+    except ValueError:
+        raise unauthorized("unknown_store", f"not a {platform} store identity") from None
+    store = stores.lookup(platform, identity)
+    if store is None:
+        raise unauthorized("unknown_store", "store is not registered")
+    return store
 
 
 def unauthorized(reason: str, message: str) -> Rejected:

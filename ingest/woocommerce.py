@@ -14,7 +14,6 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 
-from ingest.stores import normalize_identity
 from ingest.webhooks import (
     Delivery,
     StoreLookup,
@@ -24,6 +23,7 @@ from ingest.webhooks import (
     kept_headers,
     matches_any,
     parse_timestamp,
+    registered_store,
     unauthorized,
 )
 
@@ -63,13 +63,7 @@ def authenticate(
     topic = header(headers, "x-wc-webhook-topic")
     if not source or not signature or not topic:
         raise unauthorized("missing_header", "WooCommerce headers missing")
-    try:
-        identity = normalize_identity(PLATFORM, source)
-    except ValueError:
-        raise unauthorized("unknown_store", "not a store URL") from None
-    store = stores.lookup(PLATFORM, identity)
-    if store is None:
-        raise unauthorized("unknown_store", "store is not registered")
+    store = registered_store(stores, PLATFORM, source)
     if not matches_any(signature.encode(), store.verification_keys(now), body):
         raise unauthorized("bad_signature", "signature does not match")
     resource_id, modified = _resource_version(body)
@@ -81,7 +75,7 @@ def authenticate(
     return Delivery(
         store=store,
         topic=topic,
-        event_id=event_id(PLATFORM, identity, source_id),
+        event_id=event_id(PLATFORM, store.identity, source_id),
         delivery_id=header(headers, "x-wc-webhook-delivery-id"),
         occurred_at=parse_timestamp(modified, now),
         headers=kept_headers(headers, KEPT_HEADERS),
