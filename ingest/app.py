@@ -27,7 +27,7 @@ from schemas.serde import AvroSerde
 from schemas.topics import topic
 
 RAW_TOPIC = topic("raw.webhooks.v1")
-RAW_RECORD = "dev.revloop.events.RawWebhook"
+(RAW_RECORD,) = RAW_TOPIC.values
 PLATFORMS: Mapping[str, ModuleType] = {
     "shopify": shopify,
     "woocommerce": woocommerce,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from ingest.webhooks import (
@@ -26,6 +26,7 @@ from ingest.webhooks import (
     hmac_sha256_b64,
     kept_headers,
     registered_store,
+    signed_by_any,
     unauthorized,
 )
 
@@ -92,7 +93,7 @@ def authenticate(
         for s in signatures.split()[:MAX_SIGNATURES]
         if s.startswith("v1,") and len(s) <= 3 + _B64_SHA256_LEN
     ]
-    if not _any_signed(candidates, app_keys, content):
+    if not signed_by_any(candidates, app_keys, content):
         raise unauthorized("bad_signature", "signature does not match")
     if custom_headers:
         # Optional per-registration secret headers, echoed by BigCommerce on every callback.
@@ -106,7 +107,7 @@ def authenticate(
     store = registered_store(stores, PLATFORM, producer)
     # The app-key check above only made parsing safe. With several apps registered, a delivery
     # signed by one app must not be able to speak for another app's store.
-    if not _any_signed(candidates, store.verification_keys(now), content):
+    if not signed_by_any(candidates, store.verification_keys(now), content):
         raise unauthorized("bad_signature", "signature is not the store's app's")
     # `hash` is identical when BigCommerce fires the same event twice; webhook-id is per message.
     source_id = str(payload.get("hash") or webhook_id)
@@ -118,15 +119,6 @@ def authenticate(
         occurred_at=sent_at,
         headers=kept_headers(headers, KEPT_HEADERS),
     )
-
-
-def _any_signed(candidates: list[bytes], keys: Iterable[bytes], content: bytes) -> bool:
-    # One HMAC per key, however many candidates; every pair is compared in constant time.
-    ok = False
-    for digest in [hmac_sha256_b64(key, content) for key in keys]:
-        for candidate in candidates:
-            ok |= hmac.compare_digest(digest, candidate)
-    return ok
 
 
 def _equal(got: str | None, expected: str) -> bool:

@@ -11,14 +11,8 @@ from ingest.publisher import DurablePublisher
 from ingest.stores import StoreRegistry
 from revloop.crypto import CryptoError, SecretBox
 from revloop.settings import Settings, get_settings
-from schemas.registry import CommittedCatalogue, ConfluentRegistry, Registry
+from schemas.registry import registry_for
 from schemas.serde import AvroSerde
-
-
-def schema_registry(settings: Settings) -> Registry:
-    if settings.schema_registry_url:
-        return ConfluentRegistry(settings.schema_registry_url)
-    return CommittedCatalogue.load()
 
 
 def build_service(settings: Settings) -> IngestService:
@@ -27,7 +21,7 @@ def build_service(settings: Settings) -> IngestService:
     return IngestService(
         stores=stores,
         publisher=DurablePublisher(settings, ack_timeout=settings.ingest_ack_timeout_seconds),
-        serde=AvroSerde(schema_registry(settings)),
+        serde=AvroSerde(registry_for(settings.schema_registry_url)),
         metrics=IngestMetrics(),
         max_body_bytes=settings.ingest_max_body_bytes,
     )

@@ -17,9 +17,9 @@ from ingest.webhooks import (
     header,
     hmac_sha256_b64,
     kept_headers,
-    matches_any,
     parse_timestamp,
     registered_store,
+    signed_by_any,
     unauthorized,
 )
 
@@ -67,7 +67,7 @@ def authenticate(
     if not signature or not domain or not topic or not webhook_id:
         raise unauthorized("missing_header", "Shopify headers missing")
     store = registered_store(stores, PLATFORM, domain)
-    if not matches_any(signature.encode(), store.verification_keys(now), body):
+    if not signed_by_any([signature.encode()], store.verification_keys(now), body):
         raise unauthorized("bad_signature", "signature does not match")
     return Delivery(
         store=store,

@@ -58,12 +58,18 @@ def hmac_sha256_b64(key: bytes, message: bytes) -> bytes:
     return base64.b64encode(hmac.new(key, message, hashlib.sha256).digest())
 
 
-def matches_any(expected_b64: bytes, keys: Iterable[bytes], message: bytes) -> bool:
-    """Constant-time check of a base64 HMAC-SHA256 against each candidate key (rotation windows
-    mean more than one key can be valid). Every key is tried, so timing reveals nothing."""
+def signed_by_any(candidates: Iterable[bytes], keys: Iterable[bytes], message: bytes) -> bool:
+    """Whether any candidate base64 HMAC-SHA256 signature was made with any of ``keys``.
+
+    Rotation windows mean more than one key can be valid, and BigCommerce may send several
+    signatures. One HMAC is computed per key, and every pair is compared in constant time, so
+    timing reveals nothing about which key or candidate matched.
+    """
+    candidates = list(candidates)
     ok = False
-    for key in keys:
-        ok |= hmac.compare_digest(hmac_sha256_b64(key, message), expected_b64)
+    for digest in [hmac_sha256_b64(key, message) for key in keys]:
+        for candidate in candidates:
+            ok |= hmac.compare_digest(digest, candidate)
     return ok
 
 

@@ -21,9 +21,9 @@ from ingest.webhooks import (
     header,
     hmac_sha256_b64,
     kept_headers,
-    matches_any,
     parse_timestamp,
     registered_store,
+    signed_by_any,
     unauthorized,
 )
 
@@ -64,7 +64,7 @@ def authenticate(
     if not source or not signature or not topic:
         raise unauthorized("missing_header", "WooCommerce headers missing")
     store = registered_store(stores, PLATFORM, source)
-    if not matches_any(signature.encode(), store.verification_keys(now), body):
+    if not signed_by_any([signature.encode()], store.verification_keys(now), body):
         raise unauthorized("bad_signature", "signature does not match")
     resource_id, modified = _resource_version(body)
     source_id = (

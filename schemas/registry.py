@@ -307,5 +307,12 @@ class ConfluentRegistry:
         return definition
 
 
+def registry_for(schema_registry_url: str | None) -> Registry:
+    """The registry every process uses: a real one when configured, else the committed ids."""
+    if schema_registry_url:
+        return ConfluentRegistry(schema_registry_url)
+    return CommittedCatalogue.load()
+
+
 def parse(definition: dict[str, Any]) -> Schema:
     return fastavro.parse_schema(definition, _write_hint=False, _force=True)

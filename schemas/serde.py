@@ -50,7 +50,6 @@ class AvroSerde:
         self._avro_dir = avro_dir
         self._writers: dict[str, _Writer] = {}
         self._parsed_by_id: dict[int, Schema] = {}
-        self._parsed_readers: dict[int, Schema] = {}
 
     def writer(self, record_name: str) -> _Writer:
         writer = self._writers.get(record_name)
