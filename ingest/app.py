@@ -3,28 +3,34 @@
 Order of checks: body size (413), content type (415), signature on the raw bytes (401), then the
 raw record is published and acknowledged by Kafka before the 200. Normalization into canonical
 events happens downstream of the raw topic, so the accept path stays short.
+
+The marketing feeds (``POST /events/touchpoints``, ``POST /events/campaigns``) check the API key
+(401), content type (415), body size (413), then validate the whole batch (400/422, see
+ingest/feeds.py) and answer 200 once Kafka has acked every record of it (503 otherwise).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ingest import bigcommerce, shopify, woocommerce
+from ingest import bigcommerce, feeds, shopify, woocommerce
 from ingest.metrics import IngestMetrics
 from ingest.publisher import DurablePublisher, PublishUnavailable
+from ingest.stores import Store
 from ingest.webhooks import Rejected, StoreLookup, raw_record
 from schemas.serde import AvroSerde
-from schemas.topics import topic
+from schemas.topics import topic, topic_for_record
 
 RAW_TOPIC = topic("raw.webhooks.v1")
 (RAW_RECORD,) = RAW_TOPIC.values
@@ -35,18 +41,29 @@ PLATFORMS: Mapping[str, ModuleType] = {
 }
 
 
+FEEDS: Mapping[str, str] = {"touchpoints": feeds.TOUCHPOINT, "campaigns": feeds.CAMPAIGN_LINK}
+"""Feed name (the route's last segment and the metric label) → the record type it publishes."""
+_RETRY_AFTER = {"Retry-After": "5"}
+
+
 class BodyTooLarge(Exception):
     pass
 
 
+class IngestStores(StoreLookup, feeds.FeedStores, Protocol):
+    """Webhooks find stores by identity; the feeds find them by the id their API key names."""
+
+
 @dataclass
 class IngestService:
-    stores: StoreLookup
+    stores: IngestStores
     publisher: DurablePublisher
     serde: AvroSerde
     metrics: IngestMetrics
     max_body_bytes: int = 1 << 20
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    customer_salt: bytes = field(default=b"", repr=False)
+    """Turns touchpoint emails and customer ids into customer keys (revloop/privacy.py)."""
 
     async def receive(self, platform: str, request: Request) -> Response:
         module = PLATFORMS[platform]
@@ -106,6 +123,99 @@ class IngestService:
     def _count(self, platform: str, topic_label: str, outcome: str, reason: str) -> None:
         self.metrics.outcomes.labels(platform, topic_label, outcome, reason).inc()
 
+    # --- marketing feeds ------------------------------------------------------------------
+
+    async def receive_feed(self, feed: str, request: Request) -> Response:
+        record_name = FEEDS[feed]
+        started = time.perf_counter()
+        try:
+            return await self._receive_feed(feed, record_name, request)
+        finally:
+            self.metrics.feed_request_seconds.labels(feed).observe(time.perf_counter() - started)
+
+    async def _receive_feed(self, feed: str, record_name: str, request: Request) -> Response:
+        received_at = self.clock()
+        try:
+            store = feeds.authenticate(request.headers.get("authorization"), self.stores)
+        except Rejected as rejected:
+            challenge = 'Bearer realm="revloop"'
+            if rejected.reason == "bad_key":
+                challenge += ', error="invalid_token"'
+            return self._refuse_feed(
+                feed,
+                rejected.status,
+                {"error": str(rejected), "reason": rejected.reason},
+                headers={"WWW-Authenticate": challenge},
+            )
+        content_type = request.headers.get("content-type", "")
+        if content_type.split(";", 1)[0].strip().lower() != "application/json":
+            return self._refuse_feed(
+                feed,
+                415,
+                {"error": "expected application/json", "reason": "unsupported_media_type"},
+            )
+        try:
+            body = await _read_capped(request, self.max_body_bytes)
+        except BodyTooLarge:
+            return self._refuse_feed(
+                feed,
+                413,
+                {"error": f"body over {self.max_body_bytes} bytes", "reason": "too_large"},
+            )
+        try:
+            records = self._feed_records(feed, store, body, received_at)
+        except feeds.InvalidBatch as invalid:
+            return self._refuse_feed(feed, invalid.status, invalid.as_json())
+        topic_ = topic_for_record(record_name)
+        # Encode everything before publishing anything: a record that does not fit its schema
+        # fails the request with nothing written.
+        messages = [(topic_.message_key(r), self.serde.encode(record_name, r)) for r in records]
+        results = await asyncio.gather(
+            *(self.publisher.publish(topic_.name, key, value) for key, value in messages),
+            return_exceptions=True,
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        for failure in failures:
+            if not isinstance(failure, PublishUnavailable):
+                raise failure
+        if failures:
+            # Some records may be in Kafka already; the client retries the whole batch and the
+            # deterministic event ids let consumers drop the repeats.
+            self.metrics.feed_records.labels(feed, "unavailable").inc(len(records))
+            return self._refuse_feed(
+                feed,
+                503,
+                {"error": "temporarily unavailable; retry the batch", "reason": "kafka"},
+                headers=_RETRY_AFTER,
+                outcome="unavailable",
+            )
+        self.metrics.feed_records.labels(feed, "accepted").inc(len(records))
+        self.metrics.feed_requests.labels(feed, "accepted", "").inc()
+        event_ids = [r["envelope"]["event_id"] for r in records]
+        return JSONResponse({"accepted": len(records), "event_ids": event_ids})
+
+    def _feed_records(
+        self, feed: str, store: Store, body: bytes, received_at: datetime
+    ) -> list[dict[str, Any]]:
+        if feed == "touchpoints":
+            if not self.customer_salt:
+                raise RuntimeError("IngestService.customer_salt is not set")
+            items = feeds.parse_touchpoints(body, received_at)
+            return feeds.touchpoint_records(store, items, self.customer_salt, received_at)
+        links = feeds.parse_campaign_links(body, received_at)
+        return feeds.campaign_link_records(store, links, received_at)
+
+    def _refuse_feed(
+        self,
+        feed: str,
+        status: int,
+        content: dict[str, Any],
+        headers: Mapping[str, str] | None = None,
+        outcome: str = "rejected",
+    ) -> Response:
+        self.metrics.feed_requests.labels(feed, outcome, str(content["reason"])).inc()
+        return JSONResponse(content, status_code=status, headers=headers)
+
 
 async def _read_capped(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
@@ -129,6 +239,14 @@ def _webhook_handler(service: IngestService, platform: str) -> Callable[[Request
     return handler
 
 
+def _feed_handler(service: IngestService, feed: str) -> Callable[[Request], Any]:
+    async def handler(request: Request) -> Response:
+        return await service.receive_feed(feed, request)
+
+    handler.__name__ = f"receive_{feed}_feed"
+    return handler
+
+
 def create_app(service: IngestService, on_shutdown: Callable[[], Any] | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -144,6 +262,14 @@ def create_app(service: IngestService, on_shutdown: Callable[[], Any] | None = N
             _webhook_handler(service, platform),
             methods=["POST"],
             name=f"webhook_{platform}",
+        )
+
+    for feed in FEEDS:
+        app.add_api_route(
+            f"/events/{feed}",
+            _feed_handler(service, feed),
+            methods=["POST"],
+            name=f"feed_{feed}",
         )
 
     @app.get("/healthz")

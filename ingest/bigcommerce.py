@@ -17,7 +17,23 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from ingest.canonical import (
+    Emit,
+    NormalizeContext,
+    RawDelivery,
+    Skip,
+    customer_deleted,
+    decode_json_object,
+    derived_event_id,
+    emit,
+    epoch_seconds,
+    id_str,
+    mapping,
+    product_deleted,
+    text,
+)
 from ingest.webhooks import (
     Delivery,
     StoreLookup,
@@ -145,4 +161,59 @@ def signed_headers(
         "webhook-id": webhook_id,
         "webhook-timestamp": timestamp,
         "webhook-signature": f"v1,{signature}",
+    }
+
+
+# -- normalization: raw delivery → canonical events ------------------------------------------
+# Callbacks carry ids only, so nearly everything becomes a hydration request that the connector
+# completes by fetching the resource. Deletions are the exception: a deleted resource cannot be
+# fetched, and its id is all a deletion needs.
+
+
+def normalize(raw: RawDelivery, context: NormalizeContext) -> list[Emit] | Skip:
+    if raw.topic not in TOPICS:
+        return Skip("unknown_topic")
+    if raw.topic == "store/app/uninstalled":
+        return Skip("app_uninstalled")
+    payload = decode_json_object(raw.body)
+    data = mapping(payload.get("data"))
+    resource = text(data.get("type")) or raw.topic.split("/")[1]
+    resource_id = id_str(data.get("id"), "data.id")
+    occurred_at = epoch_seconds(payload.get("created_at"))
+    if raw.topic == "store/product/deleted":
+        return product_deleted(raw, context, resource_id, occurred_at)
+    if raw.topic == "store/customer/deleted":
+        return customer_deleted(raw, context, resource_id, occurred_at)
+    return [
+        emit(
+            "HydrationRequest",
+            raw,
+            context,
+            event_id=derived_event_id(raw, "hydrate", resource, resource_id),
+            occurred_at=occurred_at,
+            resource=resource,
+            resource_id=resource_id,
+            scope=raw.topic,
+            raw_event_id=raw.event_id,
+            details=_flatten({k: v for k, v in data.items() if k not in ("type", "id")}),
+        )
+    ]
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
+    """Nested ids and hints as dotted string keys: {"inventory": {"value": -2}} →
+    {"inventory.value": "-2"}."""
+    if isinstance(value, dict):
+        flat: dict[str, str] = {}
+        for key, inner in value.items():
+            flat.update(_flatten(inner, f"{prefix}{key}."))
+        return flat
+    if isinstance(value, list):
+        return {prefix[:-1]: ",".join(str(v) for v in value)}
+    return {
+        prefix[:-1]: ""
+        if value is None
+        else str(value).lower()
+        if isinstance(value, bool)
+        else str(value)
     }

@@ -1,5 +1,6 @@
 """Prometheus metrics for ingest. Label values are bounded: a topic label is only ever a topic
-the platform module knows, never a header value an unverified caller chose."""
+the platform module knows, never a header value an unverified caller chose; feed labels are the
+two feed names and fixed outcome and reason words."""
 
 from __future__ import annotations
 
@@ -33,6 +34,28 @@ class IngestMetrics:
         self.publish_seconds = Histogram(
             "revloop_ingest_publish_duration_seconds",
             "Time for Kafka to acknowledge a raw record with acks=all.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.feed_requests = Counter(
+            "revloop_ingest_feed_requests_total",
+            "Marketing feed requests (POST /events/...) by feed, outcome (accepted, rejected, "
+            "unavailable) and reason.",
+            ["feed", "outcome", "reason"],
+            registry=self.registry,
+        )
+        self.feed_records = Counter(
+            "revloop_ingest_feed_records_total",
+            "Marketing feed records by feed and outcome: accepted (acked by Kafka) or "
+            "unavailable (Kafka did not ack the batch in time). Invalid batches are counted "
+            "as requests (revloop_ingest_feed_requests_total).",
+            ["feed", "outcome"],
+            registry=self.registry,
+        )
+        self.feed_request_seconds = Histogram(
+            "revloop_ingest_feed_request_duration_seconds",
+            "Time from request start to response, by marketing feed.",
+            ["feed"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )

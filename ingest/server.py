@@ -1,4 +1,4 @@
-"""`revloop ingest`: the webhook service under uvicorn, wired from settings."""
+"""`revloop ingest`: the webhook and feed service under uvicorn, wired from settings."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from schemas.serde import AvroSerde
 
 
 def build_service(settings: Settings) -> IngestService:
+    salt = settings.customer_salt  # before the producer starts: a missing salt stops here
     box = SecretBox.from_settings(settings)
     stores = StoreRegistry.load(settings.stores_file, box)
     return IngestService(
@@ -24,6 +25,7 @@ def build_service(settings: Settings) -> IngestService:
         serde=AvroSerde(registry_for(settings.schema_registry_url)),
         metrics=IngestMetrics(),
         max_body_bytes=settings.ingest_max_body_bytes,
+        customer_salt=salt,
     )
 
 
@@ -31,8 +33,8 @@ def serve(
     host: str | None = typer.Option(None, help="Bind address (default REVLOOP_INGEST_HOST)."),
     port: int | None = typer.Option(None, help="Port (default REVLOOP_INGEST_PORT)."),
 ) -> None:
-    """Serve the webhook receivers: /webhooks/{shopify,woocommerce,bigcommerce}, /healthz,
-    /readyz and /metrics."""
+    """Serve the webhook receivers (/webhooks/{shopify,woocommerce,bigcommerce}), the marketing
+    feeds (/events/{touchpoints,campaigns}), /healthz, /readyz and /metrics."""
     settings = get_settings()
     try:
         service = build_service(settings)

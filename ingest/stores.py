@@ -4,31 +4,43 @@ Ingest turns a delivery's identifying header into an identity with :func:`normal
 finds the :class:`Store` with :meth:`StoreRegistry.lookup`, and checks the signature against
 :meth:`Store.verification_keys`. The registry lives in a JSON file whose webhook secrets are
 :class:`~revloop.crypto.SecretBox` tokens (docs/security.md).
+
+The marketing feeds (``POST /events/...``) authenticate with per-store API keys instead:
+``rlk_<store_id>_<43 urlsafe base64 chars>``. Only their SHA-256 digests are kept
+(:attr:`Store.api_key_hashes`); :func:`new_api_key` makes one and :meth:`Store.accepts_api_key`
+checks one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import ipaddress
 import json
 import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
+from secrets import token_urlsafe
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from revloop.crypto import CryptoError, Secret, SecretBox
 
 __all__ = [
+    "MAX_API_KEYS",
     "Platform",
     "RegistryError",
     "Store",
     "StoreRegistry",
+    "api_key_digest",
+    "api_key_store_id",
+    "new_api_key",
     "normalize_identity",
     "secret_context",
 ]
@@ -57,8 +69,51 @@ _EXPECTED: Final = {
     Platform.BIGCOMMERCE: "a BigCommerce producer like 'stores/abc123' (or the bare hash)",
 }
 _FILE_KEYS: Final = frozenset(
-    {"store_id", "platform", "identity", "secrets", "previous_secret_expires_at"}
+    {
+        "store_id",
+        "platform",
+        "identity",
+        "secrets",
+        "previous_secret_expires_at",
+        "api_key_hashes",
+        "currency",
+    }
 )
+_OPTIONAL_FILE_KEYS: Final = frozenset({"previous_secret_expires_at", "api_key_hashes", "currency"})
+_CURRENCY: Final = re.compile(r"[A-Z]{3}")
+
+_API_KEY_PREFIX: Final = "rlk_"
+_API_KEY_TOKEN: Final = re.compile(r"[A-Za-z0-9_-]{43}")
+_SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
+MAX_API_KEYS: Final = 10
+"""API keys one store may hold at once (each request compares against all of them)."""
+
+
+def new_api_key(store_id: str) -> str:
+    """A fresh API key for ``store_id``: ``rlk_<store_id>_`` + 32 random bytes, urlsafe base64
+    (43 characters). Show it once; keep only :func:`api_key_digest` of it."""
+    if not isinstance(store_id, str) or not _STORE_ID.fullmatch(store_id):
+        raise ValueError(f"store id {store_id!r} must be a slug matching {_STORE_ID.pattern}")
+    return f"{_API_KEY_PREFIX}{store_id}_{token_urlsafe(32)}"
+
+
+def api_key_digest(key: str) -> str:
+    """What the registry keeps of an API key: its SHA-256, hex. The keys carry 256 random bits,
+    so an unsalted fast hash is enough (there is nothing to guess)."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def api_key_store_id(key: str) -> str | None:
+    """The store an API key names, or None when it is not shaped like one. Says nothing about
+    whether the key is valid: that is :meth:`Store.accepts_api_key`."""
+    if not key.startswith(_API_KEY_PREFIX):
+        return None
+    # The token may itself contain '_', so it is split off by length, not by separator.
+    rest = key[len(_API_KEY_PREFIX) :]
+    store_id, separator, token = rest[:-44], rest[-44:-43], rest[-43:]
+    if separator != "_" or not _API_KEY_TOKEN.fullmatch(token):
+        return None
+    return store_id if _STORE_ID.fullmatch(store_id) else None
 
 
 def secret_context(store_id: str) -> str:
@@ -135,6 +190,7 @@ class Store:
 
     ``secrets`` is the current secret first, then the previous one, accepted until
     ``previous_secret_expires_at`` so deliveries signed before a rotation still verify.
+    ``api_key_hashes`` are the SHA-256 hex digests of the store's feed API keys (never the keys).
     """
 
     store_id: str
@@ -142,6 +198,9 @@ class Store:
     identity: str
     secrets: tuple[Secret, ...]
     previous_secret_expires_at: datetime | None = None
+    api_key_hashes: tuple[str, ...] = field(default=(), repr=False)
+    currency: str | None = None
+    """The shop currency (ISO 4217): product payloads carry prices without one."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.store_id, str) or not _STORE_ID.fullmatch(self.store_id):
@@ -166,6 +225,42 @@ class Store:
                 f"store {self.store_id!r}: previous secrets and previous_secret_expires_at "
                 "go together"
             )
+        if self.currency is not None and not (
+            isinstance(self.currency, str) and _CURRENCY.fullmatch(self.currency)
+        ):
+            raise ValueError(f"store {self.store_id!r}: currency must be an ISO 4217 code like USD")
+        hashes = self.api_key_hashes
+        if not isinstance(hashes, tuple) or not all(
+            isinstance(h, str) and _SHA256_HEX.fullmatch(h) for h in hashes
+        ):
+            raise ValueError(
+                f"store {self.store_id!r}: api_key_hashes must be a tuple of SHA-256 hex digests"
+            )
+        if len(set(hashes)) != len(hashes):
+            raise ValueError(f"store {self.store_id!r}: api_key_hashes has duplicates")
+        if len(hashes) > MAX_API_KEYS:
+            raise ValueError(f"store {self.store_id!r}: more than {MAX_API_KEYS} API keys")
+
+    def accepts_api_key(self, key: str) -> bool:
+        """Whether ``key`` is one of this store's API keys. Compares the key's digest with every
+        stored digest in constant time, without stopping at a match."""
+        digest = api_key_digest(key).encode("ascii")
+        ok = False
+        for stored in self.api_key_hashes:
+            ok |= hmac.compare_digest(digest, stored.encode("ascii"))
+        return ok
+
+    def with_api_key_hash(self, digest: str) -> Store:
+        """This store with one more API key (given by its digest)."""
+        if len(self.api_key_hashes) >= MAX_API_KEYS:
+            raise ValueError(
+                f"store {self.store_id!r} already has {MAX_API_KEYS} API keys; revoke them "
+                "first (`revloop stores api-key --revoke-all`)"
+            )
+        return replace(self, api_key_hashes=(*self.api_key_hashes, digest))
+
+    def without_api_keys(self) -> Store:
+        return replace(self, api_key_hashes=())
 
     def verification_keys(self, now: datetime) -> tuple[bytes, ...]:
         """The secrets a delivery may be signed with at ``now``: the current one, plus the
@@ -189,7 +284,8 @@ class Store:
         return self._with(secrets=(secret, self.secrets[0]), expires=now + window)
 
     def _with(self, *, secrets: tuple[Secret, ...], expires: datetime | None) -> Store:
-        return Store(self.store_id, self.platform, self.identity, secrets, expires)
+        # replace() keeps every other field (the API keys among them) and re-runs the checks.
+        return replace(self, secrets=secrets, previous_secret_expires_at=expires)
 
 
 def _require_aware(now: datetime) -> None:
@@ -272,7 +368,7 @@ def _store_from_json(entry: Any, position: int, box: SecretBox) -> Store:
     if isinstance(entry.get("store_id"), str):
         where = f"store {entry['store_id']!r}"
     unknown = entry.keys() - _FILE_KEYS
-    missing = _FILE_KEYS - {"previous_secret_expires_at"} - entry.keys()
+    missing = _FILE_KEYS - _OPTIONAL_FILE_KEYS - entry.keys()
     if unknown or missing:
         raise RegistryError(
             f"{where}: unknown fields {sorted(unknown)} / missing fields {sorted(missing)}"
@@ -285,6 +381,9 @@ def _store_from_json(entry: Any, position: int, box: SecretBox) -> Store:
         raise RegistryError(f"{where}: secrets must be a list of token strings")
     if expires is not None and not isinstance(expires, str):
         raise RegistryError(f"{where}: previous_secret_expires_at must be ISO 8601 or null")
+    api_key_hashes = entry.get("api_key_hashes", [])
+    if not isinstance(api_key_hashes, list) or not all(isinstance(h, str) for h in api_key_hashes):
+        raise RegistryError(f"{where}: api_key_hashes must be a list of SHA-256 hex digests")
     try:
         secrets = tuple(Secret(box.decrypt(t, context=secret_context(store_id))) for t in tokens)
     except CryptoError as exc:
@@ -296,6 +395,8 @@ def _store_from_json(entry: Any, position: int, box: SecretBox) -> Store:
             identity=entry["identity"],
             secrets=secrets,
             previous_secret_expires_at=None if expires is None else datetime.fromisoformat(expires),
+            api_key_hashes=tuple(api_key_hashes),
+            currency=entry.get("currency"),
         )
     except (TypeError, ValueError) as exc:
         raise RegistryError(f"{where}: {exc}") from None
@@ -303,7 +404,7 @@ def _store_from_json(entry: Any, position: int, box: SecretBox) -> Store:
 
 def _store_to_json(store: Store, box: SecretBox) -> dict[str, Any]:
     expires = store.previous_secret_expires_at
-    return {
+    entry: dict[str, Any] = {
         "store_id": store.store_id,
         "platform": str(store.platform),
         "identity": store.identity,
@@ -314,6 +415,12 @@ def _store_to_json(store: Store, box: SecretBox) -> dict[str, Any]:
             None if expires is None else expires.astimezone(UTC).isoformat()
         ),
     }
+    # Written only when there are some, so a store without API keys is the same entry as before.
+    if store.api_key_hashes:
+        entry["api_key_hashes"] = list(store.api_key_hashes)
+    if store.currency:
+        entry["currency"] = store.currency
+    return entry
 
 
 def _write_private(path: Path, data: bytes) -> None:

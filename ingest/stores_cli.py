@@ -1,4 +1,5 @@
-"""`revloop stores ...`: master keys and the store registry. Never prints a webhook secret."""
+"""`revloop stores ...`: master keys and the store registry. Never prints a webhook secret; an
+API key is printed once, when it is made, and only its digest is stored."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ingest.stores import Platform, RegistryError, Store, StoreRegistry
+from ingest.stores import (
+    Platform,
+    RegistryError,
+    Store,
+    StoreRegistry,
+    api_key_digest,
+    new_api_key,
+)
 from revloop.crypto import CryptoError, Secret, SecretBox, new_master_key
 from revloop.settings import get_settings
 
@@ -97,6 +105,11 @@ def add(
         max=720.0,
         help="When the store exists, how long its old secret stays accepted (0 to 720).",
     ),
+    currency: str | None = typer.Option(
+        None,
+        "--currency",
+        help="The shop currency (ISO 4217, e.g. USD); product prices need it. Kept when omitted.",
+    ),
 ) -> None:
     """Add a store, or give an existing one a new webhook secret."""
     value = sys.stdin.read().rstrip("\r\n") if secret == _STDIN else secret
@@ -107,7 +120,9 @@ def add(
     new = Secret(value.encode("utf-8"))
     existing = registry.get(store_id)
     if existing is None:
-        store = Store(store_id, platform.value, identity, (new,))
+        store = Store(
+            store_id, platform.value, identity, (new,), currency=currency and currency.upper()
+        )
         message = f"added {store.store_id} ({store.platform} {store.identity})"
     else:
         if existing.platform != platform.value:
@@ -121,6 +136,8 @@ def add(
             identity,
             existing.secrets,
             existing.previous_secret_expires_at,
+            existing.api_key_hashes,
+            (currency and currency.upper()) or existing.currency,
         ).rotated(new, now=now, window=window)
         if store.secrets == existing.secrets:
             message = f"updated {store_id}; its webhook secret is unchanged"
@@ -146,7 +163,7 @@ def list_stores() -> None:
         typer.echo(f"no stores in {path}")
         return
     now = datetime.now(UTC)
-    table = Table("store", "platform", "identity", "previous secret", title=str(path))
+    table = Table("store", "platform", "identity", "previous secret", "api keys", title=str(path))
     for store in registry:
         expires = store.previous_secret_expires_at
         if expires is None:
@@ -154,8 +171,48 @@ def list_stores() -> None:
         else:
             state = "accepted until" if now < expires else "expired"
             previous = f"{state} {expires:%Y-%m-%d %H:%M:%S %Z}"
-        table.add_row(store.store_id, store.platform, store.identity, previous)
+        table.add_row(
+            store.store_id,
+            store.platform,
+            store.identity,
+            previous,
+            str(len(store.api_key_hashes)),
+        )
     Console(highlight=False).print(table)
+
+
+@stores_app.command("api-key")
+@_registry_errors
+def api_key(
+    store_id: str = typer.Option(..., "--store-id", help="The store the key speaks for."),
+    revoke_all: bool = typer.Option(
+        False,
+        "--revoke-all",
+        help="Revoke every API key of the store instead of making a new one.",
+    ),
+) -> None:
+    """Make an API key for the marketing feeds (POST /events/...) and print it once; only its
+    SHA-256 is stored. With --revoke-all, revoke the store's keys instead."""
+    path, box, registry = _open()
+    store = registry.get(store_id)
+    if store is None:
+        raise RegistryError(f"no store {store_id!r} in {path} (add it with `revloop stores add`)")
+    if revoke_all:
+        count = len(store.api_key_hashes)
+        registry.with_store(store.without_api_keys()).save(path, box)
+        typer.echo(f"revoked {count} API key(s) of {store_id} (in {path})")
+        return
+    key = new_api_key(store_id)
+    registry.with_store(store.with_api_key_hash(api_key_digest(key))).save(path, box)
+    typer.echo(key)
+    _err().print(
+        f"API key for {store_id}: send it as `Authorization: Bearer <key>`. It is shown only "
+        f"this once (the registry keeps its SHA-256); the store now has "
+        f"{len(store.api_key_hashes) + 1} key(s). Revoke with "
+        f"`revloop stores api-key --store-id {store_id} --revoke-all`.",
+        style="dim",
+        markup=False,
+    )
 
 
 @stores_app.command("rotate-keys")

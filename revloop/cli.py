@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from infra.cli import app as infra_app
+from ingest.normalizer import normalize_command
 from ingest.server import serve
 from ingest.stores_cli import stores_app
 from schemas.cli import schemas_app, topics_app
@@ -20,6 +21,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(stores_app, name="stores")
 app.command("ingest")(serve)
+app.command("normalize")(normalize_command)
 
 
 def main() -> None:

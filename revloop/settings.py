@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     stores_file: Path = Field(default_factory=_default_stores_file)
     """The store registry (JSON, secrets encrypted); default ``<state_dir>/stores.json``."""
 
+    customer_key_salt: SecretStr | None = None
+    """``REVLOOP_CUSTOMER_KEY_SALT``: the secret that turns emails into customer keys
+    (revloop/privacy.py). Every process of one deployment must share it; changing it breaks
+    every join between touchpoints and orders."""
+
     # Ingest (`revloop ingest`).
     ingest_host: str = "127.0.0.1"
     ingest_port: int = 8080
@@ -98,6 +103,15 @@ class Settings(BaseSettings):
             f"postgresql://{self.postgres_user}:{password}"
             f"@{self.postgres_host}:{self.postgres_port}/{self.postgres_db}"
         )
+
+    @property
+    def customer_salt(self) -> bytes:
+        if self.customer_key_salt is None or not self.customer_key_salt.get_secret_value():
+            raise ValueError(
+                "REVLOOP_CUSTOMER_KEY_SALT is not set "
+                "(any long random string, e.g. `openssl rand -base64 32`)"
+            )
+        return self.customer_key_salt.get_secret_value().encode()
 
     @property
     def uses_local_stack(self) -> bool:

@@ -1,11 +1,20 @@
-"""A store registry for ingest tests: one store per platform, with known secrets."""
+"""A store registry for ingest tests: one store per platform, with known secrets (and API keys
+for the marketing feeds), and reading back what ingest published."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
-from ingest.stores import Store, StoreRegistry
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from ingest.stores import Store, StoreRegistry, api_key_digest
 from revloop.crypto import Secret
+from revloop.kafka import consumer_config
+from revloop.settings import Settings
+from schemas.serde import AvroSerde
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 SHOP_SECRET = b"shopify-app-secret"
@@ -29,3 +38,83 @@ def make_registry(
             Store("bc-store", "bigcommerce", bc_hash, (Secret(BC_SECRET),)),
         ]
     )
+
+
+# --- marketing feeds ----------------------------------------------------------------------
+
+CUSTOMER_SALT = b"test-customer-key-salt"
+API_KEYS = {
+    "acme-shopify": "rlk_acme-shopify_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0_-x",
+    "shop-woo": "rlk_shop-woo_" + "z9Y8x7W6v5U4t3S2r1Q0p9O8n7M6l5K4j3I2h1G0-_y",
+}
+"""Fixed feed API keys (shaped like `revloop stores api-key` output) of two of the test stores."""
+
+
+def make_feed_registry(**kwargs: Any) -> StoreRegistry:
+    """:func:`make_registry` with the :data:`API_KEYS` registered (the BigCommerce store has
+    none)."""
+    return StoreRegistry(
+        replace(store, api_key_hashes=(api_key_digest(API_KEYS[store.store_id]),))
+        if store.store_id in API_KEYS
+        else store
+        for store in make_registry(**kwargs)
+    )
+
+
+def bearer(store_id: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {API_KEYS[store_id]}", "content-type": "application/json"}
+
+
+@dataclass(frozen=True)
+class Published:
+    """One message read back from a topic: the raw key and value bytes, and the decoded value."""
+
+    key: bytes
+    value: bytes
+    decoded: dict[str, Any]
+
+
+def topic_watermarks(settings: Settings, topic_name: str) -> dict[int, int]:
+    """The high watermark of each partition of ``topic_name``."""
+    consumer = Consumer(consumer_config(settings, group_id="unused"))
+    try:
+        for attempt in range(50):  # a broker that just restarted is still electing leaders
+            try:
+                metadata = consumer.list_topics(topic_name, timeout=10).topics[topic_name]
+                return {
+                    p: consumer.get_watermark_offsets(TopicPartition(topic_name, p), timeout=10)[1]
+                    for p in metadata.partitions
+                }
+            except KafkaException:
+                if attempt == 49:
+                    raise
+                time.sleep(0.2)
+        raise AssertionError("unreachable")
+    finally:
+        consumer.close()
+
+
+def read_published(
+    settings: Settings, topic_name: str, since: dict[int, int], serde: AvroSerde
+) -> list[Published]:
+    """Every message written to ``topic_name`` after the ``since`` high watermarks."""
+    ends = topic_watermarks(settings, topic_name)
+    wanted = {p: (since.get(p, 0), end) for p, end in ends.items() if end > since.get(p, 0)}
+    consumer = Consumer(consumer_config(settings, group_id="unused"))
+    try:
+        consumer.assign([TopicPartition(topic_name, p, start) for p, (start, _) in wanted.items()])
+        out: list[Published] = []
+        remaining = sum(end - start for start, end in wanted.values())
+        for _ in range(300):
+            if remaining <= 0:
+                break
+            msg = consumer.poll(0.1)
+            if msg is None or msg.error():
+                continue
+            remaining -= 1
+            key, value = msg.key() or b"", msg.value() or b""
+            out.append(Published(key, value, serde.decode(value).value))
+        assert remaining <= 0, f"{remaining} message(s) of {topic_name} were not read back"
+        return out
+    finally:
+        consumer.close()

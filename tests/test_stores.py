@@ -18,10 +18,14 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from ingest.stores import (
+    MAX_API_KEYS,
     Platform,
     RegistryError,
     Store,
     StoreRegistry,
+    api_key_digest,
+    api_key_store_id,
+    new_api_key,
     normalize_identity,
     secret_context,
 )
@@ -598,3 +602,175 @@ def test_cli_errors_are_clear_and_leak_nothing(
     # The same secret again changes nothing.
     result = runner.invoke(stores_app, ok)
     assert "unchanged" in result.stdout
+
+
+# --- feed API keys ------------------------------------------------------------------------
+
+_digests = st.lists(
+    st.binary(min_size=1, max_size=32).map(lambda b: hashlib.sha256(b).hexdigest()),
+    unique=True,
+    max_size=MAX_API_KEYS,
+)
+
+
+def test_api_keys_are_kept_as_digests_and_checked_against_them() -> None:
+    key = new_api_key("acme")
+    assert api_key_store_id(key) == "acme"
+    store = _store("acme").with_api_key_hash(api_key_digest(key))
+    assert store.api_key_hashes == (hashlib.sha256(key.encode()).hexdigest(),)
+    assert store.accepts_api_key(key)
+    assert not store.accepts_api_key(key[:-1] + ("A" if key[-1] != "A" else "B"))
+    assert not store.accepts_api_key("")
+    assert not store.without_api_keys().accepts_api_key(key)
+    assert key not in repr(store)
+    assert store.api_key_hashes[0] not in repr(store)
+
+
+@pytest.mark.parametrize(
+    ("key", "store_id"),
+    [
+        ("rlk_acme_" + "a" * 43, "acme"),
+        ("rlk_acme-shop_" + "_" * 43, "acme-shop"),  # the token may hold '_' and '-'
+        ("rlk_acme_" + "a" * 42, None),
+        ("rlk__" + "a" * 43, None),
+        ("rlk_Acme_" + "a" * 43, None),
+        ("rlk_acme-" + "a" * 43, None),
+        ("rlk_acme_" + "a" * 42 + "=", None),
+        ("RLK_acme_" + "a" * 43, None),
+        ("", None),
+    ],
+)
+def test_api_key_shape(key: str, store_id: str | None) -> None:
+    assert api_key_store_id(key) == store_id
+
+
+@pytest.mark.parametrize(
+    ("hashes", "message"),
+    [
+        (("nothex",), "SHA-256"),
+        (("A" * 64,), "SHA-256"),
+        (["a" * 64], "SHA-256"),
+        (("a" * 64, "a" * 64), "duplicates"),
+        (tuple(f"{n:064x}" for n in range(MAX_API_KEYS + 1)), "more than"),
+    ],
+)
+def test_store_refuses_malformed_api_key_hashes(hashes: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _store("acme", api_key_hashes=hashes)
+
+
+def test_a_store_holds_a_bounded_number_of_api_keys() -> None:
+    store = _store("acme")
+    for n in range(MAX_API_KEYS):
+        store = store.with_api_key_hash(f"{n:064x}")
+    with pytest.raises(ValueError, match="--revoke-all"):
+        store.with_api_key_hash("f" * 64)
+
+
+def test_rotating_the_webhook_secret_keeps_the_api_keys() -> None:
+    store = _store("acme", b"one", api_key_hashes=("a" * 64,))
+    rotated = store.rotated(Secret(b"two"), now=NOW, window=timedelta(hours=1))
+    assert rotated.api_key_hashes == ("a" * 64,)
+    assert rotated.rotated(Secret(b"three"), now=NOW, window=timedelta(0)).api_key_hashes == (
+        "a" * 64,
+    )
+
+
+def test_api_key_hashes_round_trip_and_stay_optional_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "stores.json"
+    digest = api_key_digest(new_api_key("acme-woo"))
+    registry = _sample_registry()
+    woo = registry.get("acme-woo")
+    assert woo is not None
+    registry = registry.with_store(woo.with_api_key_hash(digest))
+    registry.save(path, BOX)
+    entries = {e["store_id"]: e for e in json.loads(path.read_text())["stores"]}
+    assert entries["acme-woo"]["api_key_hashes"] == [digest]
+    assert "api_key_hashes" not in entries["acme-shopify"]  # no keys: the entry is as before
+    loaded = StoreRegistry.load(path, BOX)
+    assert list(loaded) == list(registry)
+    assert loaded.get("acme-shopify").api_key_hashes == ()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("hashes", "message"),
+    [('"abc"', "list of SHA-256"), ("[1]", "list of SHA-256"), ('["abc"]', "SHA-256 hex")],
+)
+def test_load_explains_malformed_api_key_hashes(tmp_path: Path, hashes: str, message: str) -> None:
+    path = tmp_path / "stores.json"
+    _sample_registry().save(path, BOX)
+    text = path.read_text().replace(
+        '"previous_secret_expires_at": null',
+        f'"previous_secret_expires_at": null, "api_key_hashes": {hashes}',
+        1,
+    )
+    path.write_text(text)
+    with pytest.raises(RegistryError, match=message):
+        StoreRegistry.load(path, BOX)
+
+
+@settings(max_examples=25)
+@given(ids=_store_ids, hashes=st.lists(_digests, min_size=6, max_size=6))
+def test_any_api_key_hashes_survive_save_and_load(ids: list[str], hashes: list[list[str]]) -> None:
+    stores = [_store(i, api_key_hashes=tuple(h)) for i, h in zip(ids, hashes, strict=False)]
+    registry = StoreRegistry(stores)
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "stores.json"
+        registry.save(path, BOX)
+        loaded = StoreRegistry.load(path, BOX)
+    assert [s.api_key_hashes for s in loaded] == [
+        s.api_key_hashes for s in sorted(stores, key=lambda s: s.store_id)
+    ]
+
+
+def test_cli_api_keys(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    _use_keys(monkeypatch, runner.invoke(stores_app, ["keygen"]).stdout.strip())
+    result = runner.invoke(stores_app, ["api-key", "--store-id", "acme"])
+    assert result.exit_code == 1
+    assert "no store 'acme'" in result.stderr
+    add = ["add", "--store-id", "acme", "--platform", "shopify", "--identity", "acme.myshopify.com"]
+    assert runner.invoke(stores_app, [*add, "--secret", "shpss_one"]).exit_code == 0
+
+    result = runner.invoke(stores_app, ["api-key", "--store-id", "acme"])
+    assert result.exit_code == 0, result.output
+    first = result.stdout.strip()
+    assert re.fullmatch(r"rlk_acme_[A-Za-z0-9_-]{43}", first)
+    assert first not in result.stderr
+    assert "Authorization: Bearer" in result.stderr
+    assert first not in cli_env.read_text()
+    second = runner.invoke(stores_app, ["api-key", "--store-id", "acme"]).stdout.strip()
+    assert second != first
+
+    # Rotating the webhook secret keeps the API keys.
+    assert runner.invoke(stores_app, [*add, "--secret", "shpss_two"]).exit_code == 0
+    store = StoreRegistry.load(cli_env, SecretBox.from_settings(get_settings())).get("acme")
+    assert store is not None
+    assert store.accepts_api_key(first)
+    assert store.accepts_api_key(second)
+
+    listing = runner.invoke(stores_app, ["list"], env={"COLUMNS": "200"})
+    assert "api keys" in listing.stdout
+    assert first not in listing.output
+    assert second not in listing.output
+
+    result = runner.invoke(stores_app, ["api-key", "--store-id", "acme", "--revoke-all"])
+    assert result.exit_code == 0, result.output
+    assert "revoked 2 API key(s) of acme" in result.stdout
+    store = StoreRegistry.load(cli_env, SecretBox.from_settings(get_settings())).get("acme")
+    assert store is not None
+    assert store.api_key_hashes == ()
+    assert "api_key_hashes" not in cli_env.read_text()
+
+
+def test_cli_refuses_an_eleventh_api_key(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    _use_keys(monkeypatch, runner.invoke(stores_app, ["keygen"]).stdout.strip())
+    add = ["add", "--store-id", "acme", "--platform", "shopify", "--identity", "acme.myshopify.com"]
+    assert runner.invoke(stores_app, [*add, "--secret", "s"]).exit_code == 0
+    for _ in range(MAX_API_KEYS):
+        assert runner.invoke(stores_app, ["api-key", "--store-id", "acme"]).exit_code == 0
+    result = runner.invoke(stores_app, ["api-key", "--store-id", "acme"])
+    assert result.exit_code == 1
+    assert "--revoke-all" in result.stderr
+    assert result.stdout == ""
