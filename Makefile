@@ -15,10 +15,12 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-## Start the local stack (Kafka + Postgres), create the topics, show where everything is.
+## Start the local stack (Kafka + Postgres), create the topics, run the demo (docs/demo.md),
+## show where everything is.
 run: install
 	$(REVLOOP) infra up
 	$(REVLOOP) topics ensure
+	$(REVLOOP) demo
 	$(REVLOOP) infra status
 
 ## Lint, then every test against a real Kafka broker and a real PostgreSQL.

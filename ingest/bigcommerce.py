@@ -125,8 +125,15 @@ def authenticate(
     # signed by one app must not be able to speak for another app's store.
     if not signed_by_any(candidates, store.verification_keys(now), content):
         raise unauthorized("bad_signature", "signature is not the store's app's")
-    # `hash` is identical when BigCommerce fires the same event twice; webhook-id is per message.
-    source_id = str(payload.get("hash") or webhook_id)
+    # `hash` (SHA-1 of `data`) repeats when BigCommerce fires one event twice, but also when two
+    # real changes carry equal data (a SKU back at a level it had before); the event's own
+    # `created_at` tells those apart. webhook-id only survives retries of one message.
+    created_at = payload.get("created_at")
+    source_id = (
+        f"{payload['hash']}/{created_at}"
+        if payload.get("hash") and created_at is not None
+        else webhook_id
+    )
     return Delivery(
         store=store,
         topic=str(payload.get("scope") or "unknown"),

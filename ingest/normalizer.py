@@ -115,7 +115,12 @@ class Normalizer:
         producer = Producer(
             producer_config(
                 self.settings,
-                **{"transactional.id": f"{self.group_id}.{self.instance_id}", "linger.ms": 5},
+                **{
+                    "transactional.id": f"{self.group_id}.{self.instance_id}",
+                    "linger.ms": 5,
+                    # Dead letters carry a raw record of up to 2 MiB (ops.dead-letters.v1 allows 4).
+                    "message.max.bytes": 4 * 1024 * 1024,
+                },
             )
         )
         producer.init_transactions(30)
@@ -158,7 +163,7 @@ class Normalizer:
             reader.assign([TopicPartition(self.raw_topic, partition, first)])
             position = first
             while position < committed:
-                for message in reader.consume(500, timeout=1.0):
+                for message in reader.consume(500, timeout=0.2):
                     if message.error() is not None or _where(message)[1] >= committed:
                         continue
                     position = _where(message)[1] + 1
@@ -324,6 +329,12 @@ def normalize_command(
     metrics_port: int | None = typer.Option(
         None, help="Serve Prometheus metrics on this port (default: none)."
     ),
+    group_id: str = typer.Option(GROUP_ID, help="Consumer group (one per normalizer pipeline)."),
+    instance_id: str | None = typer.Option(
+        None,
+        help="Stable id of this instance within the group (default: the host name); a restart "
+        "with the same id aborts what the previous run left open.",
+    ),
 ) -> None:
     """Turn raw webhook deliveries into canonical events (orders, refunds, products, inventory,
     customers, redactions, hydration requests); what cannot be normalized goes to the
@@ -335,6 +346,9 @@ def normalize_command(
     except ValueError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
+    normalizer.group_id = group_id
+    if instance_id:
+        normalizer.instance_id = instance_id
     if metrics_port is not None:
         start_http_server(metrics_port, registry=normalizer.metrics.registry)
     stop = threading.Event()

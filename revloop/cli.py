@@ -8,6 +8,7 @@ from infra.cli import app as infra_app
 from ingest.normalizer import normalize_command
 from ingest.server import serve
 from ingest.stores_cli import stores_app
+from revloop.demo import demo_command
 from schemas.cli import schemas_app, topics_app
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(stores_app, name="stores")
 app.command("ingest")(serve)
 app.command("normalize")(normalize_command)
+app.command("demo")(demo_command)
 
 
 def main() -> None:

@@ -216,6 +216,8 @@ TOPICS: tuple[Topic, ...] = (
         consumers=("replay.redrive", "ops"),
         description="What could not be processed, with the reason and a reference to the "
         "original, kept until re-driven.",
+        # A dead letter carries the original record, and a raw record may be 2 MiB.
+        extra_config={"max.message.bytes": str(4 * 1024 * 1024)},
     ),
 )
 

@@ -149,6 +149,25 @@ def test_bigcommerce_verifies_then_finds_the_store_from_the_producer() -> None:
     assert delivery.store.platform == "bigcommerce"
 
 
+def test_bigcommerce_event_id_survives_a_double_fire_but_not_a_later_equal_change() -> None:
+    def delivery(created_at: int, webhook_id: str) -> str:
+        body = json.dumps(
+            {
+                "producer": "stores/abc123",
+                "scope": "store/sku/inventory/updated",
+                "data": {"type": "sku", "id": 461, "inventory": {"method": "absolute", "value": 5}},
+                "hash": "56fc24f7eedbcd67657bb1c50b488698f84d8115",  # SHA-1 of data: equal
+                "created_at": created_at,
+            }
+        ).encode()
+        headers = bigcommerce.signed_headers(body, BC_SECRET, webhook_id=webhook_id, sent_at=NOW)
+        return bigcommerce.authenticate(body, headers, REGISTRY, NOW).event_id
+
+    fired = delivery(1773924764, "msg_1")
+    assert delivery(1773924764, "msg_2") == fired  # BigCommerce fired the same event twice
+    assert delivery(1773925000, "msg_3") != fired  # back at 5 later: a real change
+
+
 @pytest.mark.parametrize("skew", [timedelta(minutes=-6), timedelta(minutes=6)])
 def test_bigcommerce_refuses_timestamps_outside_the_window(skew: timedelta) -> None:
     body = b'{"producer": "stores/abc123", "scope": "store/order/created", "hash": "h"}'
