@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from infra.cli import app as infra_app
+from ingest.bench import bench_app
 from ingest.normalizer import normalize_command
 from ingest.server import serve
 from ingest.stores_cli import stores_app
@@ -22,6 +23,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(stores_app, name="stores")
 app.command("ingest")(serve)
+app.add_typer(bench_app, name="bench")
 app.command("normalize")(normalize_command)
 app.command("demo")(demo_command)
 

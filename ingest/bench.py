@@ -1,0 +1,1258 @@
+"""`revloop bench ingest`: how many signed webhooks ingest accepts per second, with every 200
+backed by a record in Kafka; its latency at half that load; and, as the ceiling, a bare Starlette
+endpoint under the same uvicorn settings. How it measures is in docs/benchmarks.md.
+
+The servers run as uvicorn subprocesses and the load comes from a separate process: a raw
+HTTP/1.1 keep-alive client on asyncio protocols (uvloop when installed) writing precomputed
+request bytes, so the client costs a small fraction of what the server does per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import gc
+import hmac
+import http.client
+import json
+import math
+import multiprocessing
+import os
+import platform as platform_module
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from importlib import metadata
+from importlib.util import find_spec
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Final, cast
+
+import typer
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from rich.console import Console
+from rich.table import Table
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ingest import shopify, woocommerce
+from ingest.app import RAW_TOPIC
+from ingest.stores import Store, StoreRegistry
+from revloop.crypto import Secret, SecretBox, new_master_key
+from revloop.kafka import consumer_config, ensure_topics
+from revloop.settings import PACKAGE_ROOT, Settings, get_settings
+
+bench_app = typer.Typer(
+    help="Benchmarks against the local stack (docs/benchmarks.md).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+FIXTURES: Final = PACKAGE_ROOT / "tests" / "fixtures"
+POOL_SIZE: Final = 64
+"""Distinct bodies per platform; every request also gets its own delivery id."""
+HOST: Final = "127.0.0.1"
+DRAIN_SECONDS: Final = 15.0
+"""How long a phase waits for in-flight answers (ingest answers 503 after its 2 s ack timeout)."""
+TARGET_ACCEPTED_PER_S: Final = 5000.0
+TARGET_P99_MS: Final = 25.0
+TARGET_RATIO: Final = 0.5
+
+
+class PlatformChoice(StrEnum):
+    SHOPIFY = "shopify"
+    WOOCOMMERCE = "woocommerce"
+    BIGCOMMERCE = "bigcommerce"
+    MIX = "mix"
+
+
+# --- the two servers, as uvicorn factories (an import string is what lets --workers fork) ----
+
+
+def ingest_app() -> Any:
+    """The ingest service exactly as `revloop ingest` builds it, from REVLOOP_* settings."""
+    from ingest.app import create_app
+    from ingest.server import build_service
+
+    service = build_service(get_settings())
+    return create_app(service, on_shutdown=service.publisher.close)
+
+
+def bare_app() -> Starlette:
+    """The ceiling: reads the body and answers 200 JSON; no verification, no Kafka."""
+
+    async def receive(request: Request) -> Response:
+        await request.body()
+        return JSONResponse({"status": "accepted", "event_id": _BARE_EVENT_ID})
+
+    async def ready(_: Request) -> Response:
+        return JSONResponse({"status": "ready"})
+
+    return Starlette(
+        routes=[
+            Route("/webhooks/{platform}", receive, methods=["POST"]),
+            Route("/readyz", ready, methods=["GET"]),
+        ]
+    )
+
+
+_BARE_EVENT_ID: Final = "00000000-0000-5000-8000-000000000000"  # same response size as ingest's
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestTemplate:
+    """One signed request, split around its per-request delivery id header value."""
+
+    head: bytes
+    """Request line and headers, ending with the delivery id header's ``name: ``."""
+    tail: bytes
+    """Content-Length, the blank line and the body."""
+    body: bytes
+    sign_key: bytes | None = None
+    """Standard Webhooks (BigCommerce) sign id + timestamp + body, so those sign per request."""
+
+    def render(self, ident: bytes) -> bytes:
+        if self.sign_key is None:
+            return self.head + ident + self.tail
+        stamp = b"%d" % int(time.time())
+        content = b"".join((ident, b".", stamp, b".", self.body))
+        signature = base64.b64encode(hmac.digest(self.sign_key, content, "sha256"))
+        return b"".join(
+            (
+                self.head,
+                ident,
+                b"\r\nwebhook-timestamp: ",
+                stamp,
+                b"\r\nwebhook-signature: v1,",
+                signature,
+                self.tail,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class BenchStore:
+    store_id: str
+    platform: str
+    identity: str
+    secret: bytes
+
+
+def bench_stores(tag: str, choice: PlatformChoice) -> list[BenchStore]:
+    """Throwaway stores named after the run, so their records in Kafka are this run's only."""
+    platforms = (
+        ["shopify", "woocommerce", "bigcommerce"] if choice is PlatformChoice.MIX else [choice]
+    )
+    identities = {
+        "shopify": f"{tag}.myshopify.com",
+        "woocommerce": f"https://{tag}.example.com",
+        "bigcommerce": tag,
+    }
+    return [BenchStore(f"{tag}-{p}", p, identities[p], secrets.token_bytes(32)) for p in platforms]
+
+
+def request_templates(stores: Sequence[BenchStore]) -> list[RequestTemplate]:
+    """POOL_SIZE signed requests per store, interleaved so a mix rotates through platforms."""
+    per_store = [[_template(store, n) for n in range(POOL_SIZE)] for store in stores]
+    return [t for group in zip(*per_store, strict=True) for t in group]
+
+
+def _template(store: BenchStore, n: int) -> RequestTemplate:
+    now = datetime.now(UTC)
+    body = _body(store, n)
+    sign_key: bytes | None = None
+    if store.platform == "shopify":
+        headers = shopify.signed_headers(
+            body,
+            store.secret,
+            shop_domain=store.identity,
+            topic="orders/create",
+            webhook_id="-",
+            triggered_at=now,
+        )
+        id_header = "x-shopify-webhook-id"
+    elif store.platform == "woocommerce":
+        headers = woocommerce.signed_headers(
+            body,
+            store.secret,
+            source=store.identity,
+            topic="order.created",
+            webhook_id="1",
+            delivery_id="-",
+        )
+        id_header = "x-wc-webhook-delivery-id"
+    else:
+        headers = {"content-type": "application/json"}
+        id_header = "webhook-id"
+        sign_key = store.secret
+    headers.pop(id_header, None)
+    lines = [f"POST /webhooks/{store.platform} HTTP/1.1", f"host: {HOST}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    head = ("\r\n".join(lines) + f"\r\n{id_header}: ").encode()
+    tail = f"\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body
+    return RequestTemplate(head, tail, body, sign_key)
+
+
+def _body(store: BenchStore, n: int) -> bytes:
+    """A realistic order body (the test fixtures when present), compact as platforms send it."""
+    name = {
+        "shopify": "shopify/orders__create.json",
+        "woocommerce": "woocommerce/order__created.json",
+        "bigcommerce": "bigcommerce/store__order__created.json",
+    }[store.platform]
+    path = FIXTURES / name
+    order: dict[str, Any] = (
+        json.loads(path.read_bytes())
+        if path.exists()
+        else {
+            "id": 0,
+            "line_items": [{"id": i, "title": "Item", "price": "9.99"} for i in range(20)],
+        }
+    )
+    order_id = 9_000_000 + n
+    if store.platform == "shopify":
+        order.update(id=order_id, name=f"#B{n}", order_number=order_id)
+    elif store.platform == "woocommerce":
+        order.update(id=order_id, date_modified_gmt=f"2026-03-14T15:{n // 60:02d}:{n % 60:02d}")
+    else:
+        # No `hash`, so the event id comes from the per-request webhook-id.
+        order.pop("hash", None)
+        order.update(producer=f"stores/{store.identity}", data={"type": "order", "id": order_id})
+    return json.dumps(order, separators=(",", ":")).encode()
+
+
+# --- the load generator (runs in its own process) ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Phase:
+    port: int
+    connections: int
+    seconds: float
+    rate: float | None = None
+    """None: closed loop (each connection sends again on each answer). Else open loop at this
+    many requests per second, latency measured from each request's intended send time."""
+
+
+@dataclass
+class PhaseResult:
+    seconds: float
+    sent: int = 0
+    completed: int = 0
+    """Answers inside the window (closed loop: answered in it; open loop: scheduled in it)."""
+    ok: int = 0
+    """200s inside the window."""
+    outcomes: dict[str, int] = field(default_factory=dict)
+    """Every non-200 answer and error of the phase, including the drain after the window."""
+    latencies: list[float] = field(default_factory=list)
+    accepted_seqs: list[int] = field(default_factory=list)
+    """Sequence numbers of every 200 in the phase, for the durability check."""
+    max_pending: int = 0
+    max_lag: float = 0.0
+    """Open loop: the largest delay between a request's intended and actual send time."""
+    loadgen_cpu: float = 0.0
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection with at most one request in flight."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.seq = -1
+        self.started = 0.0
+        self.busy = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer + data if self.buffer else data
+        while True:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            head = buffer[:end].lower()
+            at = head.find(b"\r\ncontent-length:")
+            if at < 0:
+                length = 0
+            else:
+                stop = head.find(b"\r\n", at + 2)
+                length = int(head[at + 17 : stop if stop >= 0 else len(head)])
+            total = end + 4 + length
+            if len(buffer) < total:
+                break
+            status = int(buffer[9:12])
+            buffer = buffer[total:]
+            self.run.on_response(self, status)
+            if b"\r\nconnection: close" in head and self.transport is not None:
+                self.transport.close()
+        self.buffer = buffer
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.run.on_lost(self)
+
+
+class _Run:
+    """One phase against one server."""
+
+    def __init__(self, generator: _Generator, phase: Phase) -> None:
+        self.generator = generator
+        self.phase = phase
+        self.loop = asyncio.get_running_loop()
+        self.result = PhaseResult(seconds=phase.seconds)
+        self.outcomes: Counter[str] = Counter()
+        self.window_start = 0.0
+        self.window_end = math.inf
+        self.in_flight = 0
+        self.scheduling = True
+        self.active = True
+        self.idle: deque[_Connection] = deque()
+        self.conns: set[_Connection] = set()
+        self.pending: deque[tuple[int, float]] = deque()
+        self.drained: asyncio.Future[None] = self.loop.create_future()
+
+    async def connect(self) -> _Connection:
+        _, protocol = await self.loop.create_connection(
+            lambda: _Connection(self), HOST, self.phase.port
+        )
+        self.conns.add(protocol)
+        return protocol
+
+    def send(self, conn: _Connection, seq: int, started: float) -> None:
+        if conn.transport is None:
+            self.outcomes["connection lost"] += 1
+            return
+        conn.seq, conn.started, conn.busy = seq, started, True
+        self.in_flight += 1
+        self.result.sent += 1
+        conn.transport.write(self.generator.render(seq))
+
+    def on_response(self, conn: _Connection, status: int) -> None:
+        now = time.perf_counter()
+        conn.busy = False
+        self.in_flight -= 1
+        result = self.result
+        if status == 200:
+            result.accepted_seqs.append(conn.seq)
+        else:
+            self.outcomes[f"HTTP {status}"] += 1
+        if self.phase.rate is None:
+            counted = now <= self.window_end
+        else:
+            counted = self.window_start <= conn.started < self.window_end
+        if counted:
+            result.completed += 1
+            if status == 200:
+                result.ok += 1
+                result.latencies.append(now - conn.started)
+        self.next_for(conn, now)
+
+    def next_for(self, conn: _Connection, now: float) -> None:
+        if not self.active or conn.transport is None:
+            return
+        if self.phase.rate is None:
+            if now < self.window_end:
+                self.send(conn, self.generator.next_seq(), now)
+                return
+        elif self.pending:
+            seq, intended = self.pending.popleft()
+            self.send(conn, seq, intended)
+            return
+        else:
+            self.idle.append(conn)
+        self.check_drained()
+
+    def on_lost(self, conn: _Connection) -> None:
+        if conn.busy:
+            conn.busy = False
+            self.in_flight -= 1
+            self.outcomes["connection lost"] += 1
+        self.conns.discard(conn)
+        if conn in self.idle:
+            self.idle.remove(conn)
+        if self.active:
+            # The server may close idle keep-alive connections; replace them.
+            self.loop.create_task(self.replace())
+        self.check_drained()
+
+    async def replace(self) -> None:
+        try:
+            conn = await self.connect()
+        except OSError:
+            self.outcomes["connect failed"] += 1
+            return
+        self.next_for(conn, time.perf_counter())
+
+    def check_drained(self) -> None:
+        if self.scheduling or self.in_flight or self.pending or self.drained.done():
+            return
+        if self.phase.rate is None and time.perf_counter() < self.window_end:
+            return
+        self.drained.set_result(None)
+
+    async def run(self) -> PhaseResult:
+        # One at a time, with a pause: with several uvicorn workers sharing the listening socket,
+        # a burst of connects tends to land on whichever worker wakes first.
+        conns = []
+        for _ in range(self.phase.connections):
+            conns.append(await self.connect())
+            await asyncio.sleep(0.002)
+        cpu_before = time.process_time()
+        if self.phase.rate is None:
+            await self._closed_loop(conns)
+        else:
+            await self._open_loop(conns, self.phase.rate)
+        try:
+            await asyncio.wait_for(asyncio.shield(self.drained), DRAIN_SECONDS)
+        except TimeoutError:
+            self.outcomes["no answer"] += self.in_flight + len(self.pending)
+        self.result.loadgen_cpu = time.process_time() - cpu_before
+        self.active = False
+        for conn in list(self.conns):
+            if conn.transport is not None:
+                conn.transport.close()
+        self.result.outcomes = dict(self.outcomes)
+        return self.result
+
+    async def _closed_loop(self, conns: Sequence[_Connection]) -> None:
+        self.window_start = now = time.perf_counter()
+        self.window_end = now + self.phase.seconds
+        for conn in conns:
+            self.send(conn, self.generator.next_seq(), now)
+        self.scheduling = False
+        await asyncio.sleep(self.phase.seconds)
+        self.check_drained()
+
+    async def _open_loop(self, conns: Sequence[_Connection], rate: float) -> None:
+        # Requests are due at fixed times whatever the server does (wrk2-style), so a slow
+        # answer delays the requests queued behind it and that delay is measured.
+        self.idle.extend(conns)
+        interval = 1.0 / rate
+        total = max(1, int(self.phase.seconds * rate))
+        start = time.perf_counter() + 0.005
+        self.window_start, self.window_end = start, start + self.phase.seconds
+        result = self.result
+        n = 0
+        while n < total:
+            now = time.perf_counter()
+            due = start + n * interval
+            while n < total and due <= now:
+                result.max_lag = max(result.max_lag, now - due)
+                seq = self.generator.next_seq()
+                if self.idle:
+                    self.send(self.idle.popleft(), seq, due)
+                else:
+                    self.pending.append((seq, due))
+                    result.max_pending = max(result.max_pending, len(self.pending))
+                n += 1
+                due = start + n * interval
+            if n < total:
+                # uvloop timers have millisecond resolution; sleeping less would spin.
+                await asyncio.sleep(max(due - now, 0.001))
+        self.scheduling = False
+        self.check_drained()
+
+
+class _Generator:
+    def __init__(self, templates: Sequence[RequestTemplate], tag: str) -> None:
+        self.templates = list(templates)
+        self.tag = tag.encode()
+        self.seq = 0
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def render(self, seq: int) -> bytes:
+        template = self.templates[seq % len(self.templates)]
+        return template.render(b"%s-%010d" % (self.tag, seq))
+
+
+async def _run_phase(generator: _Generator, phase: Phase) -> PhaseResult:
+    return await _Run(generator, phase).run()
+
+
+def _loadgen_main(conn: Connection) -> None:
+    """The load generator process: receives (templates, tag), then phases until None."""
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    templates, tag = conn.recv()
+    generator = _Generator(templates, tag)
+    gc.freeze()
+    gc.disable()  # a collection pause would show up as server latency
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        while (phase := conn.recv()) is not None:
+            try:
+                conn.send(runner.run(_run_phase(generator, phase)))
+            except Exception as exc:
+                conn.send(exc)
+
+
+class LoadGenerator:
+    """The parent's handle on the load generator process."""
+
+    def __init__(self, templates: Sequence[RequestTemplate], tag: str) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self.process = context.Process(
+            target=_loadgen_main, args=(child,), name="revloop-bench-loadgen", daemon=True
+        )
+        self.process.start()
+        child.close()
+        self._conn.send((list(templates), tag))
+
+    def run(self, phase: Phase) -> PhaseResult:
+        self._conn.send(phase)
+        answer = self._conn.recv()
+        if isinstance(answer, Exception):
+            raise answer
+        return cast(PhaseResult, answer)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._conn.send(None)
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+# --- servers ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    workers: int
+    loop: str
+    http: str
+
+    def command(self, app: str, port: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--factory",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--workers",
+            str(self.workers),
+            "--loop",
+            self.loop,
+            "--http",
+            self.http,
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+
+
+class Server:
+    """A uvicorn subprocess, up once /readyz answers 200."""
+
+    def __init__(
+        self, app: str, config: ServerConfig, env: dict[str, str], log_path: Path, port: int
+    ) -> None:
+        self.port = port
+        self.command = config.command(app, self.port)
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            self.command,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so its workers can be killed too
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.command[3]} exited at start:\n{self.log_tail()}")
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                client = http.client.HTTPConnection(HOST, self.port, timeout=2)
+                client.request("GET", "/readyz")
+                if client.getresponse().status == 200:
+                    client.close()
+                    return
+                client.close()
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.command[3]} not ready after {timeout}s:\n{self.log_tail()}")
+
+    def pids(self) -> list[int]:
+        return [self.process.pid, *_descendants(self.process.pid)]
+
+    def stop(self) -> None:
+        """SIGTERM: uvicorn shuts down gracefully, so ingest flushes its producer."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log.close()
+
+    def log_tail(self, lines: int = 30) -> str:
+        self._log.flush()
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+# --- CPU accounting from /proc (Linux; zeros elsewhere) ----------------------------------------
+
+
+_TICK: Final = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _process_cpu(pids: Sequence[int]) -> float:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _TICK
+
+
+def _system_busy() -> float:
+    with contextlib.suppress(OSError, ValueError):
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return (sum(values[:8]) - values[3] - values[4]) / _TICK  # all but idle and iowait
+    return 0.0
+
+
+def busy_cores(seconds: float) -> float:
+    """Cores busy machine-wide over ``seconds``: other work that will compete with the run."""
+    start, began = _system_busy(), time.monotonic()
+    time.sleep(seconds)
+    return round((_system_busy() - start) / (time.monotonic() - began), 2)
+
+
+@dataclass
+class CpuShare:
+    """Cores in use during a phase: the server, the load generator, and everything else (the
+    Kafka broker, mostly)."""
+
+    server: float
+    loadgen: float
+    other: float
+
+
+class _CpuMeter:
+    def __init__(self, server: Server, loadgen: LoadGenerator) -> None:
+        self.server_pids = server.pids()
+        self.loadgen_pids = [loadgen.process.pid or 0]
+
+    def _sample(self) -> tuple[float, float, float, float]:
+        return (
+            time.monotonic(),
+            _process_cpu(self.server_pids),
+            _process_cpu(self.loadgen_pids),
+            _system_busy(),
+        )
+
+    def __enter__(self) -> _CpuMeter:
+        self.start = self._sample()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        wall, server, loadgen, busy = (
+            b - a for a, b in zip(self.start, self._sample(), strict=True)
+        )
+        wall = max(wall, 1e-9)
+        self.share = CpuShare(
+            server=round(server / wall, 2),
+            loadgen=round(loadgen / wall, 2),
+            other=round(max(busy - server - loadgen, 0.0) / wall, 2),
+        )
+
+
+# --- Kafka: what the bench stores wrote ---------------------------------------------------------
+
+
+def end_offsets(settings: Settings) -> dict[int, int]:
+    consumer = Consumer(consumer_config(settings, group_id="revloop-bench"))
+    try:
+        name = RAW_TOPIC.name
+        partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1]
+            for p in partitions
+        }
+    finally:
+        consumer.close()
+
+
+@dataclass
+class Durability:
+    accepted: int
+    """200s the bench stores got, over every ingest phase (warm-up and drain included)."""
+    records: int
+    """Raw records in Kafka from the bench stores."""
+    accepted_without_record: int
+    """Must be 0: a 200 whose delivery is not in Kafka is an ack that was not durable."""
+    ok: bool
+
+
+def count_records(
+    settings: Settings,
+    since: dict[int, int],
+    stores: Sequence[BenchStore],
+    tag: str,
+    accepted: set[int],
+    timeout: float = 300.0,
+) -> Durability:
+    """Read the raw topic from ``since`` to its current end and match the bench stores' records
+    (by message key, the store id) to the 200s (by delivery id)."""
+    until = end_offsets(settings)
+    wanted = {p: (since.get(p, 0), end) for p, end in until.items() if end > since.get(p, 0)}
+    keys = {store.store_id.encode() for store in stores}
+    # The delivery id sits near the start of the Avro record; bench ids are unique to the run.
+    delivery = re.compile(re.escape(tag.encode()) + rb"-(\d{10})")
+    consumer = Consumer(
+        consumer_config(
+            settings,
+            group_id=f"revloop-bench-{tag}",
+            **{"enable.partition.eof": True, "max.partition.fetch.bytes": 8 << 20},
+        )
+    )
+    records, stored = 0, set()
+    try:
+        consumer.assign([TopicPartition(RAW_TOPIC.name, p, lo) for p, (lo, _) in wanted.items()])
+        remaining = set(wanted)
+        deadline = time.monotonic() + timeout
+        while remaining and time.monotonic() < deadline:
+            for msg in consumer.consume(2000, timeout=1.0):
+                partition, offset = msg.partition(), msg.offset()
+                if partition is None or offset is None or partition not in remaining:
+                    continue
+                end = wanted[partition][1]
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF and offset >= end:
+                        remaining.discard(partition)
+                    continue
+                if offset >= end:
+                    remaining.discard(partition)
+                    continue
+                if offset == end - 1:
+                    remaining.discard(partition)
+                if msg.key() in keys:
+                    records += 1
+                    found = delivery.search(msg.value() or b"", 0, 2048)
+                    if found:
+                        stored.add(int(found.group(1)))
+        if remaining:
+            raise TimeoutError(f"could not read {RAW_TOPIC.name} to its end within {timeout}s")
+    finally:
+        consumer.close()
+    missing = len(accepted - stored)
+    return Durability(
+        accepted=len(accepted),
+        records=records,
+        accepted_without_record=missing,
+        ok=missing == 0 and records >= len(accepted),
+    )
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    duration: float = 20.0
+    latency_duration: float = 20.0
+    warmup: float = 5.0
+    connections: int = 64
+    platform: PlatformChoice = PlatformChoice.SHOPIFY
+    ingest_workers: int = 1
+    loop: str = "auto"
+    http: str = "auto"
+    ingest_app: str = "ingest.bench:ingest_app"
+    bare_app: str = "ingest.bench:bare_app"
+
+
+@dataclass
+class Percentiles:
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+@dataclass
+class ThroughputFigures:
+    connections: int
+    seconds: float
+    answered_per_s: float
+    accepted_per_s: float
+    accepted: int
+    non_200: dict[str, int]
+    closed_loop_latency: Percentiles
+    cpu: CpuShare
+    server_cpu_per_request_us: float
+    """Server CPU (all its processes and threads) per answer: less sensitive to other load
+    on the machine than the rate."""
+    loadgen_cpu_per_request_us: float
+
+
+@dataclass
+class LatencyFigures:
+    rate: float
+    seconds: float
+    sent: int
+    accepted: int
+    non_200: dict[str, int]
+    latency: Percentiles
+    max_send_lag_ms: float
+    max_queued: int
+    cpu: CpuShare
+
+
+@dataclass
+class BenchReport:
+    machine: dict[str, str]
+    options: dict[str, Any]
+    ingest: ThroughputFigures
+    ingest_latency: LatencyFigures
+    bare: ThroughputFigures
+    bare_latency: LatencyFigures
+    ratio: float
+    durability: Durability
+    targets: list[dict[str, Any]]
+
+
+def percentiles(samples: Sequence[float]) -> Percentiles:
+    """Nearest-rank percentiles, in milliseconds."""
+    ordered = sorted(samples)
+    if not ordered:
+        return Percentiles(0.0, 0.0, 0.0, 0.0)
+
+    def rank(p: float) -> float:
+        return round(ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] * 1000, 2)
+
+    return Percentiles(rank(50), rank(90), rank(99), round(ordered[-1] * 1000, 2))
+
+
+def _non_200(*results: PhaseResult) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for result in results:
+        total.update(result.outcomes)
+    return dict(total)
+
+
+def resolve_impls(loop: str, http_impl: str) -> tuple[str, str]:
+    """uvicorn's 'auto' choices, resolved the way uvicorn does, so the report names them."""
+    if loop == "auto":
+        loop = "uvloop" if find_spec("uvloop") else "asyncio"
+    if http_impl == "auto":
+        http_impl = "httptools" if find_spec("httptools") else "h11"
+    return loop, http_impl
+
+
+def machine_facts(config: ServerConfig) -> dict[str, str]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "-"
+
+    import confluent_kafka
+
+    return {
+        "cpus": str(os.cpu_count()),
+        "cpus usable": str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0),
+        "cpu model": model,
+        "os": platform_module.platform(),
+        "python": platform_module.python_version(),
+        "uvicorn": f"{version('uvicorn')}, {config.workers} worker(s)",
+        "loop": f"{config.loop} {version(config.loop) if config.loop == 'uvloop' else ''}".strip(),
+        "http": f"{config.http} {version(config.http)}",
+        "librdkafka": confluent_kafka.libversion()[0],
+    }
+
+
+def _server_env(
+    settings: Settings, stores_file: Path, master_key: str, port: int
+) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        REVLOOP_STORES_FILE=str(stores_file),
+        REVLOOP_MASTER_KEYS=master_key,
+        KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
+        REVLOOP_KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
+        REVLOOP_INGEST_HOST=HOST,
+        REVLOOP_INGEST_PORT=str(port),
+    )
+    if settings.schema_registry_url:
+        env["SCHEMA_REGISTRY_URL"] = settings.schema_registry_url
+    # Ingest refuses to start without it; the bench sends no feeds, so any value will do.
+    salt = settings.customer_key_salt
+    env["REVLOOP_CUSTOMER_KEY_SALT"] = (
+        salt.get_secret_value() if salt and salt.get_secret_value() else secrets.token_hex(32)
+    )
+    return env
+
+
+@contextlib.contextmanager
+def _serving(
+    app: str, config: ServerConfig, settings: Settings, workdir: Path, master_key: str
+) -> Iterator[Server]:
+    stores_file = workdir / "stores.json"
+    log = workdir / f"{app.rsplit(':', 1)[-1]}.log"
+    port = _free_port()
+    env = _server_env(settings, stores_file, master_key, port)
+    server = Server(app, config, env, log, port)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class _ServerRun:
+    saturated: PhaseResult
+    saturated_cpu: CpuShare
+    paced_phase: Phase
+    paced: PhaseResult
+    paced_cpu: CpuShare
+    warmups: list[PhaseResult]
+
+    def accepted_seqs(self) -> set[int]:
+        return {s for r in (self.saturated, self.paced, *self.warmups) for s in r.accepted_seqs}
+
+    def throughput(self) -> ThroughputFigures:
+        result, seconds = self.saturated, self.saturated.seconds
+        return ThroughputFigures(
+            connections=self.paced_phase.connections,
+            seconds=seconds,
+            answered_per_s=round(result.completed / seconds, 1),
+            accepted_per_s=round(result.ok / seconds, 1),
+            accepted=result.ok,
+            non_200=_non_200(result, *self.warmups),
+            closed_loop_latency=percentiles(result.latencies),
+            cpu=self.saturated_cpu,
+            server_cpu_per_request_us=round(
+                self.saturated_cpu.server * seconds / max(result.completed, 1) * 1e6, 1
+            ),
+            loadgen_cpu_per_request_us=round(result.loadgen_cpu / max(result.sent, 1) * 1e6, 1),
+        )
+
+    def latency(self) -> LatencyFigures:
+        result = self.paced
+        return LatencyFigures(
+            rate=round(self.paced_phase.rate or 0.0, 1),
+            seconds=self.paced_phase.seconds,
+            sent=result.sent,
+            accepted=result.ok,
+            non_200=_non_200(result),
+            latency=percentiles(result.latencies),
+            max_send_lag_ms=round(result.max_lag * 1000, 2),
+            max_queued=result.max_pending,
+            cpu=self.paced_cpu,
+        )
+
+
+def _measure(
+    loadgen: LoadGenerator,
+    server: Server,
+    options: BenchOptions,
+    rate: float | None,
+    log: Callable[[str], None],
+    label: str,
+) -> _ServerRun:
+    """Warm up, measure closed-loop throughput, then warm up and measure open-loop latency at
+    ``rate`` (half the measured accepted rate when None)."""
+    port, conns = server.port, options.connections
+    log(f"{label}: warm-up {options.warmup:g}s")
+    warm = loadgen.run(Phase(port, conns, options.warmup))
+    log(f"{label}: closed loop, {conns} connections, {options.duration:g}s")
+    with _CpuMeter(server, loadgen) as meter:
+        saturated = loadgen.run(Phase(port, conns, options.duration))
+    saturated_cpu = meter.share
+    if rate is None:
+        rate = max(saturated.ok / options.duration / 2, 1.0)
+    log(f"{label}: open loop at {rate:.0f}/s, {options.latency_duration:g}s")
+    warm_paced = loadgen.run(Phase(port, conns, min(options.warmup, 2.0), rate))
+    paced_phase = Phase(port, conns, options.latency_duration, rate)
+    with _CpuMeter(server, loadgen) as meter:
+        paced = loadgen.run(paced_phase)
+    return _ServerRun(saturated, saturated_cpu, paced_phase, paced, meter.share, [warm, warm_paced])
+
+
+def run_bench(
+    options: BenchOptions, settings: Settings, log: Callable[[str], None] = lambda _: None
+) -> BenchReport:
+    loop, http_impl = resolve_impls(options.loop, options.http)
+    config = ServerConfig(options.ingest_workers, loop, http_impl)
+    tag = f"bench{secrets.token_hex(4)}"
+    stores = bench_stores(tag, options.platform)
+    ensure_topics(settings, [RAW_TOPIC])
+    before = end_offsets(settings)
+    background = busy_cores(2.0)
+    log(f"cores busy before the run: {background:.2f}")
+    master_key = new_master_key("bench")
+    key_id, _, encoded = master_key.partition(":")
+    box = SecretBox({key_id: base64.b64decode(encoded)}, key_id)
+    with tempfile.TemporaryDirectory(prefix="revloop-bench-") as tmp:
+        workdir = Path(tmp)
+        registry = StoreRegistry(
+            Store(
+                store_id=s.store_id,
+                platform=s.platform,
+                identity=s.identity,
+                secrets=(Secret(s.secret),),
+            )
+            for s in stores
+        )
+        registry.save(workdir / "stores.json", box)
+        loadgen = LoadGenerator(request_templates(stores), tag)
+        try:
+            log(
+                f"uvicorn --workers {config.workers} --loop {config.loop} --http {config.http}; "
+                f"stores {tag}-*"
+            )
+            with _serving(options.ingest_app, config, settings, workdir, master_key) as server:
+                ingest = _measure(loadgen, server, options, None, log, "ingest")
+            with _serving(options.bare_app, config, settings, workdir, master_key) as bare:
+                ceiling = _measure(loadgen, bare, options, ingest.paced_phase.rate, log, "bare")
+        finally:
+            loadgen.close()
+    log(f"durability: reading the bench stores' records back from {RAW_TOPIC.name}")
+    durability = count_records(settings, before, stores, tag, ingest.accepted_seqs())
+    throughput, ceiling_throughput = ingest.throughput(), ceiling.throughput()
+    latency = ingest.latency()
+    ratio = round(throughput.accepted_per_s / max(ceiling_throughput.accepted_per_s, 1e-9), 3)
+    targets = [
+        _target(
+            "accepted deliveries/s",
+            f">= {TARGET_ACCEPTED_PER_S:,.0f}",
+            f"{throughput.accepted_per_s:,.0f}",
+            throughput.accepted_per_s >= TARGET_ACCEPTED_PER_S,
+        ),
+        _target(
+            "every 200 durable in Kafka",
+            "0 missing",
+            f"{durability.accepted_without_record} missing",
+            durability.ok,
+        ),
+        _target(
+            "p99 at half load",
+            f"<= {TARGET_P99_MS:g} ms",
+            f"{latency.latency.p99_ms:g} ms",
+            latency.latency.p99_ms <= TARGET_P99_MS and latency.accepted > 0,
+        ),
+        _target("ingest / bare", f">= {TARGET_RATIO:g}", f"{ratio:.2f}", ratio >= TARGET_RATIO),
+    ]
+    return BenchReport(
+        machine={**machine_facts(config), "cores busy before the run": f"{background:.2f}"},
+        options={**asdict(options), "platform": str(options.platform), "stores": f"{tag}-*"},
+        ingest=throughput,
+        ingest_latency=latency,
+        bare=ceiling_throughput,
+        bare_latency=ceiling.latency(),
+        ratio=ratio,
+        durability=durability,
+        targets=targets,
+    )
+
+
+def _target(name: str, goal: str, measured: str, met: bool) -> dict[str, Any]:
+    return {"target": name, "goal": goal, "measured": measured, "met": met}
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+def print_report(report: BenchReport, console: Console) -> None:
+    facts = Table(title="machine", show_header=False)
+    for key, value in report.machine.items():
+        facts.add_row(key, value)
+    console.print(facts)
+
+    table = Table(title=f"revloop bench ingest ({report.options['platform']})")
+    columns = ("phase", "200/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "non-200", "cores s/g/o")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("phase", "non-200") else "right")
+
+    def cores(cpu: CpuShare) -> str:
+        return f"{cpu.server:.2f}/{cpu.loadgen:.2f}/{cpu.other:.2f}"
+
+    def errors(outcomes: dict[str, int]) -> str:
+        return ", ".join(f"{k}: {v}" for k, v in outcomes.items()) or "0"
+
+    def latency_cells(lat: Percentiles) -> list[str]:
+        return [f"{lat.p50_ms:g}", f"{lat.p90_ms:g}", f"{lat.p99_ms:g}", f"{lat.max_ms:g}"]
+
+    for name, t in (("ingest", report.ingest), ("bare", report.bare)):
+        table.add_row(
+            f"{name} closed loop, {t.connections} conns",
+            f"{t.accepted_per_s:,.0f}",
+            *latency_cells(t.closed_loop_latency),
+            errors(t.non_200),
+            cores(t.cpu),
+        )
+    for name, p in (("ingest", report.ingest_latency), ("bare", report.bare_latency)):
+        table.add_row(
+            f"{name} paced at {p.rate:,.0f}/s",
+            f"{p.accepted / p.seconds:,.0f}",
+            *latency_cells(p.latency),
+            errors(p.non_200),
+            cores(p.cpu),
+        )
+    console.print(table)
+    console.print(
+        "cores s/g/o: cores busy in the server, the load generator and the rest (the broker).\n"
+        f"Server CPU per answer: ingest {report.ingest.server_cpu_per_request_us:g} µs, bare "
+        f"{report.bare.server_cpu_per_request_us:g} µs. Load generator: "
+        f"{report.ingest.loadgen_cpu_per_request_us:g} µs per request; "
+        f"paced sends at most {report.ingest_latency.max_send_lag_ms:g} ms late, "
+        f"{report.ingest_latency.max_queued} waiting for a free connection at most."
+    )
+    d = report.durability
+    style = "green" if d.ok else "bold red"
+    console.print(
+        f"durability: {d.accepted:,} answered 200, {d.records:,} records in "
+        f"{RAW_TOPIC.name} from the bench store, {d.accepted_without_record} 200s without a "
+        "record",
+        style=style,
+    )
+    non_200 = _non_200_total(report)
+    if non_200:
+        console.print(f"NON-200 ANSWERS OR ERRORS: {non_200}", style="bold red")
+
+    targets = Table(title="targets (2 cores)")
+    for column in ("target", "goal", "measured", ""):
+        targets.add_column(column)
+    for target in report.targets:
+        targets.add_row(
+            target["target"],
+            target["goal"],
+            target["measured"],
+            "[green]met[/green]" if target["met"] else "[red]missed[/red]",
+        )
+    console.print(targets)
+
+
+def _non_200_total(report: BenchReport) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for outcomes in (
+        report.ingest.non_200,
+        report.ingest_latency.non_200,
+        report.bare.non_200,
+        report.bare_latency.non_200,
+    ):
+        total.update(outcomes)
+    return dict(total)
+
+
+def report_json(report: BenchReport) -> str:
+    return json.dumps(asdict(report), indent=2, default=str)
+
+
+@bench_app.command("ingest")
+def ingest_command(
+    duration: float = typer.Option(20.0, help="Seconds of closed-loop load per server.", min=0.5),
+    latency_duration: float = typer.Option(
+        20.0, help="Seconds of paced load at half the measured rate.", min=0.5
+    ),
+    warmup: float = typer.Option(5.0, help="Seconds of unmeasured load before each phase.", min=0),
+    connections: int = typer.Option(64, help="Keep-alive connections.", min=1),
+    platform: PlatformChoice = typer.Option(  # noqa: B008
+        PlatformChoice.SHOPIFY, help="Which webhooks to send; mix rotates all three."
+    ),
+    ingest_workers: int = typer.Option(
+        1, help="uvicorn workers (the ceiling uses as many).", min=1
+    ),
+    loop: str = typer.Option("auto", help="uvicorn --loop for both servers."),
+    http: str = typer.Option("auto", help="uvicorn --http for both servers."),
+    json_path: Path | None = typer.Option(  # noqa: B008
+        None, "--json", help="Also write the figures as JSON to this file ('-': stdout)."
+    ),
+    ingest_app_ref: str = typer.Option(
+        "ingest.bench:ingest_app", "--ingest-app", hidden=True, help="uvicorn factory to measure."
+    ),
+    bare_app_ref: str = typer.Option(
+        "ingest.bench:bare_app", "--bare-app", hidden=True, help="uvicorn factory for the ceiling."
+    ),
+) -> None:
+    """Measure ingest: accepted deliveries/s, p50/p99 at half that load, and the bare ceiling."""
+    console = Console(stderr=json_path == Path("-"))
+    console.width = max(console.width, 112)
+    options = BenchOptions(
+        duration=duration,
+        latency_duration=latency_duration,
+        warmup=warmup,
+        connections=connections,
+        platform=platform,
+        ingest_workers=ingest_workers,
+        loop=loop,
+        http=http,
+        ingest_app=ingest_app_ref,
+        bare_app=bare_app_ref,
+    )
+    try:
+        report = run_bench(options, get_settings(), log=lambda m: console.print(m, style="dim"))
+    except (ConnectionError, RuntimeError, TimeoutError, KafkaException) as exc:
+        console.print(f"error: {exc}", style="red", markup=False)
+        raise typer.Exit(1) from exc
+    print_report(report, console)
+    if json_path == Path("-"):
+        sys.stdout.write(report_json(report) + "\n")
+    elif json_path is not None:
+        json_path.write_text(report_json(report) + "\n")
+    if not report.durability.ok:
+        raise typer.Exit(2)

@@ -1,0 +1,97 @@
+"""`revloop bench ingest`: the machinery, run briefly against the real broker. Nothing here asserts
+speed; it checks what would make the figures wrong."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from ingest import bigcommerce, shopify, woocommerce
+from ingest.bench import (
+    BenchOptions,
+    PlatformChoice,
+    _Connection,
+    bench_stores,
+    percentiles,
+    request_templates,
+    run_bench,
+)
+from ingest.stores import Store, StoreRegistry
+from revloop.crypto import Secret
+from revloop.settings import Settings
+
+MODULES: dict[str, Any] = {
+    "shopify": shopify,
+    "woocommerce": woocommerce,
+    "bigcommerce": bigcommerce,
+}
+
+
+def test_every_platforms_bench_request_verifies_as_that_platform() -> None:
+    stores = bench_stores("benchtest0001", PlatformChoice.MIX)
+    registry = StoreRegistry(
+        Store(s.store_id, s.platform, s.identity, (Secret(s.secret),)) for s in stores
+    )
+    templates = request_templates(stores)
+    assert len({t.head.split(b" ", 2)[1] for t in templates[:3]}) == 3  # a mix rotates platforms
+    for n, template in enumerate(templates[:3]):
+        ident = b"benchtest0001-%010d" % n
+        head, body = template.render(ident).split(b"\r\n\r\n", 1)
+        request_line, *lines = head.decode().split("\r\n")
+        headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines)}
+        assert int(headers["content-length"]) == len(body)
+        platform = request_line.split()[1].rsplit("/", 1)[1]
+        delivery = MODULES[platform].authenticate(body, headers, registry, datetime.now(UTC))
+        assert delivery.delivery_id == ident.decode()
+        assert delivery.store.platform == platform
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.statuses: list[int] = []
+
+    def on_response(self, _conn: Any, status: int) -> None:
+        self.statuses.append(status)
+
+    def on_lost(self, _conn: Any) -> None:
+        pass
+
+
+def test_the_client_parses_responses_split_and_joined_anywhere() -> None:
+    one = b"HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 5\r\n\r\nhello"
+    two = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 2\r\nretry-after: 5\r\n\r\n{}"
+    stream = one + two + one
+    for cut in range(1, len(stream)):
+        recorder = _Recorder()
+        conn = _Connection(recorder)  # type: ignore[arg-type]
+        conn.data_received(stream[:cut])
+        conn.data_received(stream[cut:])
+        assert recorder.statuses == [200, 503, 200]
+        assert conn.buffer == b""
+
+
+def test_percentiles_are_nearest_rank_in_milliseconds() -> None:
+    figures = percentiles([n / 1000 for n in range(1, 101)])
+    assert (figures.p50_ms, figures.p90_ms, figures.p99_ms, figures.max_ms) == (50, 90, 99, 100)
+
+
+def test_a_short_run_acks_only_what_kafka_holds(settings: Settings) -> None:
+    report = run_bench(
+        BenchOptions(duration=1.0, latency_duration=1.0, warmup=0.5, connections=4), settings
+    )
+    assert report.ingest.accepted > 0
+    assert report.bare.accepted_per_s > 0
+    durability = report.durability
+    assert durability.accepted >= report.ingest.accepted  # warm-ups and the paced phase too
+    assert durability.records >= durability.accepted
+    assert durability.accepted_without_record == 0
+    assert durability.ok
+    for figures in (report.ingest_latency, report.bare_latency):
+        assert figures.accepted > 0
+        lat = figures.latency
+        assert 0 < lat.p50_ms <= lat.p90_ms <= lat.p99_ms <= lat.max_ms
+    assert report.ratio == pytest.approx(
+        report.ingest.accepted_per_s / report.bare.accepted_per_s, rel=0.01
+    )
