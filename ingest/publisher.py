@@ -1,12 +1,12 @@
 """Publishing with a durable ack: a request is answered 200 only after the broker has the record
-with acks=all from an idempotent producer. confluent-kafka reports deliveries on a polling thread;
-this bridges them to asyncio futures."""
+with acks=all from an idempotent producer. confluent-kafka reports deliveries from ``poll()``;
+the event loop polls every millisecond while records are in flight and settles their futures
+directly, with no thread hop per record."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from typing import Any
 
@@ -40,25 +40,16 @@ class DurablePublisher:
             },
         )
         self._producer = Producer(self._config)
-        self._running = True
-        self._poller = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)
-        self._poller.start()
+        self._in_flight = 0
+        self._polling = False
         self._ready_until = 0.0
-
-    def _poll(self) -> None:
-        while self._running:
-            try:
-                self._producer.poll(0.05)
-            except Exception:  # a callback raised; keep serving the other deliveries
-                log.exception("delivery callback failed")
 
     async def publish(self, topic: str, key: bytes, value: bytes) -> None:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
 
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(_settle, future, err)
+            _settle(future, err)
 
         try:
             self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
@@ -66,11 +57,28 @@ class DurablePublisher:
             raise PublishUnavailable("producer queue is full") from exc
         except KafkaException as exc:
             raise PublishUnavailable(f"producer refused the record: {exc}") from exc
+        self._in_flight += 1
+        if not self._polling:
+            self._polling = True
+            loop.call_soon(self._poll, loop)
         try:
             # On timeout the future is cancelled, so a late delivery report settles nothing.
-            await asyncio.wait_for(future, self._ack_timeout)
+            async with asyncio.timeout(self._ack_timeout):
+                await future
         except TimeoutError as exc:
             raise PublishUnavailable(f"no ack within {self._ack_timeout}s") from exc
+        finally:
+            self._in_flight -= 1
+
+    def _poll(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            self._producer.poll(0)
+        except Exception:  # a callback raised; keep serving the other deliveries
+            log.exception("delivery callback failed")
+        if self._in_flight:
+            loop.call_later(0.001, self._poll, loop)
+        else:
+            self._polling = False
 
     async def ready(self, timeout: float = 1.0) -> bool:
         """Whether the broker answers a metadata request (cached for a second). The request
@@ -87,8 +95,6 @@ class DurablePublisher:
     def close(self, timeout: float = 10.0) -> int:
         """Flush what is in flight; returns how many records were left undelivered."""
         remaining: int = self._producer.flush(timeout)
-        self._running = False
-        self._poller.join(timeout=1.0)
         return remaining
 
 

@@ -81,6 +81,7 @@ _FILE_KEYS: Final = frozenset(
 )
 _OPTIONAL_FILE_KEYS: Final = frozenset({"previous_secret_expires_at", "api_key_hashes", "currency"})
 _CURRENCY: Final = re.compile(r"[A-Z]{3}")
+_WHITESPACE: Final = re.compile(r"\s")
 
 _API_KEY_PREFIX: Final = "rlk_"
 _API_KEY_TOKEN: Final = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -134,7 +135,7 @@ def normalize_identity(platform: str, raw: str) -> str:
         raise ValueError(f"{kind} identity must be a string, got {type(raw).__name__}")
     expected = f"{raw[:100]!r} is not {_EXPECTED[kind]}"
     value = raw.strip()
-    if not value or any(c.isspace() or not c.isprintable() for c in value):
+    if not value or not value.isprintable() or _WHITESPACE.search(value):
         raise ValueError(expected)
     if kind is Platform.SHOPIFY:
         domain = value.lower()
