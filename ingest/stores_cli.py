@@ -163,7 +163,9 @@ def list_stores() -> None:
         typer.echo(f"no stores in {path}")
         return
     now = datetime.now(UTC)
-    table = Table("store", "platform", "identity", "previous secret", "api keys", title=str(path))
+    table = Table(
+        "store", "platform", "identity", "currency", "previous secret", "api keys", title=str(path)
+    )
     for store in registry:
         expires = store.previous_secret_expires_at
         if expires is None:
@@ -175,6 +177,7 @@ def list_stores() -> None:
             store.store_id,
             store.platform,
             store.identity,
+            store.currency or "-",
             previous,
             str(len(store.api_key_hashes)),
         )

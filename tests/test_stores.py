@@ -342,6 +342,23 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert list(loaded) == list(registry)
 
 
+def test_a_store_currency_is_validated_and_survives_save_load_and_rotation(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ValueError, match="ISO 4217"):
+        Store("acme", "shopify", "acme.myshopify.com", (Secret(b"s"),), currency="usd")
+    store = Store("acme", "shopify", "acme.myshopify.com", (Secret(b"s"),), currency="JPY")
+    rotated = store.rotated(Secret(b"t"), now=NOW, window=timedelta(hours=1))
+    assert rotated.currency == "JPY"
+    path = tmp_path / "stores.json"
+    StoreRegistry([rotated]).save(path, BOX)
+    assert json.loads(path.read_text())["stores"][0]["currency"] == "JPY"
+    assert StoreRegistry.load(path, BOX).get("acme") == rotated
+    without = Store("plain", "shopify", "plain.myshopify.com", (Secret(b"s"),))
+    StoreRegistry([without]).save(path, BOX)
+    assert "currency" not in json.loads(path.read_text())["stores"][0]  # old files unchanged
+
+
 def test_save_replaces_a_readable_file_with_a_private_one(tmp_path: Path) -> None:
     path = tmp_path / "stores.json"
     path.write_text("{}")
@@ -528,9 +545,16 @@ def test_cli_keygen_add_list_rotate(cli_env: Path, monkeypatch: pytest.MonkeyPat
     assert result.exit_code == 0, result.output
     assert "previous one is accepted until" in result.output
 
+    result = runner.invoke(
+        stores_app,
+        [*add, "--identity", "acme.myshopify.com", "--secret", "-", "--currency", "usd"],
+        input="shpss_second\n",
+    )
+    assert result.exit_code == 0, result.output
+
     result = runner.invoke(stores_app, ["list"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    for shown in ("acme-shopify", "acme.myshopify.com", "https://acme.example", "g1"):
+    for shown in ("acme-shopify", "acme.myshopify.com", "https://acme.example", "g1", "USD"):
         assert shown in result.output
     assert "accepted until" in result.output
     for secret in ("shpss_first", "shpss_second", "wc_from_stdin", "bc_prompted"):
