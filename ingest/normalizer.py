@@ -205,7 +205,7 @@ class Normalizer:
                 consumer.consumer_group_metadata(),
                 30,
             )
-            producer.commit_transaction(30)
+            _commit(producer)
         except KafkaException as exc:
             if not _abortable(exc):
                 raise
@@ -299,6 +299,18 @@ def _where(message: Message) -> tuple[int, int]:
     partition, offset = message.partition(), message.offset()
     assert partition is not None and offset is not None, "consumed messages have a position"
     return partition, offset
+
+
+def _commit(producer: Producer, attempts: int = 3) -> None:
+    """Commit, retrying what Kafka calls retriable (a timeout); anything else propagates."""
+    for attempt in range(attempts):
+        try:
+            producer.commit_transaction(30)
+            return
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if not (isinstance(error, KafkaError) and error.retriable()) or attempt == attempts - 1:
+                raise
 
 
 def _abortable(exc: KafkaException) -> bool:
