@@ -12,8 +12,10 @@ ingest/feeds.py) and answer 200 once Kafka has acked every record of it (503 oth
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +25,7 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import Receive, Scope, Send
 
 from ingest import bigcommerce, feeds, shopify, woocommerce
 from ingest.metrics import IngestMetrics
@@ -31,6 +34,8 @@ from ingest.stores import Store
 from ingest.webhooks import Rejected, StoreLookup, raw_record
 from schemas.serde import AvroSerde
 from schemas.topics import topic, topic_for_record
+
+log = logging.getLogger(__name__)
 
 RAW_TOPIC = topic("raw.webhooks.v1")
 (RAW_RECORD,) = RAW_TOPIC.values
@@ -50,6 +55,18 @@ class BodyTooLarge(Exception):
     pass
 
 
+BodyReader = Callable[[int], Awaitable[bytes]]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A webhook answer: status, JSON content, extra headers."""
+
+    status: int
+    content: dict[str, Any]
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
 class IngestStores(StoreLookup, feeds.FeedStores, Protocol):
     """Webhooks find stores by identity; the feeds find them by the id their API key names."""
 
@@ -65,32 +82,39 @@ class IngestService:
     customer_salt: bytes = field(default=b"", repr=False)
     """Turns touchpoint emails and customer ids into customer keys (revloop/privacy.py)."""
 
-    async def receive(self, platform: str, request: Request) -> Response:
+    async def receive(
+        self, platform: str, headers: Mapping[str, str], read_body: BodyReader
+    ) -> Reply:
+        """One webhook delivery. ``headers`` have lower-case names; ``read_body(limit)`` returns
+        the body or raises BodyTooLarge."""
         module = PLATFORMS[platform]
         started = time.perf_counter()
         self.metrics.labelled(self.metrics.received, platform).inc()
         self.metrics.in_flight.inc()
         try:
-            return await self._receive(platform, module, request)
+            return await self._receive(platform, module, headers, read_body)
         finally:
             self.metrics.in_flight.dec()
             elapsed = time.perf_counter() - started
             self.metrics.labelled(self.metrics.request_seconds, platform).observe(elapsed)
 
-    async def _receive(self, platform: str, module: ModuleType, request: Request) -> Response:
+    async def _receive(
+        self,
+        platform: str,
+        module: ModuleType,
+        headers: Mapping[str, str],
+        read_body: BodyReader,
+    ) -> Reply:
         received_at = self.clock()
         try:
-            body = await _read_capped(request, self.max_body_bytes)
+            body = await read_body(self.max_body_bytes)
         except BodyTooLarge:
             return self._refuse(
                 platform, 413, "too_large", f"body over {self.max_body_bytes} bytes"
             )
-        # One dict instead of Starlette's list scan per lookup; a repeated header keeps its first
-        # value, as Starlette's Headers.get does.
-        headers = dict(reversed(request.headers.items()))
         if platform == "woocommerce" and woocommerce.is_ping(body, headers):
             self._count(platform, "ping", "ignored", "ping")
-            return JSONResponse({"status": "ok"})
+            return Reply(200, {"status": "ok"})
         content_type = headers.get("content-type", "")
         if content_type.split(";", 1)[0].strip().lower() != "application/json":
             return self._refuse(
@@ -109,19 +133,15 @@ class IngestService:
             )
         except PublishUnavailable:
             self._count(platform, topic_label, "unavailable", "kafka")
-            return JSONResponse(
-                {"error": "temporarily unavailable; retry"},
-                status_code=503,
-                headers={"Retry-After": "5"},
-            )
+            return Reply(503, {"error": "temporarily unavailable; retry"}, _RETRY_AFTER)
         self.metrics.publish_seconds.observe(time.perf_counter() - publish_started)
         self._count(platform, topic_label, "accepted", "")
-        return JSONResponse({"status": "accepted", "event_id": delivery.event_id})
+        return Reply(200, {"status": "accepted", "event_id": delivery.event_id})
 
-    def _refuse(self, platform: str, status: int, reason: str, message: str) -> Response:
+    def _refuse(self, platform: str, status: int, reason: str, message: str) -> Reply:
         # Unverified requests choose their own headers, so their topic is never a label value.
         self._count(platform, "unverified", "rejected", reason)
-        return JSONResponse({"error": message, "reason": reason}, status_code=status)
+        return Reply(status, {"error": message, "reason": reason})
 
     def _count(self, platform: str, topic_label: str, outcome: str, reason: str) -> None:
         self.metrics.labelled(self.metrics.outcomes, platform, topic_label, outcome, reason).inc()
@@ -234,12 +254,74 @@ async def _read_capped(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _webhook_handler(service: IngestService, platform: str) -> Callable[[Request], Any]:
-    async def handler(request: Request) -> Response:
-        return await service.receive(platform, request)
+class ClientGone(Exception):
+    """The client disconnected before sending its whole body."""
 
-    handler.__name__ = f"receive_{platform}_webhook"
-    return handler
+
+def _asgi_body_reader(headers: Mapping[str, str], receive: Receive) -> BodyReader:
+    async def read(limit: int) -> bytes:
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise BodyTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    return read
+
+
+class IngestApp:
+    """The ingest ASGI app. Webhook POSTs take a short path straight to the service: they are
+    nearly all of the traffic, and Starlette's request objects and middleware layers cost more
+    per request than verifying the signature (docs/benchmarks.md). Everything else (feeds,
+    health, metrics, lifespan) goes to the FastAPI app."""
+
+    def __init__(self, service: IngestService, api: FastAPI) -> None:
+        self.service = service
+        self.api = api
+        self._paths = {f"/webhooks/{platform}": platform for platform in PLATFORMS}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        platform = self._paths.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if platform is None:
+            await self.api(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            await _send_reply(send, Reply(405, {"error": "POST only"}, {"Allow": "POST"}))
+            return
+        # ASGI header names are lower case; a repeated header keeps its first value.
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(scope["headers"])}
+        try:
+            reply = await self.service.receive(
+                platform, headers, _asgi_body_reader(headers, receive)
+            )
+        except ClientGone:
+            return
+        except Exception:
+            log.exception("webhook %s failed", platform)
+            reply = Reply(500, {"error": "internal error"})
+        await _send_reply(send, reply)
+
+
+async def _send_reply(send: Send, reply: Reply) -> None:
+    body = json.dumps(reply.content).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *((k.lower().encode(), v.encode()) for k, v in reply.headers.items()),
+    ]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _feed_handler(service: IngestService, feed: str) -> Callable[[Request], Any]:
@@ -250,7 +332,7 @@ def _feed_handler(service: IngestService, feed: str) -> Callable[[Request], Any]
     return handler
 
 
-def create_app(service: IngestService, on_shutdown: Callable[[], Any] | None = None) -> FastAPI:
+def create_app(service: IngestService, on_shutdown: Callable[[], Any] | None = None) -> IngestApp:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
@@ -266,14 +348,8 @@ def create_app(service: IngestService, on_shutdown: Callable[[], Any] | None = N
     )
 
     # Plain Starlette routes: the handlers read raw bytes themselves, and FastAPI's request
-    # parsing and dependency machinery cost more per request than verifying a signature.
-    for platform in PLATFORMS:
-        app.add_route(
-            f"/webhooks/{platform}",
-            _webhook_handler(service, platform),
-            methods=["POST"],
-            name=f"webhook_{platform}",
-        )
+    # parsing and dependency machinery buy them nothing. (Webhooks never reach this app:
+    # IngestApp answers them on a shorter path.)
     for feed in FEEDS:
         app.add_route(
             f"/events/{feed}",
@@ -298,4 +374,4 @@ def create_app(service: IngestService, on_shutdown: Callable[[], Any] | None = N
             generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST
         )
 
-    return app
+    return IngestApp(service, app)
