@@ -210,8 +210,9 @@ class KafkaBroker(Component):
             "kafka.tools.StorageTool",
             "format",
             "--standalone",
-            "-t",
-            cluster_id,
+            # Joined with '=': a base64url id starts with '-' one time in 64, and argparse would
+            # read it as an option (the flaky "Formatting Kafka storage failed").
+            f"--cluster-id={cluster_id}",
             "-c",
             str(self.properties_file),
         ]
