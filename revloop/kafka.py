@@ -135,9 +135,21 @@ def _wait_until_converged(admin: AdminClient, topics: Sequence[Topic], timeout: 
         remaining = plan_topic_changes(
             topics, describe_topics(admin, [t.name for t in topics], timeout)
         )
-        if not remaining:
+        if not remaining and _all_partitions_led(admin, topics, timeout):
             return
         if time.monotonic() > deadline:
-            pending = ", ".join(f"{c.topic} ({c.action})" for c in remaining)
+            pending = ", ".join(f"{c.topic} ({c.action})" for c in remaining) or "leaders"
             raise TimeoutError(f"broker did not converge within {timeout}s: {pending}")
         time.sleep(0.2)
+
+
+def _all_partitions_led(admin: AdminClient, topics: Sequence[Topic], timeout: float) -> bool:
+    # A new partition is listed before its leader is elected; reads and writes in that gap fail
+    # with NOT_LEADER_FOR_PARTITION.
+    metadata = admin.list_topics(timeout=timeout).topics
+    return all(
+        t.name in metadata
+        and metadata[t.name].error is None
+        and all(p.leader >= 0 and p.error is None for p in metadata[t.name].partitions.values())
+        for t in topics
+    )
