@@ -39,7 +39,7 @@ class DurablePublisher:
                 "message.max.bytes": MAX_RECORD_BYTES,
             },
         )
-        self._producer = Producer(self._config)
+        self._producer: Producer | None = Producer(self._config)
         self._in_flight = 0
         self._polling = False
         self._ready_until = 0.0
@@ -51,6 +51,8 @@ class DurablePublisher:
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
             _settle(future, err)
 
+        if self._producer is None:
+            raise PublishUnavailable("the publisher is closed")
         try:
             self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
         except BufferError as exc:
@@ -71,6 +73,9 @@ class DurablePublisher:
             self._in_flight -= 1
 
     def _poll(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._producer is None:
+            self._polling = False
+            return
         try:
             self._producer.poll(0)
         except Exception:  # a callback raised; keep serving the other deliveries
@@ -83,6 +88,8 @@ class DurablePublisher:
     async def ready(self, timeout: float = 1.0) -> bool:
         """Whether the broker answers a metadata request (cached for a second). The request
         blocks, so it runs off the event loop and never stalls webhook traffic."""
+        if self._producer is None:
+            return False
         if time.monotonic() < self._ready_until:
             return True
         try:
@@ -93,8 +100,12 @@ class DurablePublisher:
         return True
 
     def close(self, timeout: float = 10.0) -> int:
-        """Flush what is in flight; returns how many records were left undelivered."""
+        """Flush what is in flight; returns how many records were left undelivered. The client
+        is then released, so it stops reconnecting to a broker that may be gone."""
+        if self._producer is None:
+            return 0
         remaining: int = self._producer.flush(timeout)
+        self._producer = None
         return remaining
 
 
