@@ -178,7 +178,7 @@ class IngestService:
                 {"error": "expected application/json", "reason": "unsupported_media_type"},
             )
         try:
-            body = await _read_capped(request, self.max_body_bytes)
+            body = await _body_reader(request.headers, request.receive)(self.max_body_bytes)
         except BodyTooLarge:
             return self._refuse_feed(
                 feed,
@@ -240,25 +240,14 @@ class IngestService:
         return JSONResponse(content, status_code=status, headers=headers)
 
 
-async def _read_capped(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 class ClientGone(Exception):
     """The client disconnected before sending its whole body."""
 
 
-def _asgi_body_reader(headers: Mapping[str, str], receive: Receive) -> BodyReader:
+def _body_reader(headers: Mapping[str, str], receive: Receive) -> BodyReader:
+    """Reads an ASGI request body, refusing it (BodyTooLarge) as soon as it is over the cap,
+    whether the size is declared or only found while streaming."""
+
     async def read(limit: int) -> bytes:
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -302,9 +291,7 @@ class IngestApp:
         # ASGI header names are lower case; a repeated header keeps its first value.
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(scope["headers"])}
         try:
-            reply = await self.service.receive(
-                platform, headers, _asgi_body_reader(headers, receive)
-            )
+            reply = await self.service.receive(platform, headers, _body_reader(headers, receive))
         except ClientGone:
             return
         except Exception:

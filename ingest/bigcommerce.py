@@ -215,12 +215,11 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
         for key, inner in value.items():
             flat.update(_flatten(inner, f"{prefix}{key}."))
         return flat
+    key = prefix[:-1]
     if isinstance(value, list):
-        return {prefix[:-1]: ",".join(str(v) for v in value)}
-    return {
-        prefix[:-1]: ""
-        if value is None
-        else str(value).lower()
-        if isinstance(value, bool)
-        else str(value)
-    }
+        return {key: ",".join(str(v) for v in value)}
+    if value is None:
+        return {key: ""}
+    if isinstance(value, bool):
+        return {key: "true" if value else "false"}
+    return {key: str(value)}

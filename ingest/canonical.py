@@ -385,3 +385,39 @@ def customer_deleted(
             customer_key=shopper_key(context, raw.store_id, None, customer_id),
         )
     ]
+
+
+def refund_event(
+    raw: RawDelivery,
+    context: NormalizeContext,
+    *,
+    order_id: str,
+    refund_id: str,
+    currency: str,
+    amount_minor: int,
+    created_at: datetime | None,
+    lines: list[dict[str, Any]],
+    customer_id: str | None = None,
+    customer_key: str | None = None,
+) -> Emit:
+    """A ``refunded`` OrderEvent. Its id is the platform's refund id, whichever delivery carries
+    it, so a refund repeated in later order updates is one event."""
+    return emit(
+        "OrderEvent",
+        raw,
+        context,
+        event_id=fact_event_id(raw, "refund", refund_id),
+        occurred_at=created_at,
+        kind="refunded",
+        order_id=order_id,
+        customer_id=customer_id,
+        customer_key=customer_key,
+        currency=currency,
+        line_items=[],
+        refund={
+            "refund_id": refund_id,
+            "amount": money_minor(amount_minor, currency),
+            "created_at": created_at or raw.occurred_at,
+            "line_items": lines,
+        },
+    )

@@ -24,9 +24,9 @@ from ingest.canonical import (
 )
 from ingest.webhooks import EVENT_ID_NAMESPACE
 
-Normalizer = Callable[[RawDelivery, NormalizeContext], "list[Emit] | Skip"]
+PlatformNormalizer = Callable[[RawDelivery, NormalizeContext], "list[Emit] | Skip"]
 
-NORMALIZERS: Mapping[str, Normalizer] = {
+NORMALIZERS: Mapping[str, PlatformNormalizer] = {
     "shopify": shopify.normalize,
     "woocommerce": woocommerce.normalize,
     "bigcommerce": bigcommerce.normalize,

@@ -23,7 +23,6 @@ from types import FrameType
 
 import typer
 from confluent_kafka import (
-    OFFSET_INVALID,
     Consumer,
     KafkaError,
     KafkaException,
@@ -135,49 +134,52 @@ class Normalizer:
             producer.flush(10)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        committed = consumer.committed(partitions, timeout=30)
-        for tp in committed:
-            self._seen[tp.partition] = self._rebuild(tp.partition, tp.offset)
-        self._update_gauge()
+        self._rebuild_all(consumer.committed(partitions, timeout=30))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._seen.pop(tp.partition, None)
         self._update_gauge()
 
-    def _rebuild(self, partition: int, committed: int) -> SeenEvents:
+    def _rebuild_all(self, committed: list[TopicPartition]) -> None:
+        reader = Consumer(consumer_config(self.settings, f"{self.group_id}.rebuild"))
+        try:
+            for tp in committed:
+                self._seen[tp.partition] = self._rebuild(reader, tp.partition, tp.offset)
+        finally:
+            reader.close()
+        self._update_gauge()
+
+    def _rebuild(self, reader: Consumer, partition: int, committed: int) -> SeenEvents:
         """The dedupe window as it stood at ``committed``: re-derive the ids of the raw
         records received in the window before it."""
         seen = SeenEvents(self.dedupe_window)
-        if committed in (OFFSET_INVALID, 0) or committed < 0:
+        if committed <= 0:  # nothing committed yet (OFFSET_INVALID is negative)
             return seen
-        reader = Consumer(consumer_config(self.settings, f"{self.group_id}.rebuild"))
-        try:
-            since_ms = int((self.clock() - self.dedupe_window).timestamp() * 1000)
-            (start,) = reader.offsets_for_times(
-                [TopicPartition(self.raw_topic, partition, since_ms)], timeout=30
-            )
-            first = start.offset if start.offset >= 0 else committed
-            if first >= committed:
-                return seen
-            reader.assign([TopicPartition(self.raw_topic, partition, first)])
-            position = first
-            while position < committed:
-                for message in reader.consume(500, timeout=0.2):
-                    if message.error() is not None or _where(message)[1] >= committed:
-                        continue
-                    position = _where(message)[1] + 1
-                    raw = self._decode(message)
-                    if raw is not None:
-                        outcome = normalize_delivery(raw, self.context)
-                        first_sightings(raw, outcome.events, seen)
+        since_ms = int((self.clock() - self.dedupe_window).timestamp() * 1000)
+        (start,) = reader.offsets_for_times(
+            [TopicPartition(self.raw_topic, partition, since_ms)], timeout=30
+        )
+        position = start.offset if start.offset >= 0 else committed
+        if position >= committed:
+            return seen
+        reader.assign([TopicPartition(self.raw_topic, partition, position)])
+        while position < committed:
+            messages = reader.consume(500, timeout=0.2)
+            if not messages:
                 _, high = reader.get_watermark_offsets(
                     TopicPartition(self.raw_topic, partition), timeout=10
                 )
                 if high <= position:
                     break
-        finally:
-            reader.close()
+            for message in messages:
+                if message.error() is not None or _where(message)[1] >= committed:
+                    continue
+                position = _where(message)[1] + 1
+                raw = self._decode(message)
+                if raw is not None:
+                    outcome = normalize_delivery(raw, self.context)
+                    first_sightings(raw, outcome.events, seen)
         log.info("partition %d: dedupe window rebuilt with %d ids", partition, len(seen))
         return seen
 
@@ -216,9 +218,9 @@ class Normalizer:
 
     def _rewind(self, consumer: Consumer) -> None:
         """After an abort, return to the committed offsets with the dedupe state they imply."""
-        assignment = consumer.assignment()
-        for tp in consumer.committed(assignment, timeout=30):
-            self._seen[tp.partition] = self._rebuild(tp.partition, tp.offset)
+        committed = consumer.committed(consumer.assignment(), timeout=30)
+        self._rebuild_all(committed)
+        for tp in committed:
             if tp.offset >= 0:
                 consumer.seek(tp)
             else:

@@ -24,7 +24,6 @@ from ingest.canonical import (
     decode_json_object,
     derived_event_id,
     emit,
-    fact_event_id,
     id_str,
     instant,
     items,
@@ -34,6 +33,7 @@ from ingest.canonical import (
     money_minor,
     optional_id,
     product_deleted,
+    refund_event,
     shopper_key,
     store_currency,
     text,
@@ -263,9 +263,9 @@ def _refund_event(
     refund_id = id_str(refund.get("id"), "refund.id")
     lines = [mapping(line) for line in items(refund.get("refund_line_items"))]
     transactions = [
-        mapping(t)
-        for t in items(refund.get("transactions"))
-        if mapping(t).get("kind") == "refund" and mapping(t).get("status") == "success"
+        t
+        for t in map(mapping, items(refund.get("transactions")))
+        if t.get("kind") == "refund" and t.get("status") == "success"
     ]
     line_currency = next(
         (c for line in lines if (c := _shop_money(line.get("subtotal_set"))[1])), None
@@ -276,36 +276,26 @@ def _refund_event(
         or next((t.get("currency") for t in transactions if t.get("currency")), None)
         or store_currency(raw, context)
     )
-    created_at = instant(refund.get("processed_at")) or instant(refund.get("created_at"))
-    return emit(
-        "OrderEvent",
+    return refund_event(
         raw,
         context,
-        event_id=fact_event_id(raw, "refund", refund_id),
-        occurred_at=created_at,
-        kind="refunded",
         order_id=id_str(refund.get("order_id"), "refund.order_id"),
+        refund_id=refund_id,
         currency=currency,
-        line_items=[],
-        refund={
-            "refund_id": refund_id,
-            "amount": money_minor(
-                sum(minor_units(t.get("amount"), currency) for t in transactions), currency
-            ),
-            "created_at": created_at or raw.occurred_at,
-            "line_items": [
-                {
-                    "line_item_id": id_str(line.get("line_item_id"), "refund_line_items[].id"),
-                    "quantity": count(line.get("quantity"), "refund_line_items[].quantity"),
-                    "amount": money_minor(
-                        minor_units(_shop_money(line.get("subtotal_set"))[0] or "0", currency)
-                        + minor_units(_shop_money(line.get("total_tax_set"))[0] or "0", currency),
-                        currency,
-                    ),
-                }
-                for line in lines
-            ],
-        },
+        amount_minor=sum(minor_units(t.get("amount"), currency) for t in transactions),
+        created_at=instant(refund.get("processed_at")) or instant(refund.get("created_at")),
+        lines=[
+            {
+                "line_item_id": id_str(line.get("line_item_id"), "refund_line_items[].id"),
+                "quantity": count(line.get("quantity"), "refund_line_items[].quantity"),
+                "amount": money_minor(
+                    minor_units(_shop_money(line.get("subtotal_set"))[0] or "0", currency)
+                    + minor_units(_shop_money(line.get("total_tax_set"))[0] or "0", currency),
+                    currency,
+                ),
+            }
+            for line in lines
+        ],
     )
 
 

@@ -27,7 +27,6 @@ from ingest.canonical import (
     decode_json_object,
     derived_event_id,
     emit,
-    fact_event_id,
     id_str,
     instant,
     items,
@@ -37,6 +36,7 @@ from ingest.canonical import (
     money_minor,
     optional_id,
     product_deleted,
+    refund_event,
     rounded_minor_units,
     shopper_key,
     store_currency,
@@ -225,27 +225,19 @@ def _order_events(
     )
     # No refund topic exists: an order update lists every refund so far, with its negative total.
     refunds = [
-        emit(
-            "OrderEvent",
+        refund_event(
             raw,
             context,
-            event_id=fact_event_id(raw, "refund", refund_id),
-            occurred_at=occurred_at,
-            kind="refunded",
             order_id=order_id,
+            refund_id=id_str(refund.get("id"), "refunds[].id"),
+            currency=currency,
+            amount_minor=-minor_units(refund.get("total"), currency),
+            created_at=occurred_at,
+            lines=[],  # the order lists refund totals only
             customer_id=customer_id,
             customer_key=event_out.value["customer_key"],
-            currency=currency,
-            line_items=[],
-            refund={
-                "refund_id": refund_id,
-                "amount": money_minor(-minor_units(refund.get("total"), currency), currency),
-                "created_at": occurred_at or raw.occurred_at,
-                "line_items": [],
-            },
         )
         for refund in map(mapping, items(order.get("refunds")))
-        for refund_id in [id_str(refund.get("id"), "refunds[].id")]
     ]
     return [event_out, *refunds]
 

@@ -22,7 +22,7 @@ from revloop.kafka import consumer_config, ensure_topics
 from revloop.settings import Settings
 from schemas.registry import CommittedCatalogue
 from schemas.serde import AvroSerde
-from tests.ingest_support import SHOP_SECRET, WOO_SECRET, make_registry
+from tests.ingest_support import SHOP_SECRET, WOO_SECRET, make_registry, read_published
 from tests.stacks import isolated_settings, scratch_state_dir
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -72,26 +72,7 @@ def shopify_delivery(
 
 def raw_records(settings: Settings, since: dict[int, int]) -> list[dict[str, Any]]:
     """Every RawWebhook written after the ``since`` high watermarks."""
-    consumer = Consumer(consumer_config(settings, group_id="unused"))
-    try:
-        ends = high_watermarks(settings)
-        wanted = {p: (since.get(p, 0), end) for p, end in ends.items() if end > since.get(p, 0)}
-        consumer.assign(
-            [TopicPartition(RAW_TOPIC.name, p, start) for p, (start, _) in wanted.items()]
-        )
-        out: list[dict[str, Any]] = []
-        remaining = sum(end - start for start, end in wanted.values())
-        for _ in range(300):
-            if remaining <= 0:
-                break
-            msg = consumer.poll(0.1)
-            if msg is None or msg.error():
-                continue
-            remaining -= 1
-            out.append(SERDE.decode(msg.value()).value)
-        return out
-    finally:
-        consumer.close()
+    return [p.decoded for p in read_published(settings, RAW_TOPIC.name, since, SERDE)]
 
 
 def _watermarks(consumer: Consumer) -> tuple[dict[int, int], dict[int, int]]:

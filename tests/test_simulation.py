@@ -243,7 +243,7 @@ def test_payloads_have_the_platforms_shapes(state: DemoState) -> None:
             if request.topic.startswith("order."):
                 assert isinstance(body["total"], str)
                 assert isinstance(body["number"], str)
-                assert all(float(r["total"]) < 0 for r in body["refunds"])
+                assert all(Decimal(r["total"]) < 0 for r in body["refunds"])
         elif request.platform == "bigcommerce":
             assert set(body) == {"scope", "store_id", "data", "hash", "created_at", "producer"}
             assert body["scope"] == request.topic
