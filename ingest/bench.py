@@ -720,23 +720,12 @@ def end_offsets(settings: Settings) -> dict[int, int]:
     try:
         name = RAW_TOPIC.name
         partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
-        return {p: _high_watermark(consumer, TopicPartition(name, p)) for p in partitions}
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1]
+            for p in partitions
+        }
     finally:
         consumer.close()
-
-
-def _high_watermark(consumer: Consumer, partition: TopicPartition, attempts: int = 20) -> int:
-    # Right after the topic is created, its leader may not serve offsets yet.
-    for attempt in range(attempts):
-        try:
-            high: int = consumer.get_watermark_offsets(partition, timeout=10)[1]
-            return high
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            if not (isinstance(error, KafkaError) and error.retriable()) or attempt == attempts - 1:
-                raise
-            time.sleep(0.25)
-    raise AssertionError("unreachable")
 
 
 @dataclass

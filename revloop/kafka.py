@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exports lack __all__
     AdminClient,
     AlterConfigOpType,
@@ -14,6 +14,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exports 
     ConfigResource,
     NewPartitions,
     NewTopic,
+    OffsetSpec,
     ResourceType,
 )
 
@@ -144,12 +145,20 @@ def _wait_until_converged(admin: AdminClient, topics: Sequence[Topic], timeout: 
 
 
 def _all_partitions_led(admin: AdminClient, topics: Sequence[Topic], timeout: float) -> bool:
-    # A new partition is listed before its leader is elected; reads and writes in that gap fail
-    # with NOT_LEADER_FOR_PARTITION.
+    # A new partition is listed in metadata before its leader serves it; reads and writes in
+    # that gap fail with NOT_LEADER_FOR_PARTITION. Asking every partition for its end offset is
+    # the check that the leader really answers.
     metadata = admin.list_topics(timeout=timeout).topics
-    return all(
-        t.name in metadata
-        and metadata[t.name].error is None
-        and all(p.leader >= 0 and p.error is None for p in metadata[t.name].partitions.values())
+    if any(t.name not in metadata for t in topics):
+        return False
+    wanted = {
+        TopicPartition(t.name, p): OffsetSpec.latest()  # type: ignore[no-untyped-call]
         for t in topics
-    )
+        for p in metadata[t.name].partitions
+    }
+    try:
+        for future in admin.list_offsets(wanted, request_timeout=timeout).values():
+            future.result(timeout=timeout)
+    except KafkaException:
+        return False
+    return True
