@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ from functools import cache
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ingest.webhooks import EVENT_ID_NAMESPACE
+from ingest.webhooks import deterministic_id
 from revloop.privacy import customer_key, customer_key_for_id
 from schemas.registry import load_definition
 
@@ -107,14 +106,14 @@ class Skip:
 
 def derived_event_id(raw: RawDelivery, *parts: str) -> str:
     """The id of an event derived from one delivery: a retried delivery derives the same ids."""
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, "/".join(("derived", raw.event_id, *parts))))
+    return deterministic_id("/".join(("derived", raw.event_id, *parts)))
 
 
 def fact_event_id(raw: RawDelivery, kind: str, fact_id: str) -> str:
     """The id of an immutable fact the platform names itself (a refund), whichever delivery
     carries it: Shopify sends each refund twice, in refunds/create and in the next order update."""
     name = "/".join(("fact", raw.platform, raw.store_id, kind, fact_id))
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
+    return deterministic_id(name)
 
 
 def id_str(value: Any, what: str) -> str:

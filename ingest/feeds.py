@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,7 +35,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ingest.stores import Store, api_key_store_id
-from ingest.webhooks import EVENT_ID_NAMESPACE, Rejected
+from ingest.webhooks import Rejected, deterministic_id
 from revloop.privacy import customer_key, customer_key_for_id, normalize_email
 from schemas.topics import Topic, topic_for_record
 
@@ -344,7 +343,7 @@ def _refuse_duplicates(keys: Sequence[Hashable], field: str) -> None:
 
 def touchpoint_event_id(store_id: str, touchpoint_id: str) -> str:
     """Deterministic: a retried batch yields the same ids, so consumers can dedupe."""
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"api/{store_id}/touchpoint/{touchpoint_id}"))
+    return deterministic_id(f"api/{store_id}/touchpoint/{touchpoint_id}")
 
 
 def campaign_link_event_id(
@@ -352,7 +351,7 @@ def campaign_link_event_id(
 ) -> str:
     when = occurred_at.astimezone(UTC).isoformat()
     name = f"api/{store_id}/campaign-link/{campaign_id}/{product_id}/{when}"
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
+    return deterministic_id(name)
 
 
 def _envelope(

@@ -6,7 +6,6 @@ dead letter, and which events were already emitted.
 
 from __future__ import annotations
 
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from ingest.canonical import (
     RawDelivery,
     Skip,
 )
-from ingest.webhooks import EVENT_ID_NAMESPACE
+from ingest.webhooks import deterministic_id
 
 PlatformNormalizer = Callable[[RawDelivery, NormalizeContext], "list[Emit] | Skip"]
 
@@ -86,7 +85,7 @@ def dead_letter(
     source_id = raw.event_id if raw else f"{ref.topic}/{ref.partition}/{ref.offset}"
     store_id = raw.store_id if raw else (ref.key or b"unknown").decode("utf-8", "replace")
     envelope: dict[str, Any] = {
-        "event_id": str(uuid.uuid5(EVENT_ID_NAMESPACE, f"dead-letter/{stage}/{source_id}")),
+        "event_id": deterministic_id(f"dead-letter/{stage}/{source_id}"),
         "store_id": store_id,
         "platform": raw.platform if raw else "other",
         "occurred_at": raw.occurred_at if raw else at,

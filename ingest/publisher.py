@@ -1,13 +1,16 @@
 """Publishing with a durable ack: a request is answered 200 only after the broker has the record
 with acks=all from an idempotent producer. confluent-kafka reports deliveries from ``poll()``;
 the event loop polls every millisecond while records are in flight and settles their futures
-directly, with no thread hop per record."""
+directly, with no thread hop per record. The same tick expires records whose ack is overdue, so
+a publish costs no timer of its own."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections import deque
+from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -40,37 +43,28 @@ class DurablePublisher:
             },
         )
         self._producer: Producer | None = Producer(self._config)
-        self._in_flight = 0
+        # (deadline, future) in publish order; deadlines ascend because the timeout is fixed.
+        self._pending: deque[tuple[float, asyncio.Future[None]]] = deque()
         self._polling = False
         self._ready_until = 0.0
 
     async def publish(self, topic: str, key: bytes, value: bytes) -> None:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            _settle(future, err)
-
         if self._producer is None:
             raise PublishUnavailable("the publisher is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         try:
+            on_delivery = partial(_settle, future)
             self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
         except BufferError as exc:
             raise PublishUnavailable("producer queue is full") from exc
         except KafkaException as exc:
             raise PublishUnavailable(f"producer refused the record: {exc}") from exc
-        self._in_flight += 1
+        self._pending.append((loop.time() + self._ack_timeout, future))
         if not self._polling:
             self._polling = True
             loop.call_soon(self._poll, loop)
-        try:
-            # On timeout the future is cancelled, so a late delivery report settles nothing.
-            async with asyncio.timeout(self._ack_timeout):
-                await future
-        except TimeoutError as exc:
-            raise PublishUnavailable(f"no ack within {self._ack_timeout}s") from exc
-        finally:
-            self._in_flight -= 1
+        await future
 
     def _poll(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._producer is None:
@@ -80,10 +74,23 @@ class DurablePublisher:
             self._producer.poll(0)
         except Exception:  # a callback raised; keep serving the other deliveries
             log.exception("delivery callback failed")
-        if self._in_flight:
+        self._expire_overdue(loop.time())
+        if self._pending:
             loop.call_later(0.001, self._poll, loop)
         else:
             self._polling = False
+
+    def _expire_overdue(self, now: float) -> None:
+        """Fails the records not acked within the timeout, and forgets settled ones. A late
+        delivery report then finds its future done and settles nothing."""
+        pending = self._pending
+        while pending:
+            deadline, future = pending[0]
+            if not future.done():
+                if deadline > now:
+                    return
+                future.set_exception(PublishUnavailable(f"no ack within {self._ack_timeout}s"))
+            pending.popleft()
 
     async def ready(self, timeout: float = 1.0) -> bool:
         """Whether the broker answers a metadata request (cached for a second). The request
@@ -109,7 +116,7 @@ class DurablePublisher:
         return remaining
 
 
-def _settle(future: asyncio.Future[Any], err: KafkaError | None) -> None:
+def _settle(future: asyncio.Future[Any], err: KafkaError | None, _msg: Message | None) -> None:
     if future.done():
         return
     if err is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 DAY_MS = 24 * 60 * 60 * 1000
@@ -48,12 +49,17 @@ class Topic:
         return config
 
     def message_key(self, value: Mapping[str, Any]) -> bytes:
-        return "/".join(_key_part(_lookup(value, path)) for path in self.key).encode()
+        return "/".join(_key_part(_lookup(value, path)) for path in self._key_paths).encode()
+
+    @cached_property
+    def _key_paths(self) -> tuple[tuple[str, ...], ...]:
+        # Split once: every produced record needs its key.
+        return tuple(tuple(dotted.split(".")) for dotted in self.key)
 
 
-def _lookup(value: Mapping[str, Any], dotted: str) -> Any:
+def _lookup(value: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     current: Any = value
-    for part in dotted.split("."):
+    for part in path:
         current = current[part]
     return current
 

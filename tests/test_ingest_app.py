@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,13 +18,13 @@ from infra.stack import Stack
 from ingest import shopify, woocommerce
 from ingest.app import RAW_TOPIC, IngestService, create_app
 from ingest.metrics import IngestMetrics
-from ingest.publisher import DurablePublisher
+from ingest.publisher import DurablePublisher, PublishUnavailable
 from revloop.kafka import consumer_config, ensure_topics
 from revloop.settings import Settings
 from schemas.registry import CommittedCatalogue
 from schemas.serde import AvroSerde
 from tests.ingest_support import SHOP_SECRET, WOO_SECRET, make_registry, read_published
-from tests.stacks import isolated_settings, scratch_state_dir
+from tests.stacks import free_ports, isolated_settings, scratch_state_dir
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SERDE = AvroSerde(CommittedCatalogue.load())
@@ -259,3 +260,24 @@ async def test_kafka_down_means_503_and_retries_after_recovery_store_each_delive
             assert 'outcome="unavailable"' in (await http.get("/metrics")).text
     finally:
         service.publisher.close(timeout=2)
+
+
+async def test_unacked_records_fail_at_the_ack_timeout_even_with_one_cancelled() -> None:
+    [port] = free_ports(1)  # nothing listens there
+    publisher = DurablePublisher(Settings(kafka_bootstrap_servers=f"127.0.0.1:{port}"), 0.5)
+    try:
+        started = time.monotonic()
+        waiting = [
+            asyncio.create_task(publisher.publish(RAW_TOPIC.name, b"k", b"v")) for _ in range(20)
+        ]
+        await asyncio.sleep(0.1)
+        waiting[0].cancel()  # the client went away; the rest must still be answered
+        results = await asyncio.gather(*waiting, return_exceptions=True)
+        elapsed = time.monotonic() - started
+        assert isinstance(results[0], asyncio.CancelledError)
+        assert all(isinstance(r, PublishUnavailable) for r in results[1:]), results
+        assert 0.5 <= elapsed < 1.5
+        with pytest.raises(PublishUnavailable):  # and the next one times out the same way
+            await publisher.publish(RAW_TOPIC.name, b"k", b"v")
+    finally:
+        publisher.close(timeout=0)

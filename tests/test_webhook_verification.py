@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from ingest import bigcommerce, shopify, woocommerce
 from ingest.stores import Store
-from ingest.webhooks import Rejected
+from ingest.webhooks import EVENT_ID_NAMESPACE, Rejected, deterministic_id
 from revloop.crypto import Secret
 from tests.ingest_support import BC_SECRET, NOW, SHOP_SECRET, WOO_SECRET, make_registry
 
@@ -292,3 +293,9 @@ def test_bigcommerce_caps_the_signatures_it_will_check() -> None:
         bigcommerce.authenticate(body, padded, REGISTRY, NOW)
     first = {**_bigcommerce(body), "webhook-signature": genuine + " v1,a" * 3000}
     assert bigcommerce.authenticate(body, first, REGISTRY, NOW).store.store_id == "bc-store"
+
+
+@given(st.text(max_size=300))
+def test_deterministic_ids_are_exactly_uuid5_in_the_event_namespace(name: str) -> None:
+    # Ids already in Kafka were made with uuid.uuid5; the fast path must never drift from it.
+    assert deterministic_id(name) == str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
