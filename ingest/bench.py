@@ -41,6 +41,7 @@ from typing import Any, Final, cast
 
 import typer
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 from starlette.applications import Starlette
@@ -855,6 +856,18 @@ class LatencyFigures:
 
 
 @dataclass
+class ServerView:
+    """The paced phase as ingest's own histograms saw it (scraped from /metrics around it):
+    whether the tail is in the server and Kafka's acks, or before the request reached them."""
+
+    requests: int
+    requests_over_10ms_pct: float
+    requests_over_25ms_pct: float
+    acks_over_10ms_pct: float
+    acks_over_25ms_pct: float
+
+
+@dataclass
 class BenchReport:
     machine: dict[str, str]
     options: dict[str, Any]
@@ -865,6 +878,8 @@ class BenchReport:
     ratio: float
     durability: Durability
     targets: list[dict[str, Any]]
+    ingest_server_view: ServerView | None = None
+    """None with several workers: a scrape reaches one worker only."""
 
 
 def percentiles(samples: Sequence[float]) -> Percentiles:
@@ -970,6 +985,8 @@ class _ServerRun:
     paced: PhaseResult
     paced_cpu: CpuShare
     warmups: list[PhaseResult]
+    paced_histograms: tuple[Histograms, Histograms] | None = None
+    """Ingest's latency histograms just before and just after the paced phase."""
 
     def accepted_seqs(self) -> set[int]:
         return {s for r in (self.saturated, self.paced, *self.warmups) for s in r.accepted_seqs}
@@ -1028,9 +1045,55 @@ def _measure(
     log(f"{label}: open loop at {rate:.0f}/s, {options.latency_duration:g}s")
     warm_paced = loadgen.run(Phase(port, conns, min(options.warmup, 2.0), rate))
     paced_phase = Phase(port, conns, options.latency_duration, rate)
+    scrape = label == "ingest" and options.ingest_workers == 1
+    before = scrape_histograms(port) if scrape else None
     with _CpuMeter(server, loadgen) as meter:
         paced = loadgen.run(paced_phase)
-    return _ServerRun(saturated, saturated_cpu, paced_phase, paced, meter.share, [warm, warm_paced])
+    histograms = (before, scrape_histograms(port)) if before is not None else None
+    return _ServerRun(
+        saturated, saturated_cpu, paced_phase, paced, meter.share, [warm, warm_paced], histograms
+    )
+
+
+Histograms = dict[str, dict[float, float]]
+"""Histogram name → upper bound → cumulative count, summed over label sets."""
+
+SERVER_HISTOGRAMS = (
+    "revloop_ingest_request_duration_seconds",
+    "revloop_ingest_publish_duration_seconds",
+)
+
+
+def scrape_histograms(port: int) -> Histograms:
+    client = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        client.request("GET", "/metrics")
+        text = client.getresponse().read().decode()
+    finally:
+        client.close()
+    found: Histograms = {name: {} for name in SERVER_HISTOGRAMS}
+    for family in text_string_to_metric_families(text):
+        if family.name not in found:
+            continue
+        buckets = found[family.name]
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                bound = float(sample.labels["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    return found
+
+
+def server_view(before: Histograms, after: Histograms) -> ServerView:
+    def share_over(name: str, seconds: float) -> tuple[int, float]:
+        total = after[name][math.inf] - before[name][math.inf]
+        within = after[name][seconds] - before[name][seconds]
+        return int(total), round(100 * (total - within) / total, 3) if total else 0.0
+
+    requests, requests_10 = share_over(SERVER_HISTOGRAMS[0], 0.01)
+    _, requests_25 = share_over(SERVER_HISTOGRAMS[0], 0.025)
+    _, acks_10 = share_over(SERVER_HISTOGRAMS[1], 0.01)
+    _, acks_25 = share_over(SERVER_HISTOGRAMS[1], 0.025)
+    return ServerView(requests, requests_10, requests_25, acks_10, acks_25)
 
 
 def run_bench(
@@ -1107,6 +1170,9 @@ def run_bench(
         ratio=ratio,
         durability=durability,
         targets=targets,
+        ingest_server_view=(
+            server_view(*ingest.paced_histograms) if ingest.paced_histograms else None
+        ),
     )
 
 
@@ -1162,6 +1228,15 @@ def print_report(report: BenchReport, console: Console) -> None:
         f"paced sends at most {report.ingest_latency.max_send_lag_ms:g} ms late, "
         f"{report.ingest_latency.max_queued} waiting for a free connection at most."
     )
+    view = report.ingest_server_view
+    if view is not None:
+        console.print(
+            f"ingest's own histograms for its paced phase: {view.requests_over_10ms_pct:g}% of "
+            f"{view.requests:,} requests took over 10 ms in the server "
+            f"({view.requests_over_25ms_pct:g}% over 25 ms); Kafka acked "
+            f"{view.acks_over_10ms_pct:g}% of records after 10 ms "
+            f"({view.acks_over_25ms_pct:g}% after 25 ms)."
+        )
     d = report.durability
     style = "green" if d.ok else "bold red"
     console.print(

@@ -3,6 +3,7 @@ speed; it checks what would make the figures wrong."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from ingest import bigcommerce, shopify, woocommerce
 from ingest.bench import (
+    SERVER_HISTOGRAMS,
     BenchOptions,
     PlatformChoice,
     _Connection,
@@ -17,6 +19,7 @@ from ingest.bench import (
     percentiles,
     request_templates,
     run_bench,
+    server_view,
 )
 from ingest.stores import Store, StoreRegistry
 from revloop.crypto import Secret
@@ -95,3 +98,21 @@ def test_a_short_run_acks_only_what_kafka_holds(settings: Settings) -> None:
     assert report.ratio == pytest.approx(
         report.ingest.accepted_per_s / report.bare.accepted_per_s, rel=0.01
     )
+    view = report.ingest_server_view
+    assert view is not None
+    assert view.requests == report.ingest_latency.sent  # the scrapes bracket exactly that phase
+    for share in (view.requests_over_10ms_pct, view.acks_over_10ms_pct):
+        assert 0 <= share <= 100
+
+
+def test_the_server_view_counts_what_crossed_each_bound() -> None:
+    bounds = [0.005, 0.01, 0.025, math.inf]
+    before = {name: dict.fromkeys(bounds, 10.0) for name in SERVER_HISTOGRAMS}
+    after = {
+        SERVER_HISTOGRAMS[0]: dict(zip(bounds, [100.0, 150.0, 200.0, 210.0], strict=True)),
+        SERVER_HISTOGRAMS[1]: dict(zip(bounds, [190.0, 200.0, 210.0, 210.0], strict=True)),
+    }
+    view = server_view(before, after)
+    assert view.requests == 200
+    assert (view.requests_over_10ms_pct, view.requests_over_25ms_pct) == (30.0, 5.0)
+    assert (view.acks_over_10ms_pct, view.acks_over_25ms_pct) == (5.0, 0.0)
