@@ -13,7 +13,6 @@ Payloads are thin (ids only); the normalizer turns them into hydration requests.
 from __future__ import annotations
 
 import hmac
-import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -44,6 +43,7 @@ from ingest.webhooks import (
     registered_store,
     signed_by_any,
     unauthorized,
+    verified_json_object,
 )
 
 PLATFORM = "bigcommerce"
@@ -99,9 +99,7 @@ def authenticate(
         raise unauthorized("bad_timestamp", "webhook-timestamp is out of range") from None
     if abs(now - sent_at) > tolerance:
         raise unauthorized("stale_timestamp", "webhook-timestamp outside the tolerance window")
-    app_keys = {
-        key for store in stores.stores_for(PLATFORM) for key in store.verification_keys(now)
-    }
+    app_keys = stores.verification_keys(PLATFORM, now)
     content = signed_content(webhook_id, timestamp, body)
     # The header is unauthenticated: bound how many candidates it can make us check.
     candidates = [
@@ -116,7 +114,7 @@ def authenticate(
         for name, expected in custom_headers.items():
             if not _equal(header(headers, name), expected):
                 raise unauthorized("bad_signature", "custom secret header does not match")
-    payload = _payload(body)
+    payload = verified_json_object(body)  # not an object: {}, and the store lookup fails
     producer = str(payload.get("producer") or "")
     if not producer.startswith("stores/"):
         raise unauthorized("unknown_store", "payload names no store")
@@ -146,15 +144,6 @@ def authenticate(
 
 def _equal(got: str | None, expected: str) -> bool:
     return got is not None and hmac.compare_digest(got.encode(), expected.encode())
-
-
-def _payload(body: bytes) -> dict[str, object]:
-    # Runs only after the signature matched. Bad JSON yields {} and fails the store lookup.
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return {}
-    return payload if isinstance(payload, dict) else {}
 
 
 def signed_headers(

@@ -13,6 +13,7 @@ checks one.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import hmac
@@ -294,6 +295,25 @@ def _require_aware(now: datetime) -> None:
         raise ValueError("`now` must be timezone-aware (e.g. datetime.now(UTC))")
 
 
+class _PlatformKeys:
+    """The key sets of a group of stores, cached per span between their secrets' expiries."""
+
+    def __init__(self, stores: tuple[Store, ...]) -> None:
+        self._stores = stores
+        self._expiries = sorted(
+            {s.previous_secret_expires_at for s in stores if s.previous_secret_expires_at}
+        )
+        self._by_span: dict[int, frozenset[bytes]] = {}
+
+    def at(self, now: datetime) -> frozenset[bytes]:
+        span = bisect.bisect_right(self._expiries, now)  # how many expiries are past
+        keys = self._by_span.get(span)
+        if keys is None:
+            keys = frozenset(k for s in self._stores for k in s.verification_keys(now))
+            self._by_span[span] = keys
+        return keys
+
+
 class StoreRegistry:
     """Stores indexed by store id and by (platform, identity). Immutable: build a new one
     (``with_store``, ``load``) and swap the reference to change it."""
@@ -314,6 +334,11 @@ class StoreRegistry:
             by_id[store.store_id] = by_identity[key] = store
         self._by_id = dict(sorted(by_id.items()))
         self._by_identity = by_identity
+        by_platform: dict[str, list[Store]] = {}
+        for store in self._by_id.values():
+            by_platform.setdefault(store.platform, []).append(store)
+        self._by_platform = {platform: tuple(group) for platform, group in by_platform.items()}
+        self._platform_keys: dict[str, _PlatformKeys] = {}
 
     def lookup(self, platform: str, identity: str) -> Store | None:
         """The store with this *normalized* identity (see :func:`normalize_identity`)."""
@@ -323,7 +348,18 @@ class StoreRegistry:
         return self._by_id.get(store_id)
 
     def stores_for(self, platform: str) -> tuple[Store, ...]:
-        return tuple(s for s in self._by_id.values() if s.platform == platform)
+        return self._by_platform.get(platform, ())
+
+    def verification_keys(self, platform: str, now: datetime) -> frozenset[bytes]:
+        """Every secret any of the platform's stores accepts at ``now``. BigCommerce deliveries
+        must be verified before their body names the store, so each one needs these. They change
+        only when a previous secret expires, so they are worked out once per span between
+        expiries: a delivery costs the same with one store or ten thousand."""
+        _require_aware(now)
+        keys = self._platform_keys.get(platform)
+        if keys is None:
+            keys = self._platform_keys[platform] = _PlatformKeys(self.stores_for(platform))
+        return keys.at(now)
 
     def with_store(self, store: Store) -> StoreRegistry:
         """A registry with ``store`` added, or replacing the store with the same id."""

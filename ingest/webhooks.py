@@ -9,11 +9,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
+
+import orjson
 
 from ingest.stores import Store, normalize_identity
 
@@ -46,7 +49,7 @@ class Rejected(Exception):
 
 class StoreLookup(Protocol):
     def lookup(self, platform: str, identity: str) -> Store | None: ...
-    def stores_for(self, platform: str) -> Iterable[Store]: ...
+    def verification_keys(self, platform: str, now: datetime) -> frozenset[bytes]: ...
 
 
 _NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
@@ -98,6 +101,21 @@ def kept_headers(headers: Mapping[str, str], names: Iterable[str]) -> dict[str, 
     """The headers worth keeping with the raw record. Signatures are kept (they let a replay
     re-verify the bytes); nothing secret is ever in a request header."""
     return {n: headers[n] for n in (n.lower() for n in names) if n in headers}
+
+
+def verified_json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or {} when it is not one; call it only once the signature
+    matched. orjson reads it about five times faster than json, which matters on the accept path;
+    what orjson refuses (NaN, integers over 64 bits, UTF-16) goes to json, so the answer is the
+    one json would give. Nesting too deep for either is not an object we can use."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            return {}
+    return payload if isinstance(payload, dict) else {}
 
 
 def parse_timestamp(text: str | None, default: datetime) -> datetime:

@@ -9,7 +9,6 @@ so the event id comes from the resource id and its ``date_modified_gmt`` instead
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -53,6 +52,7 @@ from ingest.webhooks import (
     registered_store,
     signed_by_any,
     unauthorized,
+    verified_json_object,
 )
 
 PLATFORM = "woocommerce"
@@ -113,11 +113,8 @@ def authenticate(
 def _resource_version(body: bytes) -> tuple[str | None, str | None]:
     # Runs after verification. A body that isn't JSON still gets a stable id (from its bytes) and
     # goes on to the dead-letter path; it is never an error here.
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return None, None
-    if not isinstance(payload, dict) or payload.get("id") is None:
+    payload = verified_json_object(body)
+    if payload.get("id") is None:
         return None, None
     modified = payload.get("date_modified_gmt") or payload.get("date_modified")
     return str(payload["id"]), (str(modified) if modified else None)

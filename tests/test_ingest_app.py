@@ -179,11 +179,26 @@ async def test_unknown_topics_and_bad_json_on_verified_deliveries_are_still_stor
             delivery_id="d-9",
         ),
     )
+    nested = b"[" * 20_000 + b"]" * 20_000  # valid JSON, too deep for either parser
+    too_deep = await http.post(
+        "/webhooks/woocommerce",
+        content=nested,
+        headers=woocommerce.signed_headers(
+            nested,
+            WOO_SECRET,
+            source="https://shop.example.com",
+            topic="order.updated",
+            webhook_id="3",
+            delivery_id="d-10",
+        ),
+    )
     assert unknown.status_code == 200
     assert bad_json.status_code == 200
+    assert too_deep.status_code == 200
     stored = {r["envelope"]["event_id"]: r for r in raw_records(settings, before)}
     assert stored[unknown.json()["event_id"]]["topic"] == "themes/publish"
     assert stored[bad_json.json()["event_id"]]["body"] == broken
+    assert stored[too_deep.json()["event_id"]]["body"] == nested
     assert 'topic="unknown"' in (await http.get("/metrics")).text
 
 

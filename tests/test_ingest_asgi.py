@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,8 +35,8 @@ class BrokenStores:
     def lookup(self, platform: str, identity: str) -> Store | None:
         raise RuntimeError("registry exploded")
 
-    def stores_for(self, platform: str) -> Iterable[Store]:
-        return ()
+    def verification_keys(self, platform: str, now: datetime) -> frozenset[bytes]:
+        return frozenset()
 
     def get(self, store_id: str) -> Store | None:
         return None

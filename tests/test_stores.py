@@ -798,3 +798,24 @@ def test_cli_refuses_an_eleventh_api_key(cli_env: Path, monkeypatch: pytest.Monk
     assert result.exit_code == 1
     assert "--revoke-all" in result.stderr
     assert result.stdout == ""
+
+
+@given(st.lists(st.integers(min_value=-3, max_value=8), min_size=1, max_size=12))
+def test_a_platforms_keys_follow_every_rotation_window_whatever_order_time_is_asked_in(
+    hours: list[int],
+) -> None:
+    start = datetime(2026, 3, 14, tzinfo=UTC)
+    stores = [
+        _store("bc-a", b"a-new", platform="bigcommerce", identity="aaaa1111"),
+        _store("bc-b", b"b-new", platform="bigcommerce", identity="bbbb2222"),
+        _store("bc-c", b"c-only", platform="bigcommerce", identity="cccc3333"),
+        _store("shop", b"s-only"),
+    ]
+    stores[0] = stores[0].rotated(Secret(b"a-newer"), now=start, window=timedelta(hours=2))
+    stores[1] = stores[1].rotated(Secret(b"b-newer"), now=start, window=timedelta(hours=5))
+    registry = StoreRegistry(stores)
+    for hour in hours:  # any order: cached spans must not leak between times
+        now = start + timedelta(hours=hour, minutes=30)
+        expected = {k for s in stores[:3] for k in s.verification_keys(now)}
+        assert registry.verification_keys("bigcommerce", now) == expected
+    assert registry.verification_keys("woocommerce", start) == frozenset()

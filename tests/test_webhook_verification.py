@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from ingest import bigcommerce, shopify, woocommerce
 from ingest.stores import Store
-from ingest.webhooks import EVENT_ID_NAMESPACE, Rejected, deterministic_id
+from ingest.webhooks import EVENT_ID_NAMESPACE, Rejected, deterministic_id, verified_json_object
 from revloop.crypto import Secret
 from tests.ingest_support import BC_SECRET, NOW, SHOP_SECRET, WOO_SECRET, make_registry
 
@@ -299,3 +299,33 @@ def test_bigcommerce_caps_the_signatures_it_will_check() -> None:
 def test_deterministic_ids_are_exactly_uuid5_in_the_event_namespace(name: str) -> None:
     # Ids already in Kafka were made with uuid.uuid5; the fast path must never drift from it.
     assert deterministic_id(name) == str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(JSON_VALUES, st.sampled_from(["ascii", "utf-8", "utf-16"]))
+def test_verified_bodies_are_read_exactly_as_json_reads_them(value: object, encoding: str) -> None:
+    # Unbounded integers, Infinity and UTF-16 are what orjson refuses and json accepts.
+    text = json.dumps(value, ensure_ascii=encoding == "ascii")
+    expected = json.loads(text)
+    body = text.encode(encoding)
+    assert verified_json_object(body) == (expected if isinstance(expected, dict) else {})
+
+
+@pytest.mark.parametrize(
+    "body", [b"", b"{", b"\xff\xfe{", b"[" * 100_000 + b"]" * 100_000, b'{"a": NaN}']
+)
+def test_bodies_that_are_no_usable_object_read_as_empty_or_as_json_reads_them(
+    body: bytes,
+) -> None:
+    try:
+        expected = json.loads(body)
+    except (ValueError, RecursionError):
+        expected = {}
+    result = verified_json_object(body)
+    assert result.keys() == (expected.keys() if isinstance(expected, dict) else set())
