@@ -155,17 +155,25 @@ class BenchStore:
     secret: bytes
 
 
-def bench_stores(tag: str, choice: PlatformChoice) -> list[BenchStore]:
-    """Throwaway stores named after the run, so their records in Kafka are this run's only."""
+def bench_stores(tag: str, choice: PlatformChoice, per_platform: int = 1) -> list[BenchStore]:
+    """Throwaway stores named after the run, so their records in Kafka are this run's only.
+    Several stores per platform spread the load over the raw topic's partitions, as real
+    traffic from many merchants does."""
     platforms = (
         ["shopify", "woocommerce", "bigcommerce"] if choice is PlatformChoice.MIX else [choice]
     )
-    identities = {
-        "shopify": f"{tag}.myshopify.com",
-        "woocommerce": f"https://{tag}.example.com",
-        "bigcommerce": tag,
-    }
-    return [BenchStore(f"{tag}-{p}", p, identities[p], secrets.token_bytes(32)) for p in platforms]
+    stores = []
+    for n in range(per_platform):
+        name = tag if per_platform == 1 else f"{tag}s{n}"
+        identities = {
+            "shopify": f"{name}.myshopify.com",
+            "woocommerce": f"https://{name}.example.com",
+            "bigcommerce": name,
+        }
+        stores += [
+            BenchStore(f"{name}-{p}", p, identities[p], secrets.token_bytes(32)) for p in platforms
+        ]
+    return stores
 
 
 def request_templates(stores: Sequence[BenchStore]) -> list[RequestTemplate]:
@@ -811,6 +819,7 @@ class BenchOptions:
     warmup: float = 5.0
     connections: int = 64
     platform: PlatformChoice = PlatformChoice.SHOPIFY
+    stores: int = 1
     ingest_workers: int = 1
     loop: str = "auto"
     http: str = "auto"
@@ -1102,7 +1111,7 @@ def run_bench(
     loop, http_impl = resolve_impls(options.loop, options.http)
     config = ServerConfig(options.ingest_workers, loop, http_impl)
     tag = f"bench{secrets.token_hex(4)}"
-    stores = bench_stores(tag, options.platform)
+    stores = bench_stores(tag, options.platform, options.stores)
     ensure_topics(settings, [RAW_TOPIC])
     before = end_offsets(settings)
     background = busy_cores(2.0)
@@ -1126,7 +1135,7 @@ def run_bench(
         try:
             log(
                 f"uvicorn --workers {config.workers} --loop {config.loop} --http {config.http}; "
-                f"stores {tag}-*"
+                f"stores {tag}*"
             )
             with _serving(options.ingest_app, config, settings, workdir, master_key) as server:
                 ingest = _measure(loadgen, server, options, None, log, "ingest")
@@ -1162,7 +1171,7 @@ def run_bench(
     ]
     return BenchReport(
         machine={**machine_facts(config), "cores busy before the run": f"{background:.2f}"},
-        options={**asdict(options), "platform": str(options.platform), "stores": f"{tag}-*"},
+        options={**asdict(options), "platform": str(options.platform), "tag": tag},
         ingest=throughput,
         ingest_latency=latency,
         bare=ceiling_throughput,
@@ -1289,6 +1298,9 @@ def ingest_command(
     platform: PlatformChoice = typer.Option(  # noqa: B008
         PlatformChoice.SHOPIFY, help="Which webhooks to send; mix rotates all three."
     ),
+    stores: int = typer.Option(
+        1, help="Stores per platform; more spread the load over the raw topic's partitions.", min=1
+    ),
     ingest_workers: int = typer.Option(
         1, help="uvicorn workers (the ceiling uses as many).", min=1
     ),
@@ -1313,6 +1325,7 @@ def ingest_command(
         warmup=warmup,
         connections=connections,
         platform=platform,
+        stores=stores,
         ingest_workers=ingest_workers,
         loop=loop,
         http=http,

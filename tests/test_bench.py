@@ -32,14 +32,16 @@ MODULES: dict[str, Any] = {
 }
 
 
-def test_every_platforms_bench_request_verifies_as_that_platform() -> None:
-    stores = bench_stores("benchtest0001", PlatformChoice.MIX)
-    registry = StoreRegistry(
+def test_every_platforms_bench_request_verifies_as_its_own_store() -> None:
+    stores = bench_stores("benchtest0001", PlatformChoice.MIX, per_platform=2)
+    registry = StoreRegistry(  # refuses repeated ids and identities
         Store(s.store_id, s.platform, s.identity, (Secret(s.secret),)) for s in stores
     )
+    assert len(registry) == 6
     templates = request_templates(stores)
     assert len({t.head.split(b" ", 2)[1] for t in templates[:3]}) == 3  # a mix rotates platforms
-    for n, template in enumerate(templates[:3]):
+    verified_by = set()
+    for n, template in enumerate(templates[:6]):
         ident = b"benchtest0001-%010d" % n
         head, body = template.render(ident).split(b"\r\n\r\n", 1)
         request_line, *lines = head.decode().split("\r\n")
@@ -49,6 +51,8 @@ def test_every_platforms_bench_request_verifies_as_that_platform() -> None:
         delivery = MODULES[platform].authenticate(body, headers, registry, datetime.now(UTC))
         assert delivery.delivery_id == ident.decode()
         assert delivery.store.platform == platform
+        verified_by.add(delivery.store.store_id)
+    assert verified_by == {s.store_id for s in stores}  # and the load rotates through stores
 
 
 class _Recorder:
@@ -82,7 +86,8 @@ def test_percentiles_are_nearest_rank_in_milliseconds() -> None:
 
 def test_a_short_run_acks_only_what_kafka_holds(settings: Settings) -> None:
     report = run_bench(
-        BenchOptions(duration=1.0, latency_duration=1.0, warmup=0.5, connections=4), settings
+        BenchOptions(duration=1.0, latency_duration=1.0, warmup=0.5, connections=4, stores=3),
+        settings,
     )
     assert report.ingest.accepted > 0
     assert report.bare.accepted_per_s > 0
