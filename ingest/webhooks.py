@@ -59,7 +59,11 @@ def deterministic_id(name: str) -> str:
     """``str(uuid.uuid5(EVENT_ID_NAMESPACE, name))``, computed without building UUID objects:
     every delivery and every derived event gets one, and ``uuid.uuid5`` costs five times as much."""
     # SHA-1 is what UUIDv5 is defined with; it names events, it protects nothing.
-    sha1 = hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False)
+    # surrogatepass: a verified JSON body may hold a lone surrogate escape in an id field, which
+    # UTF-8 cannot encode (uuid.uuid5 raises); the id must still be deterministic, not a 500.
+    sha1 = hashlib.sha1(
+        _NAMESPACE_BYTES + name.encode("utf-8", "surrogatepass"), usedforsecurity=False
+    )
     digest = bytearray(sha1.digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant

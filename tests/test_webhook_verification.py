@@ -329,3 +329,18 @@ def test_bodies_that_are_no_usable_object_read_as_empty_or_as_json_reads_them(
         expected = {}
     result = verified_json_object(body)
     assert result.keys() == (expected.keys() if isinstance(expected, dict) else set())
+
+
+def test_a_lone_surrogate_in_a_verified_id_field_still_yields_a_deterministic_id() -> None:
+    body = b'{"id": "\\ud800", "date_modified_gmt": "2026-03-14T15:09:26"}'
+    headers = woocommerce.signed_headers(
+        body,
+        WOO_SECRET,
+        source="https://shop.example.com",
+        topic="order.updated",
+        webhook_id="3",
+        delivery_id="d-1",
+    )
+    first = woocommerce.authenticate(body, headers, REGISTRY, NOW)
+    again = woocommerce.authenticate(body, headers, REGISTRY, NOW)
+    assert first.event_id == again.event_id
