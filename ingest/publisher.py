@@ -113,6 +113,12 @@ class DurablePublisher:
             return 0
         remaining: int = self._producer.flush(timeout)
         self._producer = None
+        # Whatever flush could not deliver will never be acked: answer those requests now (503)
+        # instead of leaving them to a poll tick that no longer runs.
+        while self._pending:
+            _, future = self._pending.popleft()
+            if not future.done():
+                future.set_exception(PublishUnavailable("the publisher closed before the ack"))
         return remaining
 
 

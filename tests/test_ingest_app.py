@@ -296,3 +296,13 @@ async def test_unacked_records_fail_at_the_ack_timeout_even_with_one_cancelled()
             await publisher.publish(RAW_TOPIC.name, b"k", b"v")
     finally:
         publisher.close(timeout=0)
+
+
+async def test_closing_the_publisher_answers_every_record_still_waiting() -> None:
+    [port] = free_ports(1)  # nothing listens there
+    publisher = DurablePublisher(Settings(kafka_bootstrap_servers=f"127.0.0.1:{port}"), 30.0)
+    waiting = asyncio.create_task(publisher.publish(RAW_TOPIC.name, b"k", b"v"))
+    await asyncio.sleep(0.05)
+    assert publisher.close(timeout=0) == 1
+    with pytest.raises(PublishUnavailable, match="closed before the ack"):
+        await asyncio.wait_for(waiting, 2)
