@@ -51,6 +51,7 @@ from starlette.routing import Route
 
 from ingest import shopify, woocommerce
 from ingest.app import RAW_TOPIC
+from ingest.metrics import PUBLISH_SECONDS, REQUEST_SECONDS
 from ingest.stores import Store, StoreRegistry
 from revloop.crypto import Secret, SecretBox, new_master_key
 from revloop.kafka import consumer_config, ensure_topics
@@ -1067,10 +1068,7 @@ def _measure(
 Histograms = dict[str, dict[float, float]]
 """Histogram name → upper bound → cumulative count, summed over label sets."""
 
-SERVER_HISTOGRAMS = (
-    "revloop_ingest_request_duration_seconds",
-    "revloop_ingest_publish_duration_seconds",
-)
+SERVER_HISTOGRAMS = (REQUEST_SECONDS, PUBLISH_SECONDS)
 
 
 def scrape_histograms(port: int) -> Histograms:

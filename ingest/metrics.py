@@ -10,6 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 M = TypeVar("M", Counter, Histogram)
 
+REQUEST_SECONDS = "revloop_ingest_request_duration_seconds"
+PUBLISH_SECONDS = "revloop_ingest_publish_duration_seconds"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -33,14 +35,14 @@ class IngestMetrics:
             registry=self.registry,
         )
         self.request_seconds = Histogram(
-            "revloop_ingest_request_duration_seconds",
+            REQUEST_SECONDS,
             "Time from request start to response, by platform.",
             ["platform"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.publish_seconds = Histogram(
-            "revloop_ingest_publish_duration_seconds",
+            PUBLISH_SECONDS,
             "Time for Kafka to acknowledge a raw record with acks=all.",
             buckets=LATENCY_BUCKETS,
             registry=self.registry,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from functools import partial
@@ -74,14 +75,14 @@ class DurablePublisher:
             self._producer.poll(0)
         except Exception:  # a callback raised; keep serving the other deliveries
             log.exception("delivery callback failed")
-        self._expire_overdue(loop.time())
+        self._fail_overdue(loop.time(), f"no ack within {self._ack_timeout}s")
         if self._pending:
             loop.call_later(0.001, self._poll, loop)
         else:
             self._polling = False
 
-    def _expire_overdue(self, now: float) -> None:
-        """Fails the records not acked within the timeout, and forgets settled ones. A late
+    def _fail_overdue(self, now: float, reason: str) -> None:
+        """Fails the records whose deadline is past ``now``, and forgets settled ones. A late
         delivery report then finds its future done and settles nothing."""
         pending = self._pending
         while pending:
@@ -89,7 +90,7 @@ class DurablePublisher:
             if not future.done():
                 if deadline > now:
                     return
-                future.set_exception(PublishUnavailable(f"no ack within {self._ack_timeout}s"))
+                future.set_exception(PublishUnavailable(reason))
             pending.popleft()
 
     async def ready(self, timeout: float = 1.0) -> bool:
@@ -115,10 +116,7 @@ class DurablePublisher:
         self._producer = None
         # Whatever flush could not deliver will never be acked: answer those requests now (503)
         # instead of leaving them to a poll tick that no longer runs.
-        while self._pending:
-            _, future = self._pending.popleft()
-            if not future.done():
-                future.set_exception(PublishUnavailable("the publisher closed before the ack"))
+        self._fail_overdue(math.inf, "the publisher closed before the ack")
         return remaining
 
 
