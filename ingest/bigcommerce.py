@@ -43,7 +43,7 @@ from ingest.webhooks import (
     registered_store,
     signed_by_any,
     unauthorized,
-    verified_json_object,
+    verified_fields,
 )
 
 PLATFORM = "bigcommerce"
@@ -114,7 +114,8 @@ def authenticate(
         for name, expected in custom_headers.items():
             if not _equal(header(headers, name), expected):
                 raise unauthorized("bad_signature", "custom secret header does not match")
-    payload = verified_json_object(body)  # not an object: {}, and the store lookup fails
+    # Not an object: {}, and the store lookup fails.
+    payload = verified_fields(body, "producer", "created_at", "hash", "scope")
     producer = str(payload.get("producer") or "")
     if not producer.startswith("stores/"):
         raise unauthorized("unknown_store", "payload names no store")

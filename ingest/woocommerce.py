@@ -52,7 +52,7 @@ from ingest.webhooks import (
     registered_store,
     signed_by_any,
     unauthorized,
-    verified_json_object,
+    verified_fields,
 )
 
 PLATFORM = "woocommerce"
@@ -113,7 +113,7 @@ def authenticate(
 def _resource_version(body: bytes) -> tuple[str | None, str | None]:
     # Runs after verification. A body that isn't JSON still gets a stable id (from its bytes) and
     # goes on to the dead-letter path; it is never an error here.
-    payload = verified_json_object(body)
+    payload = verified_fields(body, "id", "date_modified_gmt", "date_modified")
     if payload.get("id") is None:
         return None, None
     modified = payload.get("date_modified_gmt") or payload.get("date_modified")

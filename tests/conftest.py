@@ -13,11 +13,17 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 
+import hypothesis
 import pytest
 from confluent_kafka.admin import AdminClient
 
 from revloop.settings import Settings, get_settings
 from schemas.topics import TOPICS, Topic
+
+# `HYPOTHESIS_PROFILE=thorough pytest tests/test_normalize.py` hunts for the rare input CI would
+# otherwise find by chance; the default profile keeps the suite fast.
+hypothesis.settings.register_profile("thorough", max_examples=5_000, deadline=None)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ingest import bigcommerce, shopify, woocommerce
 from ingest.stores import Store
-from ingest.webhooks import EVENT_ID_NAMESPACE, Rejected, deterministic_id, verified_json_object
+from ingest.webhooks import EVENT_ID_NAMESPACE, Rejected, deterministic_id, verified_fields
 from revloop.crypto import Secret
 from tests.ingest_support import BC_SECRET, NOW, SHOP_SECRET, WOO_SECRET, make_registry
 
@@ -308,13 +308,24 @@ JSON_VALUES = st.recursive(
 )
 
 
-@given(JSON_VALUES, st.sampled_from(["ascii", "utf-8", "utf-16"]))
-def test_verified_bodies_are_read_exactly_as_json_reads_them(value: object, encoding: str) -> None:
-    # Unbounded integers, Infinity and UTF-16 are what orjson refuses and json accepts.
+@given(
+    JSON_VALUES | st.dictionaries(st.sampled_from(["id", "x"]), JSON_VALUES, max_size=2),
+    st.sampled_from(["ascii", "utf-8", "utf-16"]),
+)
+@example({"id": -(2**63) - 1}, "utf-8")
+@example({"id": 2**64}, "utf-8")
+@example({"id": 10**30, "x": [1.5]}, "ascii")
+def test_verified_fields_are_read_exactly_as_json_reads_them(value: object, encoding: str) -> None:
+    # orjson refuses Infinity and UTF-16, and reads integers past 64 bits as floats; json does
+    # neither. repr tells 2**64 from 2.0**64, which == does not.
     text = json.dumps(value, ensure_ascii=encoding == "ascii")
     expected = json.loads(text)
-    body = text.encode(encoding)
-    assert verified_json_object(body) == (expected if isinstance(expected, dict) else {})
+    names = ("id", "x", *(expected if isinstance(expected, dict) else ()))
+    fields = verified_fields(text.encode(encoding), *names)
+    if isinstance(expected, dict):
+        assert repr(fields) == repr({name: expected[name] for name in names if name in expected})
+    else:
+        assert fields == {}
 
 
 @pytest.mark.parametrize(
@@ -327,8 +338,32 @@ def test_bodies_that_are_no_usable_object_read_as_empty_or_as_json_reads_them(
         expected = json.loads(body)
     except (ValueError, RecursionError):
         expected = {}
-    result = verified_json_object(body)
+    result = verified_fields(body, "a")
     assert result.keys() == (expected.keys() if isinstance(expected, dict) else set())
+
+
+def test_an_object_nested_deeper_than_json_reads_but_orjson_does_is_no_usable_object() -> None:
+    depth = 1010  # past json's recursion limit, within orjson's 1024
+    body = b'{"id": ' + b"[" * depth + b"]" * depth + b"}"
+    assert verified_fields(body, "id") == {}
+
+
+def test_woocommerce_ids_past_64_bits_keep_every_digit() -> None:
+    # Read as floats, these two resources would share an event id, and the second would be
+    # dropped as a duplicate.
+    ids = []
+    for resource_id in (10**20, 10**20 + 1):
+        body = json.dumps({"id": resource_id, "date_modified_gmt": "2026-03-14T15:09:26"}).encode()
+        headers = woocommerce.signed_headers(
+            body,
+            WOO_SECRET,
+            source="https://shop.example.com",
+            topic="order.updated",
+            webhook_id="3",
+            delivery_id=f"d-{resource_id}",
+        )
+        ids.append(woocommerce.authenticate(body, headers, REGISTRY, NOW).event_id)
+    assert ids[0] != ids[1]
 
 
 def test_a_lone_surrogate_in_a_verified_id_field_still_yields_a_deterministic_id() -> None:
