@@ -94,9 +94,13 @@ class IngestService:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     customer_salt: bytes = field(default=b"", repr=False)
     """Turns touchpoint emails and customer ids into customer keys (revloop/privacy.py)."""
+    topic_prefix: str = ""
+    """``Settings.topic_prefix``: prepended to the catalogue's topic names."""
+    raw_topic: str = field(init=False)
     _in_flight: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.raw_topic = self.topic_prefix + RAW_TOPIC.name
         # Read at scrape time: cheaper than a gauge update on every request.
         self.metrics.in_flight.set_function(lambda: self._in_flight)
 
@@ -147,7 +151,7 @@ class IngestService:
         publish_started = time.perf_counter()
         try:
             await self.publisher.publish(
-                RAW_TOPIC.name, RAW_TOPIC.message_key(record), self.serde.encode(RAW_RECORD, record)
+                self.raw_topic, RAW_TOPIC.message_key(record), self.serde.encode(RAW_RECORD, record)
             )
         except PublishUnavailable:
             self._count(platform, topic_label, "unavailable", "kafka")
@@ -208,11 +212,12 @@ class IngestService:
         except feeds.InvalidBatch as invalid:
             return self._refuse_feed(feed, invalid.status, invalid.as_json())
         topic_ = topic_for_record(record_name)
+        topic_name = self.topic_prefix + topic_.name
         # Encode everything before publishing anything: a record that does not fit its schema
         # fails the request with nothing written.
         messages = [(topic_.message_key(r), self.serde.encode(record_name, r)) for r in records]
         results = await asyncio.gather(
-            *(self.publisher.publish(topic_.name, key, value) for key, value in messages),
+            *(self.publisher.publish(topic_name, key, value) for key, value in messages),
             return_exceptions=True,
         )
         failures = [r for r in results if isinstance(r, BaseException)]

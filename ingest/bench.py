@@ -54,8 +54,9 @@ from ingest.app import RAW_TOPIC
 from ingest.metrics import PUBLISH_SECONDS, REQUEST_SECONDS
 from ingest.stores import Store, StoreRegistry
 from revloop.crypto import Secret, SecretBox, new_master_key
-from revloop.kafka import consumer_config, ensure_topics
+from revloop.kafka import consumer_config, delete_topics, ensure_topics
 from revloop.settings import PACKAGE_ROOT, Settings, get_settings
+from schemas.topics import prefixed
 
 bench_app = typer.Typer(
     help="Benchmarks against the local stack (docs/benchmarks.md).",
@@ -728,7 +729,7 @@ class _CpuMeter:
 def end_offsets(settings: Settings) -> dict[int, int]:
     consumer = Consumer(consumer_config(settings, group_id="revloop-bench"))
     try:
-        name = RAW_TOPIC.name
+        name = settings.topic_name(RAW_TOPIC)
         partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
         return {
             p: consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1]
@@ -773,7 +774,8 @@ def count_records(
     )
     records, stored = 0, set()
     try:
-        consumer.assign([TopicPartition(RAW_TOPIC.name, p, lo) for p, (lo, _) in wanted.items()])
+        raw_topic = settings.topic_name(RAW_TOPIC)
+        consumer.assign([TopicPartition(raw_topic, p, lo) for p, (lo, _) in wanted.items()])
         remaining = set(wanted)
         deadline = time.monotonic() + timeout
         while remaining and time.monotonic() < deadline:
@@ -798,7 +800,7 @@ def count_records(
                     if found:
                         stored.add(int(found.group(1)))
         if remaining:
-            raise TimeoutError(f"could not read {RAW_TOPIC.name} to its end within {timeout}s")
+            raise TimeoutError(f"could not read {raw_topic} to its end within {timeout}s")
     finally:
         consumer.close()
     missing = len(accepted - stored)
@@ -824,6 +826,7 @@ class BenchOptions:
     ingest_workers: int = 1
     loop: str = "auto"
     http: str = "auto"
+    keep_topic: bool = False
     ingest_app: str = "ingest.bench:ingest_app"
     bare_app: str = "ingest.bench:bare_app"
 
@@ -960,6 +963,7 @@ def _server_env(
         REVLOOP_KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
         REVLOOP_INGEST_HOST=HOST,
         REVLOOP_INGEST_PORT=str(port),
+        REVLOOP_TOPIC_PREFIX=settings.topic_prefix,
     )
     if settings.schema_registry_url:
         env["SCHEMA_REGISTRY_URL"] = settings.schema_registry_url
@@ -1110,7 +1114,70 @@ def run_bench(
     config = ServerConfig(options.ingest_workers, loop, http_impl)
     tag = f"bench{secrets.token_hex(4)}"
     stores = bench_stores(tag, options.platform, options.stores)
-    ensure_topics(settings, [RAW_TOPIC])
+    # The run's own raw topic (the catalogue's, under a prefix): its records are the run's only,
+    # and deleting it afterwards keeps a few GB per run out of the local broker.
+    settings = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}{tag}."})
+    ensure_topics(settings, prefixed(settings.topic_prefix, [RAW_TOPIC]))
+    try:
+        ingest, ceiling, durability, background = _run_servers(
+            options, settings, config, tag, stores, log
+        )
+    finally:
+        if not options.keep_topic:
+            delete_topics(settings, [settings.topic_name(RAW_TOPIC)])
+    throughput, ceiling_throughput = ingest.throughput(), ceiling.throughput()
+    latency = ingest.latency()
+    ratio = round(throughput.accepted_per_s / max(ceiling_throughput.accepted_per_s, 1e-9), 3)
+    targets = [
+        _target(
+            "accepted deliveries/s",
+            f">= {TARGET_ACCEPTED_PER_S:,.0f}",
+            f"{throughput.accepted_per_s:,.0f}",
+            throughput.accepted_per_s >= TARGET_ACCEPTED_PER_S,
+        ),
+        _target(
+            "every 200 durable in Kafka",
+            "0 missing",
+            f"{durability.accepted_without_record} missing",
+            durability.ok,
+        ),
+        _target(
+            "p99 at half load",
+            f"<= {TARGET_P99_MS:g} ms",
+            f"{latency.latency.p99_ms:g} ms",
+            latency.latency.p99_ms <= TARGET_P99_MS and latency.accepted > 0,
+        ),
+        _target("ingest / bare", f">= {TARGET_RATIO:g}", f"{ratio:.2f}", ratio >= TARGET_RATIO),
+    ]
+    return BenchReport(
+        machine={**machine_facts(config), "cores busy before the run": f"{background:.2f}"},
+        options={
+            **asdict(options),
+            "platform": str(options.platform),
+            "tag": tag,
+            "topic": settings.topic_name(RAW_TOPIC),
+        },
+        ingest=throughput,
+        ingest_latency=latency,
+        bare=ceiling_throughput,
+        bare_latency=ceiling.latency(),
+        ratio=ratio,
+        durability=durability,
+        targets=targets,
+        ingest_server_view=(
+            server_view(*ingest.paced_histograms) if ingest.paced_histograms else None
+        ),
+    )
+
+
+def _run_servers(
+    options: BenchOptions,
+    settings: Settings,
+    config: ServerConfig,
+    tag: str,
+    stores: Sequence[BenchStore],
+    log: Callable[[str], None],
+) -> tuple[_ServerRun, _ServerRun, Durability, float]:
     before = end_offsets(settings)
     background = busy_cores(2.0)
     log(f"cores busy before the run: {background:.2f}")
@@ -1143,44 +1210,7 @@ def run_bench(
             loadgen.close()
     log(f"durability: reading the bench stores' records back from {RAW_TOPIC.name}")
     durability = count_records(settings, before, stores, tag, ingest.accepted_seqs())
-    throughput, ceiling_throughput = ingest.throughput(), ceiling.throughput()
-    latency = ingest.latency()
-    ratio = round(throughput.accepted_per_s / max(ceiling_throughput.accepted_per_s, 1e-9), 3)
-    targets = [
-        _target(
-            "accepted deliveries/s",
-            f">= {TARGET_ACCEPTED_PER_S:,.0f}",
-            f"{throughput.accepted_per_s:,.0f}",
-            throughput.accepted_per_s >= TARGET_ACCEPTED_PER_S,
-        ),
-        _target(
-            "every 200 durable in Kafka",
-            "0 missing",
-            f"{durability.accepted_without_record} missing",
-            durability.ok,
-        ),
-        _target(
-            "p99 at half load",
-            f"<= {TARGET_P99_MS:g} ms",
-            f"{latency.latency.p99_ms:g} ms",
-            latency.latency.p99_ms <= TARGET_P99_MS and latency.accepted > 0,
-        ),
-        _target("ingest / bare", f">= {TARGET_RATIO:g}", f"{ratio:.2f}", ratio >= TARGET_RATIO),
-    ]
-    return BenchReport(
-        machine={**machine_facts(config), "cores busy before the run": f"{background:.2f}"},
-        options={**asdict(options), "platform": str(options.platform), "tag": tag},
-        ingest=throughput,
-        ingest_latency=latency,
-        bare=ceiling_throughput,
-        bare_latency=ceiling.latency(),
-        ratio=ratio,
-        durability=durability,
-        targets=targets,
-        ingest_server_view=(
-            server_view(*ingest.paced_histograms) if ingest.paced_histograms else None
-        ),
-    )
+    return ingest, ceiling, durability, background
 
 
 def _target(name: str, goal: str, measured: str, met: bool) -> dict[str, Any]:
@@ -1307,6 +1337,9 @@ def ingest_command(
     json_path: Path | None = typer.Option(  # noqa: B008
         None, "--json", help="Also write the figures as JSON to this file ('-': stdout)."
     ),
+    keep_topic: bool = typer.Option(
+        False, help="Keep the run's own raw topic (<tag>.raw.webhooks.v1) instead of deleting it."
+    ),
     ingest_app_ref: str = typer.Option(
         "ingest.bench:ingest_app", "--ingest-app", hidden=True, help="uvicorn factory to measure."
     ),
@@ -1327,6 +1360,7 @@ def ingest_command(
         ingest_workers=ingest_workers,
         loop=loop,
         http=http,
+        keep_topic=keep_topic,
         ingest_app=ingest_app_ref,
         bare_app=bare_app_ref,
     )

@@ -84,8 +84,6 @@ class Normalizer:
     context: NormalizeContext
     serde: AvroSerde
     metrics: NormalizerMetrics = field(default_factory=NormalizerMetrics)
-    topic_prefix: str = ""
-    """Prepended to every catalogue topic name (tests run on scratch copies of the catalogue)."""
     group_id: str = GROUP_ID
     instance_id: str = field(default_factory=socket.gethostname)
     """Stable per process slot: a restarted instance reuses its transactional id, which aborts
@@ -99,7 +97,7 @@ class Normalizer:
 
     @property
     def raw_topic(self) -> str:
-        return self.topic_prefix + RAW.name
+        return self.settings.topic_name(RAW)
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set. Raises on errors Kafka calls fatal (e.g. this
@@ -115,7 +113,9 @@ class Normalizer:
             producer_config(
                 self.settings,
                 **{
-                    "transactional.id": f"{self.group_id}.{self.instance_id}",
+                    "transactional.id": (
+                        f"{self.settings.topic_prefix}{self.group_id}.{self.instance_id}"
+                    ),
                     "linger.ms": 5,
                     # Dead letters carry a raw record of up to 2 MiB (ops.dead-letters.v1 allows 4).
                     "message.max.bytes": 4 * 1024 * 1024,
@@ -286,7 +286,7 @@ class Normalizer:
         catalogued = topic_for_record(event.record)
         return (
             event,
-            self.topic_prefix + catalogued.name,
+            self.settings.topic_name(catalogued),
             (catalogued.message_key(event.value), self.serde.encode(event.record, event.value)),
         )
 

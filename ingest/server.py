@@ -26,6 +26,7 @@ def build_service(settings: Settings) -> IngestService:
         metrics=IngestMetrics(),
         max_body_bytes=settings.ingest_max_body_bytes,
         customer_salt=salt,
+        topic_prefix=settings.topic_prefix,
     )
 
 

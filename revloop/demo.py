@@ -58,11 +58,12 @@ from revloop.simulation import (
 )
 from schemas.registry import registry_for
 from schemas.serde import AvroSerde, SerdeError
-from schemas.topics import TOPICS, topic
+from schemas.topics import topic
 
 __all__ = ["DemoFailed", "DemoState", "demo_command", "ensure_demo_state", "run_demo"]
 
-RAW_TOPIC: Final = topic("raw.webhooks.v1").name
+RAW: Final = topic("raw.webhooks.v1")
+RAW_TOPIC: Final = RAW.name
 DEAD_LETTERS: Final = topic("ops.dead-letters.v1").name
 OUTPUT_TOPICS: Final = (
     "commerce.orders.v1",
@@ -264,12 +265,16 @@ def _wait_ready(base_url: str, children: Sequence[_Child], timeout: float) -> No
 # --- Kafka -------------------------------------------------------------------------------------
 
 
-def _watermarks(consumer: Consumer, names: Sequence[str]) -> dict[tuple[str, int], int]:
+def _watermarks(
+    consumer: Consumer, names: Sequence[str], prefix: str
+) -> dict[tuple[str, int], int]:
+    """High watermarks of the catalogue topics ``names``, read under ``prefix``."""
     marks: dict[tuple[str, int], int] = {}
     metadata = consumer.list_topics(timeout=10)
     for name in names:
-        for partition in metadata.topics[name].partitions:
-            marks[(name, partition)] = _high_watermark(consumer, TopicPartition(name, partition))
+        for partition in metadata.topics[prefix + name].partitions:
+            tp = TopicPartition(prefix + name, partition)
+            marks[(name, partition)] = _high_watermark(consumer, tp)
     return marks
 
 
@@ -291,7 +296,7 @@ def _normalizer_backlog(settings: Settings, partitions: Sequence[int]) -> int:
     say yet: on a new broker the offsets topic appears with the first group)."""
     reader = Consumer(consumer_config(settings, GROUP_ID))  # reads offsets, never subscribes
     try:
-        tps = [TopicPartition(RAW_TOPIC, p) for p in partitions]
+        tps = [TopicPartition(settings.topic_name(RAW), p) for p in partitions]
         backlog = 0
         for tp in reader.committed(tps, timeout=10):
             low, high = reader.get_watermark_offsets(tp, timeout=10)
@@ -337,7 +342,8 @@ def _wait_caught_up(
                 _check(children)
                 try:
                     committed = reader.committed(
-                        [TopicPartition(RAW_TOPIC, p) for p in targets], timeout=10
+                        [TopicPartition(settings.topic_name(RAW), p) for p in targets],
+                        timeout=10,
                     )
                 except KafkaException as exc:
                     if not _retriable(exc) or time.monotonic() > deadline:
@@ -352,8 +358,8 @@ def _wait_caught_up(
                     raise DemoFailed(
                         f"the normalizer is still {behind} raw records behind after "
                         f"{timeout:.0f}s (a backlog from earlier traffic, or another "
-                        f"member of group {GROUP_ID!r} that is stuck?). The end of its "
-                        f"log:\n{children[0].tail()}"
+                        f"member of group {settings.topic_prefix + GROUP_ID!r} that is stuck?). "
+                        f"The end of its log:\n{children[0].tail()}"
                     )
                 time.sleep(0.3)
     finally:
@@ -366,13 +372,15 @@ def _read_between(
     start: Mapping[tuple[str, int], int],
     end: Mapping[tuple[str, int], int],
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every committed record from ``start`` up to ``end``, decoded, as (topic, value)."""
+    """Every committed record from ``start`` up to ``end`` (by catalogue name), decoded, as
+    (catalogue name, value)."""
+    prefix = settings.topic_prefix
     wanted = {tp: offset for tp, offset in end.items() if offset > start.get(tp, 0)}
     if not wanted:
         return
     consumer = Consumer(consumer_config(settings, f"revloop.demo.reader.{secrets.token_hex(4)}"))
     try:
-        consumer.assign([TopicPartition(t, p, start.get((t, p), 0)) for t, p in wanted])
+        consumer.assign([TopicPartition(prefix + t, p, start.get((t, p), 0)) for t, p in wanted])
         deadline = time.monotonic() + 60
         while wanted:
             if time.monotonic() > deadline:
@@ -380,8 +388,9 @@ def _read_between(
             for message in consumer.consume(500, timeout=0.5):
                 if message.error() is not None:
                     continue
-                name, partition, offset = message.topic(), message.partition(), message.offset()
-                assert name is not None and partition is not None and offset is not None
+                topic_, partition, offset = message.topic(), message.partition(), message.offset()
+                assert topic_ is not None and partition is not None and offset is not None
+                name = topic_.removeprefix(prefix)
                 if offset >= wanted.get((name, partition), offset + 1):
                     continue
                 try:
@@ -390,7 +399,7 @@ def _read_between(
                     continue
             # Transaction markers take offsets too: a partition is done once its position is.
             for (name, partition), last in list(wanted.items()):
-                (position,) = consumer.position([TopicPartition(name, partition)])
+                (position,) = consumer.position([TopicPartition(prefix + name, partition)])
                 if position.offset >= last:
                     del wanted[(name, partition)]
     finally:
@@ -473,7 +482,7 @@ def run_demo(
     base_url = f"http://{host}:{port}"
     _require_free_port(host, port)
     try:
-        ensure_topics(settings, TOPICS)
+        ensure_topics(settings)
     except (ConnectionError, KafkaException, TimeoutError) as exc:
         raise DemoFailed(
             f"cannot prepare the topics on {settings.bootstrap_servers}: {exc} "
@@ -487,6 +496,7 @@ def run_demo(
         **os.environ,
         **state.environment(port),
         "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "REVLOOP_TOPIC_PREFIX": settings.topic_prefix,
         "REVLOOP_INGEST_HOST": host,
     }
     if settings.schema_registry_url:
@@ -495,13 +505,13 @@ def run_demo(
     marks_reader = Consumer(consumer_config(settings, "revloop.demo.unused"))
     with ExitStack() as stack:
         stack.callback(marks_reader.close)
-        start_marks = _watermarks(marks_reader, [RAW_TOPIC, *OUTPUT_TOPICS])
+        start_marks = _watermarks(marks_reader, [RAW_TOPIC, *OUTPUT_TOPICS], settings.topic_prefix)
         backlog = _normalizer_backlog(settings, [p for t, p in start_marks if t == RAW_TOPIC])
         if backlog > 10_000:
             console.print(
-                f"[yellow]note:[/] group {GROUP_ID} has {backlog} raw records it has not "
-                "normalized yet; the normalizer works through them before this run's "
-                f"(it waits up to --timeout {timeout:.0f}s)"
+                f"[yellow]note:[/] group {settings.topic_prefix}{GROUP_ID} has {backlog} raw "
+                "records it has not normalized yet; the normalizer works through them before "
+                f"this run's (it waits up to --timeout {timeout:.0f}s)"
             )
         # Stopped in reverse: ingest first, so nothing arrives for a normalizer that is leaving.
         normalizer = _Child("normalize", env, logs / "normalize.log")
@@ -532,12 +542,12 @@ def run_demo(
                 f"The end of ingest's log:\n{ingest.tail()}"
             )
 
-        raw_end = _watermarks(marks_reader, [RAW_TOPIC])
+        raw_end = _watermarks(marks_reader, [RAW_TOPIC], settings.topic_prefix)
         targets = {
             p: offset for (_, p), offset in raw_end.items() if offset > start_marks[(RAW_TOPIC, p)]
         }
         _wait_caught_up(settings, targets, children, timeout, console)
-        end_marks = _watermarks(marks_reader, OUTPUT_TOPICS)
+        end_marks = _watermarks(marks_reader, OUTPUT_TOPICS, settings.topic_prefix)
         with console.status("reading back what this run wrote"):
             report = _report(
                 simulation,
@@ -554,7 +564,7 @@ def run_demo(
                 + "\n  - ".join(report.problems)
             )
         if keep_running:
-            _keep_running(console, state, base_url, children)
+            _keep_running(console, state, base_url, children, settings.topic_prefix)
     return report
 
 
@@ -732,13 +742,13 @@ def _print_summary(console: Console, report: DemoReport, sent: Sequence[Sent]) -
 
 
 def _keep_running(
-    console: Console, state: DemoState, base_url: str, children: Sequence[_Child]
+    console: Console, state: DemoState, base_url: str, children: Sequence[_Child], prefix: str
 ) -> None:
     console.print()
     console.print(
         f"ingest:     {base_url}  (POST /webhooks/..., /events/...; GET /readyz, /metrics)"
     )
-    console.print(f"normalizer: consuming {RAW_TOPIC} as group {GROUP_ID}")
+    console.print(f"normalizer: consuming {prefix}{RAW_TOPIC} as group {prefix}{GROUP_ID}")
     console.print(
         f"registry:   {state.stores_file} (API keys in {state.directory / 'api-keys.json'})"
     )

@@ -19,7 +19,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exports 
 )
 
 from revloop.settings import Settings
-from schemas.topics import TOPICS, ExistingTopic, Topic, TopicChange, plan_topic_changes
+from schemas.topics import ExistingTopic, Topic, TopicChange, plan_topic_changes
 
 
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
@@ -36,9 +36,11 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
 
 
 def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
+    """``group_id`` gets ``settings.topic_prefix`` too: environments sharing a cluster share
+    no consumer groups either."""
     config: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap_servers,
-        "group.id": group_id,
+        "group.id": settings.topic_prefix + group_id,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
@@ -113,9 +115,11 @@ def apply_topic_changes(
 
 
 def ensure_topics(
-    settings: Settings, topics: Sequence[Topic] = TOPICS, timeout: float = 30.0
+    settings: Settings, topics: Sequence[Topic] | None = None, timeout: float = 30.0
 ) -> list[TopicChange]:
-    """Make the broker match the catalogue; returns what was changed (empty when in sync)."""
+    """Make the broker match the catalogue (by default ``settings.topics``); returns what was
+    changed (empty when in sync)."""
+    topics = settings.topics if topics is None else topics
     admin = admin_client(settings)
     try:
         existing = describe_topics(admin, [t.name for t in topics], timeout)
@@ -126,6 +130,17 @@ def ensure_topics(
         apply_topic_changes(admin, changes, settings.topic_replication_factor, timeout)
         _wait_until_converged(admin, topics, timeout)
     return changes
+
+
+def delete_topics(settings: Settings, names: Sequence[str], timeout: float = 30.0) -> list[str]:
+    """Delete those of ``names`` that exist; returns the ones deleted."""
+    admin = admin_client(settings)
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    doomed = [name for name in names if name in existing]
+    if doomed:
+        for future in admin.delete_topics(doomed, operation_timeout=timeout).values():
+            future.result(timeout=timeout)
+    return doomed
 
 
 def _wait_until_converged(admin: AdminClient, topics: Sequence[Topic], timeout: float) -> None:

@@ -9,9 +9,12 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.topics import Topic, prefixed
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,6 +52,9 @@ class Settings(BaseSettings):
 
     topic_replication_factor: int = 1
     """1 for the single local broker; 3 in production."""
+    topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]{0,100}$")
+    """``REVLOOP_TOPIC_PREFIX``: prepended to every catalogue topic name, so several
+    environments (or a benchmark run) can share one cluster without sharing topics."""
 
     # The local stack (`revloop infra up`).
     kafka_host: str = "127.0.0.1"
@@ -98,11 +104,20 @@ class Settings(BaseSettings):
         """A libpq/psycopg connection string (secret: never log it)."""
         if self.database_url is not None:
             return self.database_url.get_secret_value()
-        password = self.postgres_password.get_secret_value()
+        user = quote(self.postgres_user, safe="")
+        password = quote(self.postgres_password.get_secret_value(), safe="")
         return (
-            f"postgresql://{self.postgres_user}:{password}"
-            f"@{self.postgres_host}:{self.postgres_port}/{self.postgres_db}"
+            f"postgresql://{user}:{password}"
+            f"@{self.postgres_host}:{self.postgres_port}/{quote(self.postgres_db, safe='')}"
         )
+
+    @property
+    def topics(self) -> tuple[Topic, ...]:
+        """The topic catalogue as this deployment names it (with ``topic_prefix``)."""
+        return prefixed(self.topic_prefix)
+
+    def topic_name(self, catalogued: Topic) -> str:
+        return self.topic_prefix + catalogued.name
 
     @property
     def customer_salt(self) -> bytes:

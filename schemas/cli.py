@@ -58,6 +58,7 @@ def ensure(
     console.print(
         f"{len(changes)} change(s); {len(TOPICS)} topics in the catalogue "
         f"at {settings.bootstrap_servers}"
+        + (f" under the prefix {settings.topic_prefix!r}" if settings.topic_prefix else "")
     )
 
 

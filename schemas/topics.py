@@ -8,7 +8,7 @@ docs/architecture.md renders it for people.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
 from typing import Any
@@ -228,6 +228,12 @@ TOPICS: tuple[Topic, ...] = (
 )
 
 _BY_NAME = {t.name: t for t in TOPICS}
+
+
+def prefixed(prefix: str, topics: Sequence[Topic] = TOPICS) -> tuple[Topic, ...]:
+    """The catalogue under another name, for an environment sharing a cluster
+    (``REVLOOP_TOPIC_PREFIX``), a benchmark run, or a test that owns its topics."""
+    return tuple(replace(t, name=prefix + t.name) for t in topics)
 
 
 def topic(name: str) -> Topic:

@@ -11,14 +11,15 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import hypothesis
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from revloop.kafka import delete_topics
 from revloop.settings import Settings, get_settings
-from schemas.topics import TOPICS, Topic
+from schemas.topics import Topic, prefixed
 
 # `HYPOTHESIS_PROFILE=thorough pytest tests/test_normalize.py` hunts for the rare input CI would
 # otherwise find by chance; the default profile keeps the suite fast.
@@ -83,20 +84,15 @@ def admin(settings: Settings) -> AdminClient:
 
 
 @pytest.fixture(scope="session")
-def scratch_catalogue(admin: AdminClient) -> Iterator[Callable[[], tuple[Topic, ...]]]:
+def scratch_catalogue(settings: Settings) -> Iterator[Callable[[], tuple[Topic, ...]]]:
     """The real catalogue under a unique prefix, so a test owns its topics; deleted afterwards."""
     made: list[str] = []
 
     def make() -> tuple[Topic, ...]:
-        prefix = f"test-{uuid.uuid4().hex[:10]}."
-        topics = tuple(replace(t, name=prefix + t.name) for t in TOPICS)
+        topics = prefixed(f"test-{uuid.uuid4().hex[:10]}.")
         made.extend(t.name for t in topics)
         return topics
 
     yield make
     if made:
-        existing = set(admin.list_topics(timeout=10).topics)
-        doomed = [name for name in made if name in existing]
-        if doomed:
-            for future in admin.delete_topics(doomed, operation_timeout=30).values():
-                future.result()
+        delete_topics(settings, made)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from ingest import bigcommerce, shopify, woocommerce
 from ingest.bench import (
@@ -84,11 +85,14 @@ def test_percentiles_are_nearest_rank_in_milliseconds() -> None:
     assert (figures.p50_ms, figures.p90_ms, figures.p99_ms, figures.max_ms) == (50, 90, 99, 100)
 
 
-def test_a_short_run_acks_only_what_kafka_holds(settings: Settings) -> None:
+def test_a_short_run_acks_only_what_kafka_holds(settings: Settings, admin: AdminClient) -> None:
     report = run_bench(
         BenchOptions(duration=1.0, latency_duration=1.0, warmup=0.5, connections=4, stores=3),
         settings,
     )
+    # The run wrote to its own copy of the raw topic, and deleted it once it had read it back.
+    assert report.options["topic"] == f"{report.options['tag']}.raw.webhooks.v1"
+    assert report.options["topic"] not in admin.list_topics(timeout=10).topics
     assert report.ingest.accepted > 0
     assert report.bare.accepted_per_s > 0
     durability = report.durability

@@ -23,6 +23,7 @@ from revloop.kafka import consumer_config, ensure_topics
 from revloop.settings import Settings
 from schemas.registry import CommittedCatalogue
 from schemas.serde import AvroSerde
+from schemas.topics import TOPICS
 from tests.ingest_support import SHOP_SECRET, WOO_SECRET, make_registry, read_published
 from tests.stacks import free_ports, isolated_settings, scratch_state_dir
 
@@ -36,7 +37,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def make_service(settings: Settings, ack_timeout: float = 2.0) -> IngestService:
+def make_service(
+    settings: Settings, ack_timeout: float = 2.0, topic_prefix: str = ""
+) -> IngestService:
     return IngestService(
         stores=make_registry(),
         publisher=DurablePublisher(settings, ack_timeout=ack_timeout),
@@ -44,6 +47,7 @@ def make_service(settings: Settings, ack_timeout: float = 2.0) -> IngestService:
         metrics=IngestMetrics(),
         max_body_bytes=64 * 1024,
         clock=lambda: datetime.now(UTC),
+        topic_prefix=topic_prefix,
     )
 
 
@@ -200,6 +204,28 @@ async def test_unknown_topics_and_bad_json_on_verified_deliveries_are_still_stor
     assert stored[bad_json.json()["event_id"]]["body"] == broken
     assert stored[too_deep.json()["event_id"]]["body"] == nested
     assert 'topic="unknown"' in (await http.get("/metrics")).text
+
+
+async def test_a_topic_prefix_keeps_an_environment_on_its_own_topics(
+    settings: Settings, scratch_catalogue: Any
+) -> None:
+    topics = scratch_catalogue()
+    prefix = topics[0].name.removesuffix(TOPICS[0].name)
+    ensure_topics(settings, topics)
+    shared_before = high_watermarks(settings)
+    service = make_service(settings, topic_prefix=prefix)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(service)), base_url="http://ingest"
+    ) as http:
+        body = b'{"id": 11}'
+        response = await http.post(
+            "/webhooks/shopify", content=body, headers=shopify_delivery(body)
+        )
+    service.publisher.close()
+    assert response.status_code == 200, response.text
+    (stored,) = read_published(settings, prefix + RAW_TOPIC.name, {}, SERDE)
+    assert stored.decoded["envelope"]["event_id"] == response.json()["event_id"]
+    assert high_watermarks(settings) == shared_before
 
 
 async def test_a_body_just_under_the_default_cap_is_stored(settings: Settings) -> None:

@@ -27,11 +27,17 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from revloop.kafka import consumer_config, describe_topics, ensure_topics, producer_config
+from revloop.kafka import (
+    consumer_config,
+    delete_topics,
+    describe_topics,
+    ensure_topics,
+    producer_config,
+)
 from revloop.settings import Settings
 from schemas.registry import AVRO_DIR, CommittedCatalogue, event_names, load_definition
 from schemas.serde import AvroSerde
-from schemas.topics import Topic, topic_for_record
+from schemas.topics import TOPICS, Topic, topic_for_record
 from tests.avro_strategies import for_schema
 
 EVENTS = event_names()
@@ -227,3 +233,22 @@ def test_ensure_against_a_dead_broker_is_a_clear_error() -> None:
     )
     assert result.returncode == 1
     assert "cannot reach Kafka at 127.0.0.1:1" in " ".join(result.stdout.split())
+
+
+def test_ensure_under_a_topic_prefix_creates_the_whole_catalogue_and_nothing_else(
+    settings: Settings, admin: AdminClient
+) -> None:
+    scoped = settings.model_copy(update={"topic_prefix": f"env-{os.urandom(4).hex()}."})
+    names = [t.name for t in scoped.topics]
+    try:
+        changes = ensure_topics(scoped)
+        assert sorted(c.topic for c in changes) == sorted(names)
+        assert {c.action for c in changes} == {"create"}
+        assert ensure_topics(scoped) == []
+        existing = describe_topics(admin, names, 10)
+        for made, catalogued in zip(scoped.topics, TOPICS, strict=True):
+            assert made.name == scoped.topic_prefix + catalogued.name
+            assert existing[made.name].partitions == catalogued.partitions
+    finally:
+        assert sorted(delete_topics(scoped, names)) == sorted(names)
+    assert not set(names) & set(admin.list_topics(timeout=10).topics)

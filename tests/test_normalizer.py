@@ -59,10 +59,9 @@ class Pipeline:
 
     def normalizer(self) -> Normalizer:
         return Normalizer(
-            settings=self.settings,
+            settings=self.settings.model_copy(update={"topic_prefix": self.prefix}),
             context=CONTEXT,
             serde=SERDE,
-            topic_prefix=self.prefix,
             group_id=self.group_id,
             instance_id=uuid.uuid4().hex[:8],
         )
@@ -199,10 +198,9 @@ from schemas.registry import CommittedCatalogue
 from schemas.serde import AvroSerde
 bootstrap, prefix, group = sys.argv[1:4]
 Normalizer(
-    settings=Settings(kafka_bootstrap_servers=bootstrap),
+    settings=Settings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix),
     context=NormalizeContext(customer_salt=b"salt"),
     serde=AvroSerde(CommittedCatalogue.load()),
-    topic_prefix=prefix,
     group_id=group,
     instance_id="child",
     batch_size=50,
