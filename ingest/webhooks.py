@@ -7,6 +7,7 @@ The platform modules (shopify.py, woocommerce.py, bigcommerce.py) are pure: byte
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import orjson
+import msgspec
 
 from ingest.stores import Store, normalize_identity
 
@@ -109,23 +110,44 @@ def kept_headers(headers: Mapping[str, str], names: Iterable[str]) -> dict[str, 
 
 def verified_fields(body: bytes, *names: str) -> dict[str, Any]:
     """The named top-level members of a JSON-object body, exactly as json reads them; {} when the
-    body is no object. Call it only once the signature matched. orjson reads bodies about five
-    times faster than json, which matters on the accept path. It refuses what json accepts (NaN,
-    UTF-16) and reads integers past 64 bits as floats, so any of those goes to json, and an id of
-    10**20 never hashes as 1e+20. Nesting too deep for either is not an object we can use."""
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        payload = _json_or_nothing(body)
+    body is no object. Call it only once the signature matched.
+
+    On the accept path only a few members matter, so msgspec reads those and skips the rest
+    without building it (a WooCommerce order: ~3 µs, against ~10 for orjson and ~35 for json).
+    It reads numbers as json does, big integers included (orjson turns 10**20 into a float).
+    Whatever msgspec refuses (NaN, 1e400, UTF-16, a lone surrogate escape, nesting too deep)
+    goes to json whole, so the answer is always json's."""
+    members = dict.fromkeys(names)
+    decoder = _members_decoder(tuple(members))
+    if decoder is not None:
+        try:
+            if not body.isascii():
+                body.decode()  # json refuses invalid UTF-8 anywhere; msgspec checks what it reads
+            found = msgspec.structs.astuple(decoder.decode(body))
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            pass
+        else:
+            return {
+                name: value
+                for name, value in zip(members, found, strict=True)
+                if value is not msgspec.UNSET
+            }
+    payload = _json_or_nothing(body)
     if not isinstance(payload, dict):
         return {}
-    fields = {name: payload[name] for name in names if name in payload}
-    if any(isinstance(value, float | list | dict) for value in fields.values()):
-        payload = _json_or_nothing(body)  # may still fail: orjson nests a little deeper than json
-        if not isinstance(payload, dict):
-            return {}
-        fields = {name: payload[name] for name in names if name in payload}
-    return fields
+    return {name: payload[name] for name in members if name in payload}
+
+
+@functools.cache
+def _members_decoder(names: tuple[str, ...]) -> msgspec.json.Decoder[Any] | None:
+    # UNSET marks an absent member. None when a name has characters msgspec cannot match
+    # (quotes, control characters): json reads those.
+    fields = [(f"m{i}", Any, msgspec.UNSET) for i in range(len(names))]
+    rename = {f"m{i}": name for i, name in enumerate(names)}
+    try:
+        return msgspec.json.Decoder(msgspec.defstruct("Members", fields, rename=rename))
+    except ValueError:
+        return None
 
 
 def _json_or_nothing(body: bytes) -> Any:
