@@ -41,7 +41,7 @@ from ingest.webhooks import (
     hmac_sha256_b64,
     kept_headers,
     registered_store,
-    signed_by_any,
+    signing_keys,
     unauthorized,
     verified_fields,
 )
@@ -107,7 +107,8 @@ def authenticate(
         for s in signatures.split()[:MAX_SIGNATURES]
         if s.startswith("v1,") and len(s) <= 3 + _B64_SHA256_LEN
     ]
-    if not signed_by_any(candidates, app_keys, content):
+    signers = signing_keys(candidates, app_keys, content)
+    if not signers:
         raise unauthorized("bad_signature", "signature does not match")
     if custom_headers:
         # Optional per-registration secret headers, echoed by BigCommerce on every callback.
@@ -121,8 +122,9 @@ def authenticate(
         raise unauthorized("unknown_store", "payload names no store")
     store = registered_store(stores, PLATFORM, producer)
     # The app-key check above only made parsing safe. With several apps registered, a delivery
-    # signed by one app must not be able to speak for another app's store.
-    if not signed_by_any(candidates, store.verification_keys(now), content):
+    # signed by one app must not be able to speak for another app's store. (Set membership
+    # compares our own keys with each other; nothing the caller sent is compared here.)
+    if signers.isdisjoint(store.verification_keys(now)):
         raise unauthorized("bad_signature", "signature is not the store's app's")
     # `hash` (SHA-1 of `data`) repeats when BigCommerce fires one event twice, but also when two
     # real changes carry equal data (a SKU back at a level it had before); the event's own

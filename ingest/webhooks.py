@@ -82,18 +82,29 @@ def hmac_sha256_b64(key: bytes, message: bytes) -> bytes:
 
 
 def signed_by_any(candidates: Iterable[bytes], keys: Iterable[bytes], message: bytes) -> bool:
-    """Whether any candidate base64 HMAC-SHA256 signature was made with any of ``keys``.
+    """Whether any candidate base64 HMAC-SHA256 signature was made with any of ``keys``."""
+    return bool(signing_keys(candidates, keys, message))
+
+
+def signing_keys(
+    candidates: Iterable[bytes], keys: Iterable[bytes], message: bytes
+) -> frozenset[bytes]:
+    """Those of ``keys`` that made one of the candidate base64 HMAC-SHA256 signatures.
 
     Rotation windows mean more than one key can be valid, and BigCommerce may send several
     signatures. One HMAC is computed per key, and every pair is compared in constant time, so
     timing reveals nothing about which key or candidate matched.
     """
     candidates = list(candidates)
-    ok = False
-    for digest in [hmac_sha256_b64(key, message) for key in keys]:
+    signers = []
+    for key in keys:
+        digest = hmac_sha256_b64(key, message)
+        matched = False
         for candidate in candidates:
-            ok |= hmac.compare_digest(digest, candidate)
-    return ok
+            matched |= hmac.compare_digest(digest, candidate)
+        if matched:
+            signers.append(key)
+    return frozenset(signers)
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:

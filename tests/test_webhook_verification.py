@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 
 from ingest import bigcommerce, shopify, woocommerce
 from ingest.stores import Store
-from ingest.webhooks import EVENT_ID_NAMESPACE, Rejected, deterministic_id, verified_fields
+from ingest.webhooks import (
+    EVENT_ID_NAMESPACE,
+    Rejected,
+    deterministic_id,
+    hmac_sha256_b64,
+    signed_by_any,
+    signing_keys,
+    verified_fields,
+)
 from revloop.crypto import Secret
 from tests.ingest_support import BC_SECRET, NOW, SHOP_SECRET, WOO_SECRET, make_registry
 
@@ -258,6 +266,20 @@ def test_arbitrary_headers_are_refused_with_401_and_never_crash(
         with pytest.raises(Rejected) as refused:
             module.authenticate(body, headers, REGISTRY, NOW)
         assert refused.value.status == 401
+
+
+@given(
+    st.lists(st.binary(min_size=1, max_size=8), min_size=1, max_size=4, unique=True),
+    st.data(),
+)
+def test_signing_keys_are_exactly_the_keys_behind_some_candidate(
+    keys: list[bytes], data: st.DataObject
+) -> None:
+    message = b"msg_1.1795457000.{}"
+    signers = data.draw(st.sets(st.sampled_from(keys)))
+    candidates = [hmac_sha256_b64(key, message) for key in signers] + [b"not-a-signature"]
+    assert signing_keys(data.draw(st.permutations(candidates)), keys, message) == signers
+    assert signed_by_any(candidates, keys, message) == bool(signers)
 
 
 def test_bigcommerce_one_apps_signature_cannot_speak_for_another_apps_store() -> None:
