@@ -1208,7 +1208,7 @@ def _run_servers(
                 ceiling = _measure(loadgen, bare, options, ingest.paced_phase.rate, log, "bare")
         finally:
             loadgen.close()
-    log(f"durability: reading the bench stores' records back from {RAW_TOPIC.name}")
+    log(f"durability: reading the bench stores' records back from {settings.topic_name(RAW_TOPIC)}")
     durability = count_records(settings, before, stores, tag, ingest.accepted_seqs())
     return ingest, ceiling, durability, background
 
@@ -1278,8 +1278,8 @@ def print_report(report: BenchReport, console: Console) -> None:
     style = "green" if d.ok else "bold red"
     console.print(
         f"durability: {d.accepted:,} answered 200, {d.records:,} records in "
-        f"{RAW_TOPIC.name} from the bench store, {d.accepted_without_record} 200s without a "
-        "record",
+        f"{report.options['topic']} from the bench stores, "
+        f"{d.accepted_without_record} 200s without a record",
         style=style,
     )
     non_200 = _non_200_total(report)
