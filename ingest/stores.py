@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import fcntl
 import hashlib
 import hmac
 import ipaddress
@@ -22,7 +23,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -390,6 +391,25 @@ class StoreRegistry:
             return cls(_store_from_json(entry, n, box) for n, entry in enumerate(entries, start=1))
         except (RegistryError, CryptoError) as exc:
             raise type(exc)(f"{path}: {exc}") from None
+
+    @classmethod
+    def update(
+        cls, path: Path, box: SecretBox, change: Callable[[StoreRegistry], StoreRegistry]
+    ) -> StoreRegistry:
+        """Load the file (empty when missing), apply ``change`` and save the result, holding an
+        exclusive lock throughout, so two writers (two `revloop stores add`, later a
+        connector's OAuth callback) never lose each other's changes. Readers need no lock:
+        saves replace the file atomically. ``change`` may raise to abandon the update."""
+        path = Path(path)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            changed = change(cls.load(path, box) if path.exists() else cls())
+            changed.save(path, box)
+            return changed
+        finally:
+            os.close(lock)  # closing the descriptor releases the lock
 
     def save(self, path: Path, box: SecretBox) -> None:
         """Write the registry atomically, mode 0600, every secret encrypted under the primary

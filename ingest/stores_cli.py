@@ -52,10 +52,13 @@ def _registry_errors(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _open() -> tuple[Path, SecretBox, StoreRegistry]:
+def _location() -> tuple[Path, SecretBox]:
     settings = get_settings()
-    box = SecretBox.from_settings(settings)
-    path = settings.stores_file
+    return settings.stores_file, SecretBox.from_settings(settings)
+
+
+def _open() -> tuple[Path, SecretBox, StoreRegistry]:
+    path, box = _location()
     registry = StoreRegistry.load(path, box) if path.exists() else StoreRegistry()
     return path, box, registry
 
@@ -115,43 +118,57 @@ def add(
     value = sys.stdin.read().rstrip("\r\n") if secret == _STDIN else secret
     if not value:
         raise ValueError("the webhook secret is empty")
-    path, box, registry = _open()
-    now = datetime.now(UTC)
+    path, box = _location()
     new = Secret(value.encode("utf-8"))
-    existing = registry.get(store_id)
-    if existing is None:
-        store = Store(
-            store_id, platform.value, identity, (new,), currency=currency and currency.upper()
+    window = timedelta(hours=rotation_window_hours)
+    messages: list[str] = []
+
+    def change(registry: StoreRegistry) -> StoreRegistry:
+        store, message = _added_or_rotated(
+            registry.get(store_id), store_id, platform.value, identity, new, currency, window
         )
-        message = f"added {store.store_id} ({store.platform} {store.identity})"
-    else:
-        if existing.platform != platform.value:
-            raise RegistryError(
-                f"store {store_id!r} is a {existing.platform} store, not {platform.value}"
-            )
-        window = timedelta(hours=rotation_window_hours)
-        store = Store(
-            store_id,
-            existing.platform,
-            identity,
-            existing.secrets,
-            existing.previous_secret_expires_at,
-            existing.api_key_hashes,
-            (currency and currency.upper()) or existing.currency,
-        ).rotated(new, now=now, window=window)
-        if store.secrets == existing.secrets:
-            message = f"updated {store_id}; its webhook secret is unchanged"
-        elif store.previous_secret_expires_at is None:
-            message = (
-                f"replaced the webhook secret of {store_id}; the old one is no longer accepted"
-            )
-        else:
-            message = (
-                f"new webhook secret for {store_id}; the previous one is accepted until "
-                f"{store.previous_secret_expires_at:%Y-%m-%d %H:%M:%S %Z}"
-            )
-    registry.with_store(store).save(path, box)
-    typer.echo(f"{message} (in {path})")
+        messages.append(message)
+        return registry.with_store(store)
+
+    StoreRegistry.update(path, box, change)
+    typer.echo(f"{messages[0]} (in {path})")
+
+
+def _added_or_rotated(
+    existing: Store | None,
+    store_id: str,
+    platform: str,
+    identity: str,
+    new: Secret,
+    currency: str | None,
+    window: timedelta,
+) -> tuple[Store, str]:
+    now = datetime.now(UTC)
+    if existing is None:
+        store = Store(store_id, platform, identity, (new,), currency=currency and currency.upper())
+        return store, f"added {store.store_id} ({store.platform} {store.identity})"
+    if existing.platform != platform:
+        raise RegistryError(f"store {store_id!r} is a {existing.platform} store, not {platform}")
+    store = Store(
+        store_id,
+        existing.platform,
+        identity,
+        existing.secrets,
+        existing.previous_secret_expires_at,
+        existing.api_key_hashes,
+        (currency and currency.upper()) or existing.currency,
+    ).rotated(new, now=now, window=window)
+    if store.secrets == existing.secrets:
+        return store, f"updated {store_id}; its webhook secret is unchanged"
+    if store.previous_secret_expires_at is None:
+        return (
+            store,
+            f"replaced the webhook secret of {store_id}; the old one is no longer accepted",
+        )
+    return store, (
+        f"new webhook secret for {store_id}; the previous one is accepted until "
+        f"{store.previous_secret_expires_at:%Y-%m-%d %H:%M:%S %Z}"
+    )
 
 
 @stores_app.command("list")
@@ -196,22 +213,30 @@ def api_key(
 ) -> None:
     """Make an API key for the marketing feeds (POST /events/...) and print it once; only its
     SHA-256 is stored. With --revoke-all, revoke the store's keys instead."""
-    path, box, registry = _open()
-    store = registry.get(store_id)
-    if store is None:
-        raise RegistryError(f"no store {store_id!r} in {path} (add it with `revloop stores add`)")
-    if revoke_all:
-        count = len(store.api_key_hashes)
-        registry.with_store(store.without_api_keys()).save(path, box)
-        typer.echo(f"revoked {count} API key(s) of {store_id} (in {path})")
-        return
+    path, box = _location()
     key = new_api_key(store_id)
-    registry.with_store(store.with_api_key_hash(api_key_digest(key))).save(path, box)
+    counts: list[int] = []
+
+    def change(registry: StoreRegistry) -> StoreRegistry:
+        store = registry.get(store_id)
+        if store is None:
+            raise RegistryError(
+                f"no store {store_id!r} in {path} (add it with `revloop stores add`)"
+            )
+        counts.append(len(store.api_key_hashes))
+        if revoke_all:
+            return registry.with_store(store.without_api_keys())
+        return registry.with_store(store.with_api_key_hash(api_key_digest(key)))
+
+    StoreRegistry.update(path, box, change)
+    if revoke_all:
+        typer.echo(f"revoked {counts[0]} API key(s) of {store_id} (in {path})")
+        return
     typer.echo(key)
     _err().print(
         f"API key for {store_id}: send it as `Authorization: Bearer <key>`. It is shown only "
         f"this once (the registry keeps its SHA-256); the store now has "
-        f"{len(store.api_key_hashes) + 1} key(s). Revoke with "
+        f"{counts[0] + 1} key(s). Revoke with "
         f"`revloop stores api-key --store-id {store_id} --revoke-all`.",
         style="dim",
         markup=False,
@@ -222,11 +247,11 @@ def api_key(
 @_registry_errors
 def rotate_keys() -> None:
     """Re-encrypt every stored secret under the primary (first) master key."""
-    path, box, registry = _open()
+    path, box = _location()
     if not path.exists():
         typer.echo(f"nothing to rotate: {path} does not exist")
         return
-    registry.save(path, box)
+    registry = StoreRegistry.update(path, box, lambda current: current)  # save re-encrypts
     count = sum(len(store.secrets) for store in registry)
     typer.echo(
         f"re-encrypted {count} secret(s) of {len(registry)} store(s) under master key "

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import re
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -819,3 +822,46 @@ def test_a_platforms_keys_follow_every_rotation_window_whatever_order_time_is_as
         expected = {k for s in stores[:3] for k in s.verification_keys(now)}
         assert registry.verification_keys("bigcommerce", now) == expected
     assert registry.verification_keys("woocommerce", start) == frozenset()
+
+
+def _add_slowly(path: str, key: bytes, store_id: str, start: Any) -> None:
+    # A slow read-modify-write: without the lock, writers overlap and the last one wins.
+    box = SecretBox({"k1": key}, "k1")
+    store = Store(store_id, "shopify", f"{store_id}.myshopify.com", (Secret(b"s"),))
+    start.wait()
+    StoreRegistry.update(
+        Path(path), box, lambda registry: (time.sleep(0.05), registry.with_store(store))[1]
+    )
+
+
+def test_concurrent_updates_keep_every_writers_change(tmp_path: Path) -> None:
+    key = os.urandom(32)
+    path = tmp_path / "stores.json"
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    writers = [
+        context.Process(target=_add_slowly, args=(str(path), key, f"shop-{n}", start))
+        for n in range(4)
+    ]
+    for writer in writers:
+        writer.start()
+    start.set()
+    for writer in writers:
+        writer.join(30)
+        assert writer.exitcode == 0
+    registry = StoreRegistry.load(path, SecretBox({"k1": key}, "k1"))
+    assert sorted(store.store_id for store in registry) == [f"shop-{n}" for n in range(4)]
+
+
+def test_an_update_that_raises_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "stores.json"
+    first = Store("shop-a", "shopify", "shop-a.myshopify.com", (Secret(b"s"),))
+    StoreRegistry.update(path, BOX, lambda registry: registry.with_store(first))
+    before = path.read_bytes()
+
+    def refuse(registry: StoreRegistry) -> StoreRegistry:
+        raise RegistryError("no such store")
+
+    with pytest.raises(RegistryError):
+        StoreRegistry.update(path, BOX, refuse)
+    assert path.read_bytes() == before
