@@ -16,7 +16,7 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -41,8 +41,7 @@ from ingest.normalize import (
     first_sightings,
     normalize_delivery,
 )
-from ingest.stores import StoreRegistry
-from revloop.crypto import SecretBox
+from ingest.stores import store_currencies
 from revloop.kafka import consumer_config, producer_config
 from revloop.settings import Settings, get_settings
 from schemas.registry import registry_for
@@ -320,20 +319,12 @@ def _abortable(exc: KafkaException) -> bool:
     return isinstance(error, KafkaError) and bool(error.txn_requires_abort())
 
 
-def store_currencies(registry: StoreRegistry) -> Mapping[str, str]:
-    return {s.store_id: s.currency for s in registry if s.currency}
-
-
 def build_normalizer(settings: Settings) -> Normalizer:
-    registry = (
-        StoreRegistry.load(settings.stores_file, SecretBox.from_settings(settings))
-        if settings.stores_file.exists()
-        else StoreRegistry()
-    )
     return Normalizer(
         settings=settings,
         context=NormalizeContext(
-            customer_salt=settings.customer_salt, store_currency=store_currencies(registry)
+            customer_salt=settings.customer_salt,
+            store_currency=store_currencies(settings.stores_file),
         ),
         serde=AvroSerde(registry_for(settings.schema_registry_url)),
     )

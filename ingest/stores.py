@@ -45,6 +45,7 @@ __all__ = [
     "new_api_key",
     "normalize_identity",
     "secret_context",
+    "store_currencies",
 ]
 
 
@@ -380,13 +381,7 @@ class StoreRegistry:
     def load(cls, path: Path, box: SecretBox) -> StoreRegistry:
         """Read and decrypt a ``stores.json``. Raises RegistryError (or CryptoError) naming the
         file and the store at fault; FileNotFoundError when there is no file."""
-        try:
-            document = json.loads(Path(path).read_bytes())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RegistryError(f"{path}: not valid JSON ({exc})") from None
-        entries = document.get("stores") if isinstance(document, dict) else None
-        if not isinstance(entries, list):
-            raise RegistryError(f'{path}: expected {{"stores": [...]}}')
+        entries = _file_entries(path)
         try:
             return cls(_store_from_json(entry, n, box) for n, entry in enumerate(entries, start=1))
         except (RegistryError, CryptoError) as exc:
@@ -416,6 +411,37 @@ class StoreRegistry:
         master key (so a load followed by a save also rotates master keys)."""
         document = {"stores": [_store_to_json(store, box) for store in self]}
         _write_private(Path(path), (json.dumps(document, indent=2) + "\n").encode("utf-8"))
+
+
+def store_currencies(path: Path) -> dict[str, str]:
+    """Each store's currency (store id → ISO 4217 code) from a ``stores.json``, read without
+    decrypting anything: the normalizer needs the currencies, not the webhook secrets, so it
+    runs without the master keys. {} when there is no file."""
+    if not Path(path).exists():
+        return {}
+    currencies = {}
+    for n, entry in enumerate(_file_entries(path), start=1):
+        store_id = entry.get("store_id") if isinstance(entry, dict) else None
+        if not isinstance(store_id, str):
+            raise RegistryError(f"{path}: store #{n} has no store_id")
+        currency = entry.get("currency")
+        if currency is None:
+            continue
+        if not (isinstance(currency, str) and _CURRENCY.fullmatch(currency)):
+            raise RegistryError(f"{path}: store {store_id!r}: currency must be an ISO 4217 code")
+        currencies[store_id] = currency
+    return currencies
+
+
+def _file_entries(path: Path) -> list[Any]:
+    try:
+        document = json.loads(Path(path).read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"{path}: not valid JSON ({exc})") from None
+    entries = document.get("stores") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise RegistryError(f'{path}: expected {{"stores": [...]}}')
+    return entries
 
 
 def _store_from_json(entry: Any, position: int, box: SecretBox) -> Store:

@@ -30,6 +30,9 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "acks": "all",
         "compression.type": "lz4",
         "linger.ms": 2,
+        # librdkafka backs off reconnects up to 10 s by default; after a broker restart that
+        # would keep answering 503 for seconds after the broker is back.
+        "reconnect.backoff.max.ms": 1000,
     }
     config.update(overrides)
     return config

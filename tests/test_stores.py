@@ -31,6 +31,7 @@ from ingest.stores import (
     new_api_key,
     normalize_identity,
     secret_context,
+    store_currencies,
 )
 from ingest.stores_cli import stores_app
 from revloop.crypto import CryptoError, Secret, SecretBox
@@ -865,3 +866,20 @@ def test_an_update_that_raises_leaves_the_file_as_it_was(tmp_path: Path) -> None
     with pytest.raises(RegistryError):
         StoreRegistry.update(path, BOX, refuse)
     assert path.read_bytes() == before
+
+
+def test_currencies_are_read_without_the_master_keys(tmp_path: Path) -> None:
+    path = tmp_path / "stores.json"
+    assert store_currencies(path) == {}
+    stores = [
+        Store("shop-a", "shopify", "shop-a.myshopify.com", (Secret(b"s"),), currency="EUR"),
+        Store("shop-b", "woocommerce", "https://shop-b.example.com", (Secret(b"s"),)),
+    ]
+    # Encrypted under a key the reader never sees.
+    StoreRegistry(stores).save(path, SecretBox({"other": os.urandom(32)}, "other"))
+    assert store_currencies(path) == {"shop-a": "EUR"}
+    document = json.loads(path.read_text())
+    document["stores"][0]["currency"] = "euro"
+    path.write_text(json.dumps(document))
+    with pytest.raises(RegistryError, match="ISO 4217"):
+        store_currencies(path)
