@@ -562,6 +562,7 @@ def run_demo(
             raise DemoFailed(
                 "the pipeline did not do what it should have:\n  - "
                 + "\n  - ".join(report.problems)
+                + f"\nThe end of the normalizer's log:\n{normalizer.tail()}"
             )
         if keep_running:
             _keep_running(console, state, base_url, children, settings.topic_prefix)

@@ -136,13 +136,20 @@ def ensure_topics(
 
 
 def delete_topics(settings: Settings, names: Sequence[str], timeout: float = 30.0) -> list[str]:
-    """Delete those of ``names`` that exist; returns the ones deleted."""
+    """Delete those of ``names`` that exist; returns the ones deleted, once the broker no longer
+    lists them (KRaft applies a deletion to the broker's metadata after acknowledging it)."""
     admin = admin_client(settings)
     existing = set(admin.list_topics(timeout=timeout).topics)
     doomed = [name for name in names if name in existing]
-    if doomed:
-        for future in admin.delete_topics(doomed, operation_timeout=timeout).values():
-            future.result(timeout=timeout)
+    if not doomed:
+        return doomed
+    for future in admin.delete_topics(doomed, operation_timeout=timeout).values():
+        future.result(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while set(doomed) & set(admin.list_topics(timeout=timeout).topics):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"broker still lists deleted topics after {timeout}s")
+        time.sleep(0.1)
     return doomed
 
 
