@@ -20,11 +20,16 @@ _children: dict[int, subprocess.Popen[bytes]] = {}
 _exit_codes: dict[int, int] = {}
 
 
+LOG_ROTATE_BYTES = 20 * 1024 * 1024
+LOG_KEEP = 3
+
+
 def spawn_detached(argv: Sequence[str], *, log_file: Path, cwd: Path) -> int:
     """Start a long-running process in its own session, with stdout/stderr appended to log_file.
 
     Its own session means it outlives the CLI and ignores the terminal's Ctrl-C.
     """
+    rotate_log(log_file, LOG_ROTATE_BYTES, LOG_KEEP)
     with log_file.open("ab") as log:
         proc = subprocess.Popen(
             list(argv),
@@ -36,6 +41,18 @@ def spawn_detached(argv: Sequence[str], *, log_file: Path, cwd: Path) -> int:
         )
     _children[proc.pid] = proc
     return proc.pid
+
+
+def rotate_log(path: Path, max_bytes: int, keep: int) -> None:
+    """Before a (re)start: a log over ``max_bytes`` becomes ``<name>.1`` (older ones shift up
+    to ``<name>.<keep>``; the oldest is dropped), so restarts keep the logs bounded."""
+    if not path.exists() or path.stat().st_size <= max_bytes:
+        return
+    for n in range(keep - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{n}")
+        if older.exists():
+            older.replace(path.with_name(f"{path.name}.{n + 1}"))
+    path.replace(path.with_name(f"{path.name}.1"))
 
 
 def pid_alive(pid: int) -> bool:

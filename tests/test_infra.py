@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 import infra.kafka
 from infra.cli import app
+from infra.process import rotate_log
 from infra.stack import Stack, StackError, State
 from revloop.settings import Settings, get_settings
 from tests.stacks import isolated_settings, scratch_state_dir
@@ -276,3 +277,20 @@ def test_storage_formats_even_when_the_cluster_id_starts_with_a_dash(
         broker.prepare()
         meta = (broker.data_dir / "meta.properties").read_text()
         assert "cluster.id=-" in meta
+
+
+def test_a_log_over_its_cap_is_rotated_before_a_restart(tmp_path: Path) -> None:
+    log = tmp_path / "kafka.log"
+    for generation in range(5):  # five restarts, each after the log outgrew the cap
+        log.write_text(f"generation {generation}\n" + "x" * 100)
+        rotate_log(log, max_bytes=50, keep=3)
+    assert not log.exists()
+    kept = {p.name: p.read_text().split("\n", 1)[0] for p in tmp_path.iterdir()}
+    assert kept == {
+        "kafka.log.1": "generation 4",
+        "kafka.log.2": "generation 3",
+        "kafka.log.3": "generation 2",
+    }
+    log.write_text("small")
+    rotate_log(log, max_bytes=50, keep=3)
+    assert log.read_text() == "small"  # under the cap: left alone
