@@ -53,8 +53,9 @@ class Settings(BaseSettings):
     topic_replication_factor: int = 1
     """1 for the single local broker; 3 in production."""
     topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]{0,100}$")
-    """``REVLOOP_TOPIC_PREFIX``: prepended to every catalogue topic name, so several
-    environments (or a benchmark run) can share one cluster without sharing topics."""
+    """``REVLOOP_TOPIC_PREFIX``: prepended to every catalogue topic name, consumer group and
+    transactional id, so several environments (or a benchmark run) share one cluster and
+    nothing in it."""
 
     # The local stack (`revloop infra up`).
     kafka_host: str = "127.0.0.1"
