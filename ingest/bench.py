@@ -178,6 +178,12 @@ def bench_stores(tag: str, choice: PlatformChoice, per_platform: int = 1) -> lis
     return stores
 
 
+def registry_of(stores: Sequence[BenchStore]) -> StoreRegistry:
+    return StoreRegistry(
+        Store(s.store_id, s.platform, s.identity, (Secret(s.secret),)) for s in stores
+    )
+
+
 def request_templates(stores: Sequence[BenchStore]) -> list[RequestTemplate]:
     """POOL_SIZE signed requests per store, interleaved so a mix rotates through platforms."""
     per_store = [[_template(store, n) for n in range(POOL_SIZE)] for store in stores]
@@ -1186,16 +1192,7 @@ def _run_servers(
     box = SecretBox({key_id: base64.b64decode(encoded)}, key_id)
     with tempfile.TemporaryDirectory(prefix="revloop-bench-") as tmp:
         workdir = Path(tmp)
-        registry = StoreRegistry(
-            Store(
-                store_id=s.store_id,
-                platform=s.platform,
-                identity=s.identity,
-                secrets=(Secret(s.secret),),
-            )
-            for s in stores
-        )
-        registry.save(workdir / "stores.json", box)
+        registry_of(stores).save(workdir / "stores.json", box)
         loadgen = LoadGenerator(request_templates(stores), tag)
         try:
             log(

@@ -6,6 +6,7 @@ import typer
 
 from infra.cli import app as infra_app
 from ingest.bench import bench_app
+from ingest.microbench import accept_path_command
 from ingest.normalizer import normalize_command
 from ingest.server import serve
 from ingest.stores_cli import stores_app
@@ -24,6 +25,7 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(stores_app, name="stores")
 app.command("ingest")(serve)
 app.add_typer(bench_app, name="bench")
+bench_app.command("accept-path")(accept_path_command)
 app.command("normalize")(normalize_command)
 app.command("demo")(demo_command)
 

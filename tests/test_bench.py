@@ -18,12 +18,11 @@ from ingest.bench import (
     _Connection,
     bench_stores,
     percentiles,
+    registry_of,
     request_templates,
     run_bench,
     server_view,
 )
-from ingest.stores import Store, StoreRegistry
-from revloop.crypto import Secret
 from revloop.settings import Settings
 
 MODULES: dict[str, Any] = {
@@ -35,9 +34,7 @@ MODULES: dict[str, Any] = {
 
 def test_every_platforms_bench_request_verifies_as_its_own_store() -> None:
     stores = bench_stores("benchtest0001", PlatformChoice.MIX, per_platform=2)
-    registry = StoreRegistry(  # refuses repeated ids and identities
-        Store(s.store_id, s.platform, s.identity, (Secret(s.secret),)) for s in stores
-    )
+    registry = registry_of(stores)  # refuses repeated ids and identities
     assert len(registry) == 6
     templates = request_templates(stores)
     assert len({t.head.split(b" ", 2)[1] for t in templates[:3]}) == 3  # a mix rotates platforms
