@@ -12,6 +12,7 @@ ingest/feeds.py) and answer 200 once Kafka has acked every record of it (503 oth
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -96,6 +97,10 @@ class IngestService:
     """Turns touchpoint emails and customer ids into customer keys (revloop/privacy.py)."""
     topic_prefix: str = ""
     """``Settings.topic_prefix``: prepended to the catalogue's topic names."""
+    refresh_stores: Callable[[], bool] | None = None
+    """Reads the stores file again if it changed (``LiveStoreRegistry.refresh``); the app calls
+    it every ``stores_check_seconds``, off the event loop."""
+    stores_check_seconds: float = 1.0
     raw_topic: str = field(init=False)
     _in_flight: int = field(default=0, init=False, repr=False)
 
@@ -159,6 +164,23 @@ class IngestService:
         self.metrics.publish_seconds.observe(time.perf_counter() - publish_started)
         self._count(platform, topic_label, "accepted", "")
         return Reply.accepted(delivery.event_id)
+
+    async def watch_stores(self) -> None:
+        """Runs for the app's lifetime: a store added or a key rotated is served within
+        ``stores_check_seconds``, with no restart."""
+        if self.refresh_stores is None:
+            return
+        while True:
+            await asyncio.sleep(self.stores_check_seconds)
+            try:
+                if not await asyncio.to_thread(self.refresh_stores):
+                    continue
+            except Exception as exc:  # a half-edited or foreign file must not stop ingest
+                self.metrics.store_reloads.labels("failed").inc()
+                log.error("stores file changed but did not load; previous stores kept: %s", exc)
+                continue
+            self.metrics.store_reloads.labels("loaded").inc()
+            log.info("stores file changed; now serving what it holds")
 
     def _refuse(self, platform: str, status: int, reason: str, message: str) -> Reply:
         # Unverified requests choose their own headers, so their topic is never a label value.
@@ -348,9 +370,15 @@ def create_app(service: IngestService, on_shutdown: Callable[[], Any] | None = N
         # stops re-scanning it, so a full collection no longer stalls requests for tens of ms.
         gc.collect()
         gc.freeze()
-        yield
-        if on_shutdown is not None:
-            on_shutdown()
+        watcher = asyncio.create_task(service.watch_stores())
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            if on_shutdown is not None:
+                on_shutdown()
 
     # FastAPI's native OpenTelemetry is off: ingest exports Prometheus metrics, and the
     # per-request check for configured providers alone cost ~35 µs of a ~400 µs delivery.

@@ -69,6 +69,13 @@ class IngestMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.store_reloads = Counter(
+            "revloop_ingest_store_reloads_total",
+            "Reads of the stores file after it changed, by outcome: loaded, or failed (the "
+            "stores loaded before stay in service).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "revloop_ingest_requests_in_flight",
             "Webhook requests being handled now.",

@@ -41,7 +41,7 @@ from ingest.normalize import (
     first_sightings,
     normalize_delivery,
 )
-from ingest.stores import store_currencies
+from ingest.stores import LiveCurrencies
 from revloop.kafka import consumer_config, producer_config
 from revloop.settings import Settings, get_settings
 from schemas.registry import registry_for
@@ -324,7 +324,7 @@ def build_normalizer(settings: Settings) -> Normalizer:
         settings=settings,
         context=NormalizeContext(
             customer_salt=settings.customer_salt,
-            store_currency=store_currencies(settings.stores_file),
+            store_currency=LiveCurrencies(settings.stores_file),
         ),
         serde=AvroSerde(registry_for(settings.schema_registry_url)),
     )

@@ -8,7 +8,7 @@ import uvicorn
 from ingest.app import IngestService, create_app
 from ingest.metrics import IngestMetrics
 from ingest.publisher import DurablePublisher
-from ingest.stores import StoreRegistry
+from ingest.stores import LiveStoreRegistry
 from revloop.crypto import CryptoError, SecretBox
 from revloop.settings import Settings, get_settings
 from schemas.registry import registry_for
@@ -18,7 +18,7 @@ from schemas.serde import AvroSerde
 def build_service(settings: Settings) -> IngestService:
     salt = settings.customer_salt  # before the producer starts: a missing salt stops here
     box = SecretBox.from_settings(settings)
-    stores = StoreRegistry.load(settings.stores_file, box)
+    stores = LiveStoreRegistry(settings.stores_file, box)
     return IngestService(
         stores=stores,
         publisher=DurablePublisher(settings, ack_timeout=settings.ingest_ack_timeout_seconds),
@@ -27,6 +27,8 @@ def build_service(settings: Settings) -> IngestService:
         max_body_bytes=settings.ingest_max_body_bytes,
         customer_salt=salt,
         topic_prefix=settings.topic_prefix,
+        refresh_stores=stores.refresh,
+        stores_check_seconds=settings.ingest_stores_check_seconds,
     )
 
 

@@ -20,24 +20,32 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from secrets import token_urlsafe
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from revloop.crypto import CryptoError, Secret, SecretBox
 
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
 __all__ = [
     "MAX_API_KEYS",
+    "LiveCurrencies",
+    "LiveStoreRegistry",
     "Platform",
     "RegistryError",
+    "ReloadingFile",
     "Store",
     "StoreRegistry",
     "api_key_digest",
@@ -411,6 +419,92 @@ class StoreRegistry:
         master key (so a load followed by a save also rotates master keys)."""
         document = {"stores": [_store_to_json(store, box) for store in self]}
         _write_private(Path(path), (json.dumps(document, indent=2) + "\n").encode("utf-8"))
+
+
+class ReloadingFile(Generic[T]):
+    """A value read from a file, read again when the file changes. The stores file is replaced
+    atomically on every change (`revloop stores`, later a connector's OAuth callback), so a
+    running service that calls :meth:`refresh` now and then serves a new store or a rotated key
+    without a restart."""
+
+    def __init__(self, path: Path, load: Callable[[Path], T]) -> None:
+        self.path = Path(path)
+        self._load = load
+        self._stamp = _file_stamp(self.path)
+        self.value = load(self.path)
+
+    def refresh(self) -> bool:
+        """Read the file again if it changed since the last attempt; True if it was read. When
+        it fails to load, the last good value stays and the error is raised, once per change of
+        the file."""
+        stamp = _file_stamp(self.path)
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        self.value = self._load(self.path)
+        return True
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """(inode, mtime, size): an atomic replace always changes the inode."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+class LiveStoreRegistry:
+    """The stores file's registry as of the last :meth:`refresh`: what ingest serves from."""
+
+    def __init__(self, path: Path, box: SecretBox) -> None:
+        self._file = ReloadingFile(path, lambda p: StoreRegistry.load(p, box))
+
+    @property
+    def current(self) -> StoreRegistry:
+        return self._file.value
+
+    def refresh(self) -> bool:
+        return self._file.refresh()
+
+    def lookup(self, platform: str, identity: str) -> Store | None:
+        return self._file.value.lookup(platform, identity)
+
+    def get(self, store_id: str) -> Store | None:
+        return self._file.value.get(store_id)
+
+    def verification_keys(self, platform: str, now: datetime) -> frozenset[bytes]:
+        return self._file.value.verification_keys(platform, now)
+
+    def __repr__(self) -> str:
+        return f"LiveStoreRegistry({self._file.path}: {self._file.value!r})"
+
+
+class LiveCurrencies(Mapping[str, str]):
+    """:func:`store_currencies`, read again when the file changed, checked on a lookup at most
+    every ``check_seconds``: the normalizer knows the currency of a store added after it
+    started. A file that fails to load keeps the last good currencies (and is logged)."""
+
+    def __init__(self, path: Path, check_seconds: float = 1.0) -> None:
+        self._file = ReloadingFile(path, store_currencies)
+        self._check_seconds = check_seconds
+        self._next_check = time.monotonic() + check_seconds
+
+    def __getitem__(self, store_id: str) -> str:
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + self._check_seconds
+            try:
+                self._file.refresh()
+            except (OSError, RegistryError) as exc:
+                log.error("stores file changed but did not load; previous currencies kept: %s", exc)
+        return self._file.value[store_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._file.value)
+
+    def __len__(self) -> int:
+        return len(self._file.value)
 
 
 def store_currencies(path: Path) -> dict[str, str]:

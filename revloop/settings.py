@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     ingest_max_body_bytes: int = 1 << 20
     ingest_ack_timeout_seconds: float = 2.0
     """How long a request waits for Kafka's ack before answering 503. Shopify gives up at 5 s."""
+    ingest_stores_check_seconds: float = Field(default=1.0, gt=0)
+    """How often ingest checks the stores file for changes (a new store, a rotated key)."""
 
     @property
     def bootstrap_servers(self) -> str:

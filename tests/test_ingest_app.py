@@ -14,12 +14,16 @@ from typing import Any
 import httpx
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
+from pydantic import SecretStr
 
 from infra.stack import Stack
 from ingest import shopify, woocommerce
 from ingest.app import RAW_TOPIC, IngestService, create_app
 from ingest.metrics import IngestMetrics
 from ingest.publisher import DurablePublisher, PublishUnavailable
+from ingest.server import build_service
+from ingest.stores import Store, StoreRegistry
+from revloop.crypto import Secret, SecretBox, new_master_key
 from revloop.kafka import consumer_config, ensure_topics
 from revloop.settings import Settings
 from schemas.registry import CommittedCatalogue
@@ -345,3 +349,73 @@ async def test_closing_the_publisher_answers_every_record_still_waiting() -> Non
     assert publisher.close(timeout=0) == 1
     with pytest.raises(PublishUnavailable, match="closed before the ack"):
         await asyncio.wait_for(waiting, 2)
+
+
+async def test_a_store_added_while_ingest_runs_is_served_without_a_restart(
+    settings: Settings, tmp_path: Path
+) -> None:
+    keys = SecretStr(new_master_key("k1"))
+    path = tmp_path / "stores.json"
+    box = SecretBox.from_settings(Settings(master_keys=keys))
+    make_registry().save(path, box)
+    live = settings.model_copy(
+        update={
+            "stores_file": path,
+            "master_keys": keys,
+            "customer_key_salt": SecretStr("pepper"),
+            "ingest_stores_check_seconds": 0.05,
+        }
+    )
+    ensure_topics(settings, [RAW_TOPIC])
+    service = build_service(live)
+    app = create_app(service, on_shutdown=service.publisher.close)
+    body = (FIXTURES / "shopify" / "orders__create.json").read_bytes()
+    new_secret = b"new-shop-secret"
+
+    def new_shop_delivery() -> dict[str, str]:
+        return shopify.signed_headers(
+            body,
+            new_secret,
+            shop_domain="newshop.myshopify.com",
+            topic="orders/create",
+            webhook_id=str(uuid.uuid4()),
+            triggered_at=datetime.now(UTC),
+        )
+
+    async def status_within(seconds: float, wanted: int) -> int:
+        deadline = time.monotonic() + seconds
+        while True:
+            headers = new_shop_delivery()
+            response = await http.post("/webhooks/shopify", content=body, headers=headers)
+            if response.status_code == wanted or time.monotonic() > deadline:
+                return response.status_code
+            await asyncio.sleep(0.05)
+
+    def reloads(outcome: str) -> float:
+        value = service.metrics.registry.get_sample_value(
+            "revloop_ingest_store_reloads_total", {"outcome": outcome}
+        )
+        return value or 0.0
+
+    async with app.api.router.lifespan_context(app.api):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
+            assert (await status_within(0, 200)) == 401
+            StoreRegistry.update(
+                path,
+                box,
+                lambda r: r.with_store(
+                    Store("newshop", "shopify", "newshop.myshopify.com", (Secret(new_secret),))
+                ),
+            )
+            assert (await status_within(5, 200)) == 200
+            assert reloads("loaded") == 1
+            # A file that does not load (here, truncated mid-write by some other tool) leaves
+            # the stores that were loaded in service.
+            path.write_text('{"stores": [')
+            deadline = time.monotonic() + 5
+            while reloads("failed") == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert reloads("failed") == 1
+            assert (await status_within(0, 200)) == 200
+            assert reloads("loaded") == 1

@@ -22,6 +22,8 @@ from typer.testing import CliRunner
 
 from ingest.stores import (
     MAX_API_KEYS,
+    LiveCurrencies,
+    LiveStoreRegistry,
     Platform,
     RegistryError,
     Store,
@@ -883,3 +885,64 @@ def test_currencies_are_read_without_the_master_keys(tmp_path: Path) -> None:
     path.write_text(json.dumps(document))
     with pytest.raises(RegistryError, match="ISO 4217"):
         store_currencies(path)
+
+
+# --- a running service follows the file ---------------------------------------------------
+
+
+def test_a_live_registry_reads_the_file_again_only_when_it_changed(tmp_path: Path) -> None:
+    path = tmp_path / "stores.json"
+    StoreRegistry([_store("acme-shopify")]).save(path, BOX)
+    live = LiveStoreRegistry(path, BOX)
+    assert not live.refresh()
+    StoreRegistry.update(path, BOX, lambda r: r.with_store(_store("globex-shopify", b"s2")))
+    assert live.lookup("shopify", "globex-shopify.myshopify.com") is None  # until refreshed
+    assert live.refresh()
+    globex = live.lookup("shopify", "globex-shopify.myshopify.com")
+    assert globex is not None and globex.verification_keys(NOW) == (b"s2",)
+    assert live.get("acme-shopify") is not None
+    assert live.verification_keys("shopify", NOW) == {b"shpss_current", b"s2"}
+    assert not live.refresh()
+    assert "s2" not in repr(live)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda path: path.write_text('{"stores": ['),
+        lambda path: path.unlink(),
+        lambda path: StoreRegistry([_store("other")]).save(
+            path, SecretBox({"k9": os.urandom(32)}, "k9")
+        ),
+    ],
+    ids=["truncated", "deleted", "other-master-key"],
+)
+def test_a_file_that_no_longer_loads_keeps_the_last_good_stores(
+    tmp_path: Path, damage: Any
+) -> None:
+    path = tmp_path / "stores.json"
+    StoreRegistry([_store("acme-shopify")]).save(path, BOX)
+    live = LiveStoreRegistry(path, BOX)
+    damage(path)
+    with pytest.raises((RegistryError, CryptoError, FileNotFoundError)):
+        live.refresh()
+    assert not live.refresh()  # reported once per change, not on every check
+    assert live.lookup("shopify", "acme-shopify.myshopify.com") is not None
+    StoreRegistry([_store("acme-shopify"), _store("later")]).save(path, BOX)
+    assert live.refresh()
+    assert live.get("later") is not None
+
+
+def test_live_currencies_follow_the_file_and_survive_a_bad_one(tmp_path: Path) -> None:
+    path = tmp_path / "stores.json"
+    StoreRegistry([_store("acme-shopify", currency="EUR")]).save(path, BOX)
+    currencies = LiveCurrencies(path, check_seconds=0)
+    assert currencies.get("acme-shopify") == "EUR"
+    assert currencies.get("globex-shopify") is None
+    StoreRegistry.update(
+        path, BOX, lambda r: r.with_store(_store("globex-shopify", currency="JPY"))
+    )
+    assert currencies.get("globex-shopify") == "JPY"
+    path.write_text("not json")
+    assert currencies.get("globex-shopify") == "JPY"
+    assert dict(currencies) == {"acme-shopify": "EUR", "globex-shopify": "JPY"}
