@@ -40,6 +40,9 @@ class KafkaBroker(Component):
         self.lib_dir = (settings.kafka_lib_dir or self.base_dir / "lib").resolve()
         self.properties_file = self.base_dir / "server.properties"
         self._log_file = state_dir / "logs" / "kafka.log"
+        self.output_file = state_dir / "logs" / "kafka.out"
+        """The JVM's own stdout and stderr (a failed start, a crash); the broker's logging goes
+        to ``log_file``, which log4j rolls by size (infra/log4j2.yaml)."""
         self._pid_file = process.PidFile(self.base_dir / "kafka.pid")
 
     @property
@@ -118,9 +121,10 @@ class KafkaBroker(Component):
             str(self.properties_file),
         ]
         self.progress(f"{self.label}: starting on {self.address}")
-        with self.log_file.open("a") as log:
-            log.write(f"\n===== revloop infra up: starting {self.label} =====\n")
-        pid = process.spawn_detached(argv, log_file=self.log_file, cwd=self.base_dir)
+        process.rotate_log(self.output_file, process.LOG_ROTATE_BYTES, process.LOG_KEEP)
+        with self.output_file.open("a") as output:
+            output.write(f"\n===== revloop infra up: starting {self.label} =====\n")
+        pid = process.spawn_detached(argv, log_file=self.output_file, cwd=self.base_dir)
         self.pid_file.write(pid)
 
     def _java_common(self) -> list[str]:
@@ -128,7 +132,14 @@ class KafkaBroker(Component):
             "-cp",
             f"{self.lib_dir}/*",
             f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}",
+            f"-Dkafka.logs.dir={self.log_file.parent}",
         ]
+
+    def _with_log(self, message: str) -> str:
+        return (
+            f"{super()._with_log(message)}\n"
+            f"Last lines of {self.output_file}:\n{process.tail(self.output_file)}"
+        )
 
     def _jars_current(self) -> bool:
         stamp = self.lib_dir / ".pom.sha256"
@@ -229,9 +240,9 @@ class KafkaBroker(Component):
             "-c",
             str(self.properties_file),
         ]
-        with self.log_file.open("ab") as log:
+        with self.output_file.open("ab") as output:
             result = subprocess.run(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, check=False
+                argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, check=False
             )
         if result.returncode != 0:
             raise StackError(

@@ -6,7 +6,7 @@ Everything lives under ``settings.state_dir``::
     kafka/data/           KRaft metadata and topic data
     kafka/server.properties, kafka/kafka.pid
     postgres/data/        the cluster (postmaster.pid is Postgres's own pid file)
-    logs/                 kafka.log, postgres.log, mvn.log
+    logs/                 kafka.log, kafka.out, kafka-gc.log, postgres.log, mvn.log
     .lock                 serialises concurrent `up`/`down`
 """
 

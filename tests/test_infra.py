@@ -185,6 +185,7 @@ def test_broker_that_dies_on_startup_reports_its_log(make_settings: Any, stacks:
     message = str(raised.value)
     assert "Kafka broker exited during startup with code 1." in message
     assert str(stack.kafka.log_file) in message
+    assert str(stack.kafka.output_file) in message  # the JVM says why there, not log4j
     assert "Invalid maximum heap size" in message
 
     # One component failing does not leave the others half-done.
@@ -206,6 +207,11 @@ def test_up_down_up_keeps_data(
     assert set(first.changed) == {"kafka", "postgres"}
     status = stack.status()
     assert status.healthy, status
+    # The broker logs through log4j's size-rolled file; its stdout holds only the JVM's own.
+    assert "Kafka Server started" in stack.kafka.log_file.read_text()
+    output = stack.kafka.output_file.read_text()
+    assert "revloop infra up: starting" in output
+    assert " INFO " not in output
     assert status["kafka"].address == f"127.0.0.1:{settings.kafka_port}"
     assert status["postgres"].data_dir == state_dir / "postgres" / "data"
     pids = {c.name: c.pid for c in status.components}
