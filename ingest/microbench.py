@@ -27,14 +27,16 @@ the same body.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import hmac
 import itertools
+import json
 import secrets
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,7 +59,7 @@ from ingest.bench import (
 from ingest.metrics import IngestMetrics
 from ingest.publisher import DurablePublisher, PublishUnavailable
 from ingest.stores import StoreRegistry
-from ingest.webhooks import raw_record
+from ingest.webhooks import Delivery, raw_record
 from revloop.kafka import delete_topics, ensure_topics
 from revloop.settings import Settings, get_settings
 from schemas.registry import registry_for
@@ -135,16 +137,6 @@ class MicroReport:
     """Records in the steps' own raw topic once they were done: must equal ``acked``."""
 
 
-def _cycle(requests: Sequence[Request]) -> Callable[[], Request]:
-    iterator = iter(_forever(requests))
-    return lambda: next(iterator)
-
-
-def _forever(requests: Sequence[Request]) -> Iterator[Request]:
-    while True:
-        yield from requests
-
-
 def _cpu_us_per_call(calls: int, run: Callable[[int], None]) -> tuple[float, float]:
     """µs per call of the whole process's CPU and of the calling thread's."""
     process, thread = time.process_time_ns(), time.thread_time_ns()
@@ -172,26 +164,39 @@ class AcceptPath:
         self.service = service
         self.now = datetime.now(UTC)
         self.acked = 0
-        self._encoded: list[tuple[bytes, bytes]] = []
 
     def hmac(self, calls: int) -> None:
-        next_request = _cycle(self.requests)
+        next_request = itertools.cycle(self.requests).__next__
         for _ in range(calls):
             request = next_request()
             hmac.digest(request.secret, request.body, "sha256")
 
     def authenticate(self, calls: int) -> None:
-        next_request = _cycle(self.requests)
+        next_request = itertools.cycle(self.requests).__next__
         stores, now = self.stores, self.now
         for _ in range(calls):
             request = next_request()
             self.module.authenticate(request.body, request.headers, stores, now)
 
-    def encode(self, calls: int) -> None:
-        deliveries = [
+    @functools.cached_property
+    def _deliveries(self) -> list[tuple[Request, Delivery]]:
+        """Authenticated once, so ``encode`` and ``publish`` time only their own work."""
+        return [
             (r, self.module.authenticate(r.body, r.headers, self.stores, self.now))
             for r in self.requests
         ]
+
+    @functools.cached_property
+    def _encoded(self) -> list[tuple[bytes, bytes]]:
+        """(key, value) of each request's raw record, as ingest publishes it."""
+        records = [
+            raw_record(delivery, request.body, "application/json", self.now)
+            for request, delivery in self._deliveries
+        ]
+        return [(RAW_TOPIC.message_key(r), self.serde.encode(RAW_RECORD, r)) for r in records]
+
+    def encode(self, calls: int) -> None:
+        deliveries = self._deliveries
         encode = self.serde.encode
         for n in range(calls):
             request, delivery = deliveries[n % len(deliveries)]
@@ -205,18 +210,11 @@ class AcceptPath:
     async def _publish_all(self, calls: int) -> None:
         assert self.service is not None, "publish needs Kafka"
         topic, publish = self.service.raw_topic, self.service.publisher.publish
-        if not self._encoded:
-            for request in self.requests:
-                delivery = self.module.authenticate(
-                    request.body, request.headers, self.stores, self.now
-                )
-                record = raw_record(delivery, request.body, "application/json", self.now)
-                value = self.serde.encode(RAW_RECORD, record)
-                self._encoded.append((RAW_TOPIC.message_key(record), value))
+        encoded = self._encoded
         for start in range(0, calls, IN_FLIGHT):
             await asyncio.gather(
                 *(
-                    publish(topic, *self._encoded[n % len(self._encoded)])
+                    publish(topic, *encoded[n % len(encoded)])
                     for n in range(start, min(start + IN_FLIGHT, calls))
                 )
             )
@@ -231,7 +229,7 @@ class AcceptPath:
     async def _receive_all(self, calls: int) -> list[int]:
         assert self.service is not None, "receive needs Kafka"
         service = self.service
-        next_request = _cycle(self.requests)
+        next_request = itertools.cycle(self.requests).__next__
         statuses: list[int] = []
 
         async def one(request: Request) -> None:
@@ -394,8 +392,6 @@ def accept_path_command(
     ),
 ) -> None:
     """Measure CPU per call of each step of the accept path: HMAC, authenticate, encode, receive."""
-    import json
-
     console = Console()
     console.width = max(console.width, 100)
     try:
