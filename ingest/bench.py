@@ -24,13 +24,14 @@ import re
 import secrets
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from importlib import metadata
@@ -676,28 +677,47 @@ def _process_cpu(pids: Sequence[int]) -> float:
     return total / _TICK
 
 
-def _system_busy() -> float:
-    with contextlib.suppress(OSError, ValueError):
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return (sum(values[:8]) - values[3] - values[4]) / _TICK  # all but idle and iowait
-    return 0.0
+def _system_cpu() -> tuple[float, float]:
+    """Seconds of CPU machine-wide since boot: (busy, stolen by the hypervisor).
+
+    Steal is time this virtual machine's CPUs were ready to run but the host ran something
+    else; it is kept apart because no process here spent it."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        line = Path("/proc/stat").read_text().split("\n", 1)[0]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (
+            int(v) for v in line.split()[1:9]
+        )
+        return (user + nice + system + irq + softirq) / _TICK, steal / _TICK
+    return 0.0, 0.0
 
 
-def busy_cores(seconds: float) -> float:
-    """Cores busy machine-wide over ``seconds``: other work that will compete with the run."""
-    start, began = _system_busy(), time.monotonic()
+def busy_cores(seconds: float) -> tuple[float, float]:
+    """Cores busy and cores stolen machine-wide over ``seconds``: the noise a run will meet."""
+    (busy, steal), began = _system_cpu(), time.monotonic()
     time.sleep(seconds)
-    return round((_system_busy() - start) / (time.monotonic() - began), 2)
+    (busy_after, steal_after), wall = _system_cpu(), time.monotonic() - began
+    return round((busy_after - busy) / wall, 2), round((steal_after - steal) / wall, 2)
 
 
 @dataclass
 class CpuShare:
-    """Cores in use during a phase: the server, the load generator, and everything else (the
-    Kafka broker, mostly)."""
+    """Cores in use during a phase: the server, the load generator, everything else (the Kafka
+    broker, mostly), and the cores the hypervisor took away (steal)."""
 
     server: float
     loadgen: float
     other: float
+    steal: float = 0.0
+
+
+def mean_share(shares: Sequence[tuple[CpuShare, float]]) -> CpuShare:
+    """The time-weighted mean of (share, seconds) pairs."""
+    total = sum(seconds for _, seconds in shares) or 1.0
+
+    def mean(name: str) -> float:
+        return round(sum(float(getattr(share, name)) * s for share, s in shares) / total, 2)
+
+    return CpuShare(*(mean(f.name) for f in fields(CpuShare)))
 
 
 class _CpuMeter:
@@ -705,12 +725,12 @@ class _CpuMeter:
         self.server_pids = server.pids()
         self.loadgen_pids = [loadgen.process.pid or 0]
 
-    def _sample(self) -> tuple[float, float, float, float]:
+    def _sample(self) -> tuple[float, float, float, float, float]:
         return (
             time.monotonic(),
             _process_cpu(self.server_pids),
             _process_cpu(self.loadgen_pids),
-            _system_busy(),
+            *_system_cpu(),
         )
 
     def __enter__(self) -> _CpuMeter:
@@ -718,7 +738,7 @@ class _CpuMeter:
         return self
 
     def __exit__(self, *_: object) -> None:
-        wall, server, loadgen, busy = (
+        wall, server, loadgen, busy, steal = (
             b - a for a, b in zip(self.start, self._sample(), strict=True)
         )
         wall = max(wall, 1e-9)
@@ -726,6 +746,7 @@ class _CpuMeter:
             server=round(server / wall, 2),
             loadgen=round(loadgen / wall, 2),
             other=round(max(busy - server - loadgen, 0.0) / wall, 2),
+            steal=round(steal / wall, 2),
         )
 
 
@@ -823,9 +844,10 @@ def count_records(
 
 @dataclass(frozen=True)
 class BenchOptions:
-    duration: float = 20.0
-    latency_duration: float = 20.0
+    duration: float = 10.0
+    latency_duration: float = 10.0
     warmup: float = 5.0
+    rounds: int = 3
     connections: int = 64
     platform: PlatformChoice = PlatformChoice.SHOPIFY
     stores: int = 1
@@ -851,6 +873,8 @@ class ThroughputFigures:
     seconds: float
     answered_per_s: float
     accepted_per_s: float
+    """The median over rounds."""
+    round_accepted_per_s: list[float]
     accepted: int
     non_200: dict[str, int]
     closed_loop_latency: Percentiles
@@ -895,6 +919,8 @@ class BenchReport:
     bare: ThroughputFigures
     bare_latency: LatencyFigures
     ratio: float
+    """The median over rounds of ingest's rate over the bare server's in the same round."""
+    round_ratios: list[float]
     durability: Durability
     targets: list[dict[str, Any]]
     ingest_server_view: ServerView | None = None
@@ -997,84 +1023,6 @@ def _serving(
         server.stop()
 
 
-@dataclass
-class _ServerRun:
-    saturated: PhaseResult
-    saturated_cpu: CpuShare
-    paced_phase: Phase
-    paced: PhaseResult
-    paced_cpu: CpuShare
-    warmups: list[PhaseResult]
-    paced_histograms: tuple[Histograms, Histograms] | None = None
-    """Ingest's latency histograms just before and just after the paced phase."""
-
-    def accepted_seqs(self) -> set[int]:
-        return {s for r in (self.saturated, self.paced, *self.warmups) for s in r.accepted_seqs}
-
-    def throughput(self) -> ThroughputFigures:
-        result, seconds = self.saturated, self.saturated.seconds
-        return ThroughputFigures(
-            connections=self.paced_phase.connections,
-            seconds=seconds,
-            answered_per_s=round(result.completed / seconds, 1),
-            accepted_per_s=round(result.ok / seconds, 1),
-            accepted=result.ok,
-            non_200=_non_200(result, *self.warmups),
-            closed_loop_latency=percentiles(result.latencies),
-            cpu=self.saturated_cpu,
-            server_cpu_per_request_us=round(
-                self.saturated_cpu.server * seconds / max(result.completed, 1) * 1e6, 1
-            ),
-            loadgen_cpu_per_request_us=round(result.loadgen_cpu / max(result.sent, 1) * 1e6, 1),
-        )
-
-    def latency(self) -> LatencyFigures:
-        result = self.paced
-        return LatencyFigures(
-            rate=round(self.paced_phase.rate or 0.0, 1),
-            seconds=self.paced_phase.seconds,
-            sent=result.sent,
-            accepted=result.ok,
-            non_200=_non_200(result),
-            latency=percentiles(result.latencies),
-            max_send_lag_ms=round(result.max_lag * 1000, 2),
-            max_queued=result.max_pending,
-            cpu=self.paced_cpu,
-        )
-
-
-def _measure(
-    loadgen: LoadGenerator,
-    server: Server,
-    options: BenchOptions,
-    rate: float | None,
-    log: Callable[[str], None],
-    label: str,
-) -> _ServerRun:
-    """Warm up, measure closed-loop throughput, then warm up and measure open-loop latency at
-    ``rate`` (half the measured accepted rate when None)."""
-    port, conns = server.port, options.connections
-    log(f"{label}: warm-up {options.warmup:g}s")
-    warm = loadgen.run(Phase(port, conns, options.warmup))
-    log(f"{label}: closed loop, {conns} connections, {options.duration:g}s")
-    with _CpuMeter(server, loadgen) as meter:
-        saturated = loadgen.run(Phase(port, conns, options.duration))
-    saturated_cpu = meter.share
-    if rate is None:
-        rate = max(saturated.ok / options.duration / 2, 1.0)
-    log(f"{label}: open loop at {rate:.0f}/s, {options.latency_duration:g}s")
-    warm_paced = loadgen.run(Phase(port, conns, min(options.warmup, 2.0), rate))
-    paced_phase = Phase(port, conns, options.latency_duration, rate)
-    scrape = label == "ingest" and options.ingest_workers == 1
-    before = scrape_histograms(port) if scrape else None
-    with _CpuMeter(server, loadgen) as meter:
-        paced = loadgen.run(paced_phase)
-    histograms = (before, scrape_histograms(port)) if before is not None else None
-    return _ServerRun(
-        saturated, saturated_cpu, paced_phase, paced, meter.share, [warm, warm_paced], histograms
-    )
-
-
 Histograms = dict[str, dict[float, float]]
 """Histogram name → upper bound → cumulative count, summed over label sets."""
 
@@ -1100,10 +1048,20 @@ def scrape_histograms(port: int) -> Histograms:
     return found
 
 
-def server_view(before: Histograms, after: Histograms) -> ServerView:
+def add_histograms(total: Histograms, before: Histograms, after: Histograms) -> Histograms:
+    """``total`` plus what the histograms counted between two scrapes."""
+    summed: Histograms = {}
+    for name, buckets in after.items():
+        summed[name] = {
+            bound: total.get(name, {}).get(bound, 0.0) + count - before[name].get(bound, 0.0)
+            for bound, count in buckets.items()
+        }
+    return summed
+
+
+def server_view(counted: Histograms) -> ServerView:
     def share_over(name: str, seconds: float) -> tuple[int, float]:
-        total = after[name][math.inf] - before[name][math.inf]
-        within = after[name][seconds] - before[name][seconds]
+        total, within = counted[name][math.inf], counted[name][seconds]
         return int(total), round(100 * (total - within) / total, 3) if total else 0.0
 
     requests, requests_10 = share_over(SERVER_HISTOGRAMS[0], 0.01)
@@ -1111,6 +1069,129 @@ def server_view(before: Histograms, after: Histograms) -> ServerView:
     _, acks_10 = share_over(SERVER_HISTOGRAMS[1], 0.01)
     _, acks_25 = share_over(SERVER_HISTOGRAMS[1], 0.025)
     return ServerView(requests, requests_10, requests_25, acks_10, acks_25)
+
+
+REWARM_SECONDS: Final = 1.0
+"""Unmeasured load before each window after a server's first: the other server ran meanwhile."""
+
+
+@dataclass
+class _Window:
+    result: PhaseResult
+    cpu: CpuShare
+
+
+@dataclass
+class _ServerRun:
+    """One server under test and every window measured on it, over all rounds."""
+
+    label: str
+    server: Server
+    connections: int
+    scrape: bool = False
+    """Scrape ingest's histograms around its paced windows (one worker only: a scrape reaches
+    one worker)."""
+    warmups: list[PhaseResult] = field(default_factory=list)
+    saturated: list[_Window] = field(default_factory=list)
+    paced: list[_Window] = field(default_factory=list)
+    paced_rate: float = 0.0
+    paced_histograms: Histograms | None = None
+    """What ingest's histograms counted during the paced windows, summed."""
+
+    def measure(
+        self, loadgen: LoadGenerator, seconds: float, rate: float | None, warmup: float
+    ) -> None:
+        """Warm up, then measure one window: closed loop when ``rate`` is None, else paced."""
+        phase = Phase(self.server.port, self.connections, seconds, rate)
+        if warmup > 0:
+            self.warmups.append(loadgen.run(Phase(phase.port, phase.connections, warmup, rate)))
+        before = scrape_histograms(self.server.port) if self.scrape and rate else None
+        with _CpuMeter(self.server, loadgen) as meter:
+            result = loadgen.run(phase)
+        if before is not None:
+            after = scrape_histograms(self.server.port)
+            self.paced_histograms = add_histograms(self.paced_histograms or {}, before, after)
+        (self.saturated if rate is None else self.paced).append(_Window(result, meter.share))
+        if rate is not None:
+            self.paced_rate = rate
+
+    def round_rates(self) -> list[float]:
+        return [round(w.result.ok / w.result.seconds, 1) for w in self.saturated]
+
+    def accepted_seqs(self) -> set[int]:
+        results = [*self.warmups, *(w.result for w in (*self.saturated, *self.paced))]
+        return {s for r in results for s in r.accepted_seqs}
+
+    def throughput(self) -> ThroughputFigures:
+        results = [w.result for w in self.saturated]
+        seconds = sum(r.seconds for r in results)
+        completed = sum(r.completed for r in results)
+        cpu = mean_share([(w.cpu, w.result.seconds) for w in self.saturated])
+        return ThroughputFigures(
+            connections=self.connections,
+            seconds=seconds,
+            answered_per_s=round(statistics.median(r.completed / r.seconds for r in results), 1),
+            accepted_per_s=round(statistics.median(self.round_rates()), 1),
+            round_accepted_per_s=self.round_rates(),
+            accepted=sum(r.ok for r in results),
+            non_200=_non_200(*results, *self.warmups),
+            closed_loop_latency=percentiles([x for r in results for x in r.latencies]),
+            cpu=cpu,
+            server_cpu_per_request_us=round(cpu.server * seconds / max(completed, 1) * 1e6, 1),
+            loadgen_cpu_per_request_us=round(
+                sum(r.loadgen_cpu for r in results) / max(sum(r.sent for r in results), 1) * 1e6,
+                1,
+            ),
+        )
+
+    def latency(self) -> LatencyFigures:
+        results = [w.result for w in self.paced]
+        return LatencyFigures(
+            rate=round(self.paced_rate, 1),
+            seconds=sum(r.seconds for r in results),
+            sent=sum(r.sent for r in results),
+            accepted=sum(r.ok for r in results),
+            non_200=_non_200(*results),
+            latency=percentiles([x for r in results for x in r.latencies]),
+            max_send_lag_ms=round(max(r.max_lag for r in results) * 1000, 2),
+            max_queued=max(r.max_pending for r in results),
+            cpu=mean_share([(w.cpu, w.result.seconds) for w in self.paced]),
+        )
+
+
+def _measure_rounds(
+    loadgen: LoadGenerator,
+    ingest: _ServerRun,
+    bare: _ServerRun,
+    options: BenchOptions,
+    log: Callable[[str], None],
+) -> None:
+    """Closed-loop windows for both servers, interleaved round by round, then paced windows at
+    half ingest's median rate, interleaved the same way. Each round swaps which server goes
+    first, so drift in the machine's other load falls on both alike."""
+
+    def in_turn(r: int) -> tuple[_ServerRun, _ServerRun]:
+        return (ingest, bare) if r % 2 == 0 else (bare, ingest)
+
+    def warmup(windows: list[_Window], first: float) -> float:
+        return min(options.warmup, REWARM_SECONDS) if windows else first
+
+    for r in range(options.rounds):
+        for run in in_turn(r):
+            log(
+                f"round {r + 1}/{options.rounds}, {run.label}: closed loop, "
+                f"{options.connections} connections, {options.duration:g}s"
+            )
+            run.measure(loadgen, options.duration, None, warmup(run.saturated, options.warmup))
+    rate = max(statistics.median(ingest.round_rates()) / 2, 1.0)
+    for r in range(options.rounds):
+        for run in in_turn(r):
+            log(
+                f"round {r + 1}/{options.rounds}, {run.label}: open loop at {rate:.0f}/s, "
+                f"{options.latency_duration:g}s"
+            )
+            first = min(options.warmup, 2.0)
+            run.measure(loadgen, options.latency_duration, rate, warmup(run.paced, first))
 
 
 def run_bench(
@@ -1125,7 +1206,7 @@ def run_bench(
     settings = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}{tag}."})
     ensure_topics(settings, prefixed(settings.topic_prefix, [RAW_TOPIC]))
     try:
-        ingest, ceiling, durability, background = _run_servers(
+        ingest, ceiling, durability, (busy, steal) = _run_servers(
             options, settings, config, tag, stores, log
         )
     finally:
@@ -1133,7 +1214,11 @@ def run_bench(
             delete_topics(settings, [settings.topic_name(RAW_TOPIC)])
     throughput, ceiling_throughput = ingest.throughput(), ceiling.throughput()
     latency = ingest.latency()
-    ratio = round(throughput.accepted_per_s / max(ceiling_throughput.accepted_per_s, 1e-9), 3)
+    round_ratios = [
+        round(i / max(b, 1e-9), 3)
+        for i, b in zip(ingest.round_rates(), ceiling.round_rates(), strict=True)
+    ]
+    ratio = round(statistics.median(round_ratios), 3)
     targets = [
         _target(
             "accepted deliveries/s",
@@ -1156,7 +1241,11 @@ def run_bench(
         _target("ingest / bare", f">= {TARGET_RATIO:g}", f"{ratio:.2f}", ratio >= TARGET_RATIO),
     ]
     return BenchReport(
-        machine={**machine_facts(config), "cores busy before the run": f"{background:.2f}"},
+        machine={
+            **machine_facts(config),
+            "cores busy before the run": f"{busy:.2f}",
+            "cores stolen before the run": f"{steal:.2f}",
+        },
         options={
             **asdict(options),
             "platform": str(options.platform),
@@ -1168,10 +1257,11 @@ def run_bench(
         bare=ceiling_throughput,
         bare_latency=ceiling.latency(),
         ratio=ratio,
+        round_ratios=round_ratios,
         durability=durability,
         targets=targets,
         ingest_server_view=(
-            server_view(*ingest.paced_histograms) if ingest.paced_histograms else None
+            server_view(ingest.paced_histograms) if ingest.paced_histograms else None
         ),
     )
 
@@ -1183,10 +1273,10 @@ def _run_servers(
     tag: str,
     stores: Sequence[BenchStore],
     log: Callable[[str], None],
-) -> tuple[_ServerRun, _ServerRun, Durability, float]:
+) -> tuple[_ServerRun, _ServerRun, Durability, tuple[float, float]]:
     before = end_offsets(settings)
     background = busy_cores(2.0)
-    log(f"cores busy before the run: {background:.2f}")
+    log(f"cores busy before the run: {background[0]:.2f}, stolen: {background[1]:.2f}")
     master_key = new_master_key("bench")
     key_id, _, encoded = master_key.partition(":")
     box = SecretBox({key_id: base64.b64decode(encoded)}, key_id)
@@ -1199,15 +1289,21 @@ def _run_servers(
                 f"uvicorn --workers {config.workers} --loop {config.loop} --http {config.http}; "
                 f"stores {tag}*"
             )
-            with _serving(options.ingest_app, config, settings, workdir, master_key) as server:
-                ingest = _measure(loadgen, server, options, None, log, "ingest")
-            with _serving(options.bare_app, config, settings, workdir, master_key) as bare:
-                ceiling = _measure(loadgen, bare, options, ingest.paced_phase.rate, log, "bare")
+            # Both servers stay up for the whole run, so their windows can alternate; the idle
+            # one costs next to nothing (it is counted under "other").
+            with (
+                _serving(options.ingest_app, config, settings, workdir, master_key) as server,
+                _serving(options.bare_app, config, settings, workdir, master_key) as bare_server,
+            ):
+                ingest = _ServerRun("ingest", server, options.connections, config.workers == 1)
+                bare = _ServerRun("bare", bare_server, options.connections)
+                _measure_rounds(loadgen, ingest, bare, options, log)
         finally:
             loadgen.close()
+    # Counted after ingest's graceful stop, which flushed its producer.
     log(f"durability: reading the bench stores' records back from {settings.topic_name(RAW_TOPIC)}")
     durability = count_records(settings, before, stores, tag, ingest.accepted_seqs())
-    return ingest, ceiling, durability, background
+    return ingest, bare, durability, background
 
 
 def _target(name: str, goal: str, measured: str, met: bool) -> dict[str, Any]:
@@ -1224,12 +1320,21 @@ def print_report(report: BenchReport, console: Console) -> None:
     console.print(facts)
 
     table = Table(title=f"revloop bench ingest ({report.options['platform']})")
-    columns = ("phase", "200/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "non-200", "cores s/g/o")
+    columns = (
+        "phase",
+        "200/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "non-200",
+        "cores s/g/o/st",
+    )
     for column in columns:
         table.add_column(column, justify="left" if column in ("phase", "non-200") else "right")
 
     def cores(cpu: CpuShare) -> str:
-        return f"{cpu.server:.2f}/{cpu.loadgen:.2f}/{cpu.other:.2f}"
+        return f"{cpu.server:.2f}/{cpu.loadgen:.2f}/{cpu.other:.2f}/{cpu.steal:.2f}"
 
     def errors(outcomes: dict[str, int]) -> str:
         return ", ".join(f"{k}: {v}" for k, v in outcomes.items()) or "0"
@@ -1254,8 +1359,14 @@ def print_report(report: BenchReport, console: Console) -> None:
             cores(p.cpu),
         )
     console.print(table)
+    rounds = report.ingest.round_accepted_per_s
     console.print(
-        "cores s/g/o: cores busy in the server, the load generator and the rest (the broker).\n"
+        f"{len(rounds)} rounds, closed loop 200/s (medians above): ingest "
+        f"{', '.join(f'{r:,.0f}' for r in rounds)}; bare "
+        f"{', '.join(f'{r:,.0f}' for r in report.bare.round_accepted_per_s)}; ratio "
+        f"{', '.join(f'{r:.2f}' for r in report.round_ratios)}. Paced rows pool every round.\n"
+        "cores s/g/o/st: cores busy in the server, the load generator and the rest (the broker, "
+        "the idle server), and cores stolen by the hypervisor.\n"
         f"Server CPU per answer: ingest {report.ingest.server_cpu_per_request_us:g} µs, bare "
         f"{report.bare.server_cpu_per_request_us:g} µs. Load generator: "
         f"{report.ingest.loadgen_cpu_per_request_us:g} µs per request; "
@@ -1314,11 +1425,18 @@ def report_json(report: BenchReport) -> str:
 
 @bench_app.command("ingest")
 def ingest_command(
-    duration: float = typer.Option(20.0, help="Seconds of closed-loop load per server.", min=0.5),
-    latency_duration: float = typer.Option(
-        20.0, help="Seconds of paced load at half the measured rate.", min=0.5
+    duration: float = typer.Option(
+        10.0, help="Seconds of closed-loop load per server and round.", min=0.5
     ),
-    warmup: float = typer.Option(5.0, help="Seconds of unmeasured load before each phase.", min=0),
+    latency_duration: float = typer.Option(
+        10.0, help="Seconds of paced load at half the median rate, per server and round.", min=0.5
+    ),
+    warmup: float = typer.Option(
+        5.0, help="Seconds of unmeasured load before a server's first window.", min=0
+    ),
+    rounds: int = typer.Option(
+        3, help="Rounds; each measures both servers, alternating which goes first.", min=1
+    ),
     connections: int = typer.Option(64, help="Keep-alive connections.", min=1),
     platform: PlatformChoice = typer.Option(  # noqa: B008
         PlatformChoice.SHOPIFY, help="Which webhooks to send; mix rotates all three."
@@ -1351,6 +1469,7 @@ def ingest_command(
         duration=duration,
         latency_duration=latency_duration,
         warmup=warmup,
+        rounds=rounds,
         connections=connections,
         platform=platform,
         stores=stores,
