@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -98,11 +99,10 @@ class KafkaBroker(Component):
         if not (self.data_dir / "meta.properties").exists():
             self._format_storage()
 
-    def start(self) -> None:
+    def jvm_options(self) -> list[str]:
         heap = self.settings.kafka_heap
         gc_log = self.log_file.parent / "kafka-gc.log"
-        argv = [
-            "java",
+        return [
             # The JVM options of Apache Kafka's own start scripts: a fixed heap and G1 aiming at
             # 20 ms pauses. Without them the JVM picks its defaults, and a young collection can
             # hold every ack for longer than the ingest p99 budget (docs/benchmarks.md).
@@ -116,10 +116,13 @@ class KafkaBroker(Component):
             "-XX:MaxInlineLevel=15",
             f"-Xlog:gc*:file={gc_log}:time,tags:filecount=5,filesize=20M",
             "-Djava.awt.headless=true",
-            *self._java_common(),
-            "kafka.Kafka",
-            str(self.properties_file),
+            # Last, so that the JVM takes these over revloop's own where both set something.
+            *shlex.split(self.settings.kafka_jvm_options),
         ]
+
+    def start(self) -> None:
+        argv = ["java", *self.jvm_options(), *self._java_common(), "kafka.Kafka"]
+        argv.append(str(self.properties_file))
         self.progress(f"{self.label}: starting on {self.address}")
         process.rotate_log(self.output_file, process.LOG_ROTATE_BYTES, process.LOG_KEEP)
         with self.output_file.open("a") as output:

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     kafka_heap: str = "1g"
+    kafka_jvm_options: str = ""
+    """``REVLOOP_KAFKA_JVM_OPTIONS``: more options for the local broker's JVM (shell-quoted), after
+    revloop's own, so they win; like ``KAFKA_OPTS`` for Kafka's start scripts."""
     kafka_lib_dir: Path | None = None
     """Where `infra up` copies the broker's jars; default ``<state_dir>/kafka/lib``.
 

@@ -300,3 +300,15 @@ def test_a_log_over_its_cap_is_rotated_before_a_restart(tmp_path: Path) -> None:
     log.write_text("small")
     rotate_log(log, max_bytes=50, keep=3)
     assert log.read_text() == "small"  # under the cap: left alone
+
+
+def test_extra_jvm_options_come_after_revloop_s_own(tmp_path: Path) -> None:
+    settings = isolated_settings(tmp_path).model_copy(
+        update={"kafka_jvm_options": "-XX:MaxGCPauseMillis=50 '-Dnote=two words'"}
+    )
+    broker = infra.kafka.KafkaBroker(settings, state_dir=tmp_path, progress=lambda _: None)
+    options = broker.jvm_options()
+    # The JVM takes the last of repeated options, so the user's must be the later ones.
+    assert options.index("-XX:MaxGCPauseMillis=50") > options.index("-XX:MaxGCPauseMillis=20")
+    assert options[-2:] == ["-XX:MaxGCPauseMillis=50", "-Dnote=two words"]
+    assert f"-Xmx{settings.kafka_heap}" in options
