@@ -291,6 +291,21 @@ def _high_watermark(consumer: Consumer, tp: TopicPartition, timeout: float = 30.
             time.sleep(0.2)
 
 
+def _marks_reader(settings: Settings) -> Consumer:
+    """Reads the marks the demo counts between: high watermarks, hence read_uncommitted. Under
+    read_committed the broker answers the last stable offset instead, which stops before any
+    transaction whose commit marker the partition does not have yet. The normalizer's events
+    and its raw offsets commit in one transaction, but Kafka does not make them visible at one
+    instant (the group coordinator writes the offsets' marker itself, apart from the output
+    partitions' markers), so the group can look caught up while its last events are still
+    unmarked: end marks read then would leave those events out. Each event is acknowledged
+    before its transaction commits, so it is below the high watermark by then, and
+    :func:`_read_between` (read_committed) waits until it can be read."""
+    return Consumer(
+        consumer_config(settings, "revloop.demo.unused", **{"isolation.level": "read_uncommitted"})
+    )
+
+
 def _normalizer_backlog(settings: Settings, partitions: Sequence[int]) -> int:
     """Raw records the normalizer's group has not committed past yet (0 when the broker cannot
     say yet: on a new broker the offsets topic appears with the first group)."""
@@ -391,7 +406,7 @@ def _read_between(
                 topic_, partition, offset = message.topic(), message.partition(), message.offset()
                 assert topic_ is not None and partition is not None and offset is not None
                 name = topic_.removeprefix(prefix)
-                if offset >= wanted.get((name, partition), offset + 1):
+                if offset >= end.get((name, partition), 0):  # past the window, done or not
                     continue
                 try:
                     yield name, serde.decode(message.value() or b"").value
@@ -502,7 +517,7 @@ def run_demo(
     if settings.schema_registry_url:
         env["SCHEMA_REGISTRY_URL"] = settings.schema_registry_url
     serde = AvroSerde(registry_for(settings.schema_registry_url))
-    marks_reader = Consumer(consumer_config(settings, "revloop.demo.unused"))
+    marks_reader = _marks_reader(settings)
     with ExitStack() as stack:
         stack.callback(marks_reader.close)
         start_marks = _watermarks(marks_reader, [RAW_TOPIC, *OUTPUT_TOPICS], settings.topic_prefix)
