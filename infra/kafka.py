@@ -124,10 +124,12 @@ class KafkaBroker(Component):
         argv = ["java", *self.jvm_options(), *self._java_common(), "kafka.Kafka"]
         argv.append(str(self.properties_file))
         self.progress(f"{self.label}: starting on {self.address}")
-        process.rotate_log(self.output_file, process.LOG_ROTATE_BYTES, process.LOG_KEEP)
-        with self.output_file.open("a") as output:
-            output.write(f"\n===== revloop infra up: starting {self.label} =====\n")
-        pid = process.spawn_detached(argv, log_file=self.output_file, cwd=self.base_dir)
+        pid = process.spawn_detached(
+            argv,
+            log_file=self.output_file,
+            cwd=self.base_dir,
+            banner=f"revloop infra up: starting {self.label}",
+        )
         self.pid_file.write(pid)
 
     def _java_common(self) -> list[str]:

@@ -24,13 +24,19 @@ LOG_ROTATE_BYTES = 20 * 1024 * 1024
 LOG_KEEP = 3
 
 
-def spawn_detached(argv: Sequence[str], *, log_file: Path, cwd: Path) -> int:
-    """Start a long-running process in its own session, with stdout/stderr appended to log_file.
+def spawn_detached(
+    argv: Sequence[str], *, log_file: Path, cwd: Path, banner: str | None = None
+) -> int:
+    """Start a long-running process in its own session, with stdout/stderr appended to log_file
+    (rotated first, then ``banner`` on a line of its own, if given).
 
     Its own session means it outlives the CLI and ignores the terminal's Ctrl-C.
     """
     rotate_log(log_file, LOG_ROTATE_BYTES, LOG_KEEP)
     with log_file.open("ab") as log:
+        if banner is not None:
+            log.write(f"\n===== {banner} =====\n".encode())
+            log.flush()
         proc = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,

@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -25,7 +26,7 @@ from typer.testing import CliRunner
 
 import infra.kafka
 from infra.cli import app
-from infra.process import rotate_log
+from infra.process import LOG_ROTATE_BYTES, pid_alive, rotate_log, spawn_detached
 from infra.stack import Stack, StackError, State
 from revloop.settings import Settings, get_settings
 from tests.stacks import isolated_settings, scratch_state_dir
@@ -312,3 +313,21 @@ def test_extra_jvm_options_come_after_revloop_s_own(tmp_path: Path) -> None:
     assert options.index("-XX:MaxGCPauseMillis=50") > options.index("-XX:MaxGCPauseMillis=20")
     assert options[-2:] == ["-XX:MaxGCPauseMillis=50", "-Dnote=two words"]
     assert f"-Xmx{settings.kafka_heap}" in options
+
+
+def test_a_restart_banner_opens_the_fresh_log(tmp_path: Path) -> None:
+    log = tmp_path / "kafka.out"
+    log.write_bytes(b"old run\n" + b"x" * LOG_ROTATE_BYTES)
+    pid = spawn_detached(
+        [sys.executable, "-c", "print('child output')"],
+        log_file=log,
+        cwd=tmp_path,
+        banner="revloop infra up: starting test",
+    )
+    deadline = time.monotonic() + 30
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Rotated once, before the banner: the banner is not left behind with the old run.
+    assert log.read_text() == "\n===== revloop infra up: starting test =====\nchild output\n"
+    assert (tmp_path / "kafka.out.1").read_bytes().startswith(b"old run\n")
+    assert not (tmp_path / "kafka.out.2").exists()
