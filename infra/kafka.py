@@ -121,8 +121,13 @@ class KafkaBroker(Component):
         ]
 
     def start(self) -> None:
-        argv = ["java", *self.jvm_options(), *self._java_common(), "kafka.Kafka"]
-        argv.append(str(self.properties_file))
+        argv = [
+            "java",
+            *self.jvm_options(),
+            *self._java_common(),
+            "kafka.Kafka",
+            str(self.properties_file),
+        ]
         self.progress(f"{self.label}: starting on {self.address}")
         pid = process.spawn_detached(
             argv,
