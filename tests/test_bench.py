@@ -115,7 +115,7 @@ def test_a_short_run_acks_only_what_kafka_holds(settings: Settings, admin: Admin
         report.round_ratios, ingest_rates, bare_rates, strict=True
     ):
         assert ratio == pytest.approx(ingest_rate / bare_rate, abs=0.001)  # rates are rounded
-    assert report.ratio == pytest.approx(statistics.median(report.round_ratios), abs=0.0005)
+    assert report.ratio == round(statistics.median(report.round_ratios), 3)  # median of ratios
     assert report.ingest.seconds == report.ingest_latency.seconds == 2.0
     view = report.ingest_server_view
     assert view is not None
