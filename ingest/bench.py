@@ -31,7 +31,7 @@ import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from importlib import metadata
@@ -1104,7 +1104,7 @@ class _ServerRun:
         """Warm up, then measure one window: closed loop when ``rate`` is None, else paced."""
         phase = Phase(self.server.port, self.connections, seconds, rate)
         if warmup > 0:
-            self.warmups.append(loadgen.run(Phase(phase.port, phase.connections, warmup, rate)))
+            self.warmups.append(loadgen.run(replace(phase, seconds=warmup)))
         before = scrape_histograms(self.server.port) if self.scrape and rate else None
         with _CpuMeter(self.server, loadgen) as meter:
             result = loadgen.run(phase)
@@ -1127,12 +1127,13 @@ class _ServerRun:
         seconds = sum(r.seconds for r in results)
         completed = sum(r.completed for r in results)
         cpu = mean_share([(w.cpu, w.result.seconds) for w in self.saturated])
+        rates = self.round_rates()
         return ThroughputFigures(
             connections=self.connections,
             seconds=seconds,
             answered_per_s=round(statistics.median(r.completed / r.seconds for r in results), 1),
-            accepted_per_s=round(statistics.median(self.round_rates()), 1),
-            round_accepted_per_s=self.round_rates(),
+            accepted_per_s=round(statistics.median(rates), 1),
+            round_accepted_per_s=rates,
             accepted=sum(r.ok for r in results),
             non_200=_non_200(*results, *self.warmups),
             closed_loop_latency=percentiles([x for r in results for x in r.latencies]),
