@@ -3,6 +3,7 @@ API key is printed once, when it is made, and only its digest is stored."""
 
 from __future__ import annotations
 
+import secrets
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -63,15 +64,25 @@ def _open() -> tuple[Path, SecretBox, StoreRegistry]:
     return path, box, registry
 
 
+def default_key_id() -> str:
+    """``k<YYYYMMDD>-<6 hex>``: the date says how old a key is, the random part keeps two keys
+    made the same day apart (ids name keys in tokens, so they must never collide). Any id
+    matching the keyring's pattern still loads, the older ``k<YYYYMMDD>`` ones included."""
+    return f"k{datetime.now(UTC):%Y%m%d}-{secrets.token_hex(3)}"
+
+
 @stores_app.command()
 @_registry_errors
 def keygen(
     key_id: str | None = typer.Option(
-        None, "--key-id", help="Id for the new key (default: k<YYYYMMDD>).", show_default=False
+        None,
+        "--key-id",
+        help="Id for the new key (default: k<YYYYMMDD>-<6 random hex digits>).",
+        show_default=False,
     ),
 ) -> None:
     """Print a new master key entry for REVLOOP_MASTER_KEYS."""
-    entry = new_master_key(key_id or f"k{datetime.now(UTC):%Y%m%d}")
+    entry = new_master_key(key_id or default_key_id())
     typer.echo(entry)
     new_id = entry.partition(":")[0]
     _err().print(
@@ -99,7 +110,7 @@ def add(
         prompt="Webhook secret",
         hide_input=True,
         help="The webhook signing secret; '-' reads it from stdin (keeps it out of shell "
-        "history). Prompted for when omitted.",
+        "history), or prompts without echo when stdin is a terminal. Prompted for when omitted.",
     ),
     rotation_window_hours: float = typer.Option(
         1.0,
@@ -115,7 +126,7 @@ def add(
     ),
 ) -> None:
     """Add a store, or give an existing one a new webhook secret."""
-    value = sys.stdin.read().rstrip("\r\n") if secret == _STDIN else secret
+    value = _secret_from_stdin() if secret == _STDIN else secret
     if not value:
         raise ValueError("the webhook secret is empty")
     path, box = _location()
@@ -132,6 +143,13 @@ def add(
 
     StoreRegistry.update(path, box, change)
     typer.echo(f"{messages[0]} (in {path})")
+
+
+def _secret_from_stdin() -> str:
+    # Read from a terminal, the secret would be echoed as it is typed: prompt without echo there.
+    if sys.stdin.isatty():
+        return str(typer.prompt("Webhook secret", hide_input=True))
+    return sys.stdin.read().rstrip("\r\n")
 
 
 def _added_or_rotated(

@@ -176,6 +176,34 @@ def _order_kind(event: str, status: str | None) -> str:
     )
 
 
+# WooCommerce's paid statuses (wc_get_is_paid_statuses(), what WC_Order::is_paid() checks): paid
+# even when no date_paid was recorded (imported or hand-edited orders).
+_PAID_STATUSES = frozenset({"processing", "completed"})
+# Still waiting for the payment, or given up on it.
+_UNPAID_STATUSES = frozenset({"pending", "on-hold", "failed", "cancelled", "checkout-draft"})
+
+
+def _financial_status(status: str | None, date_paid_gmt: Any) -> str | None:
+    if status == "refunded":
+        return "refunded"
+    if status in _PAID_STATUSES or date_paid_gmt:
+        return "paid"
+    if status in _UNPAID_STATUSES:
+        return "unpaid"
+    return None  # a plugin's status and no payment date: unknown rather than a guess
+
+
+def _subtotal(
+    raw_lines: Any, lines: list[Mapping[str, Any]], currency: str
+) -> dict[str, Any] | None:
+    """The sum of the line subtotals (before discounts, excluding tax even when prices include
+    it, like the order's subtotal). A line without one makes it unknown: its post-discount
+    ``total`` is not its subtotal, and the payload does not say the line's discount."""
+    if raw_lines is None or any(line.get("subtotal") is None for line in lines):
+        return None
+    return money_minor(sum(minor_units(line["subtotal"], currency) for line in lines), currency)
+
+
 def _order_events(
     raw: RawDelivery, context: NormalizeContext, order: dict[str, Any], event: str
 ) -> list[Emit]:
@@ -206,14 +234,11 @@ def _order_events(
         customer_key=shopper_key(context, raw.store_id, email, customer_id),
         currency=currency,
         total=money(order.get("total"), currency),
-        # Line subtotals exclude tax even when prices include it, as the order's subtotal does.
-        subtotal=money_minor(
-            sum(minor_units(line.get("subtotal", "0"), currency) for line in lines), currency
-        ),
+        subtotal=_subtotal(order.get("line_items"), lines, currency),
         total_tax=money(order.get("total_tax", "0"), currency),
         total_discounts=money(order.get("discount_total", "0"), currency),
         total_shipping=money(order.get("shipping_total", "0"), currency),
-        financial_status="paid" if order.get("date_paid_gmt") else "unpaid",
+        financial_status=_financial_status(status, order.get("date_paid_gmt")),
         fulfillment_status=status,
         cancelled_at=occurred_at if status == "cancelled" else None,
         line_items=[_line_item(line, currency) for line in lines],

@@ -29,14 +29,23 @@ def list_topics(
     if markdown:
         typer.echo(catalogue_markdown(), nl=False)
         return
-    table = Table("topic", "key", "values", "partitions", "cleanup", "retention")
+    table = Table()
+    # A topic name is what people copy: never cut or wrapped. On a narrow terminal the other
+    # columns give way, folded rather than cut with an ellipsis; key fields and value records go
+    # one per line so those columns need little width.
+    table.add_column("topic", no_wrap=True, min_width=max(len(t.name) for t in TOPICS))
+    table.add_column("key", overflow="fold")
+    table.add_column("values", overflow="fold")
+    table.add_column("partitions", justify="right", overflow="fold")
+    table.add_column("cleanup", overflow="fold")
+    table.add_column("retention", overflow="fold")
     for t in TOPICS:
         retention = "forever" if t.retention_ms < 0 else f"{t.retention_ms // 86_400_000} d"
-        values = ", ".join(v.rsplit(".", 1)[-1] for v in t.values)
+        values = "\n".join(v.rsplit(".", 1)[-1] for v in t.values)
         table.add_row(
-            t.name, "/".join(t.key), values, str(t.partitions), t.cleanup.value, retention
+            t.name, "\n".join(t.key), values, str(t.partitions), t.cleanup.value, retention
         )
-    console.print(table)
+    Console().print(table)  # made now, so it measures the terminal (or COLUMNS) of this run
 
 
 @topics_app.command("ensure")

@@ -17,9 +17,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import psycopg
 import pytest
+import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from typer.testing import CliRunner
@@ -331,3 +333,19 @@ def test_a_restart_banner_opens_the_fresh_log(tmp_path: Path) -> None:
     assert log.read_text() == "\n===== revloop infra up: starting test =====\nchild output\n"
     assert (tmp_path / "kafka.out.1").read_bytes().startswith(b"old run\n")
     assert not (tmp_path / "kafka.out.2").exists()
+
+
+def test_docker_compose_runs_the_versions_the_local_stack_runs() -> None:
+    root = Path(__file__).resolve().parent.parent
+    services = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]
+    pom = ElementTree.parse(infra.kafka.POM).getroot()  # noqa: S314 (our own pom)
+    kafka_version = pom.findtext("m:properties/m:kafka.version", namespaces=_POM_NS)
+    assert kafka_version, "infra/pom.xml names no kafka.version"
+    assert services["kafka"]["image"] == f"apache/kafka:{kafka_version}"
+    assert f"Apache Kafka {kafka_version}" in (root / "docs" / "infra.md").read_text()
+    # The local stack runs the Postgres of its default bin dir, /usr/lib/postgresql/<major>/bin.
+    postgres_major = Settings.model_fields["postgres_bin_dir"].default.parent.name
+    assert services["postgres"]["image"] == f"postgres:{postgres_major}"
+
+
+_POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}

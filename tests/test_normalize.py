@@ -180,6 +180,65 @@ def test_woocommerce_order_update_yields_status_kind_and_each_refund_as_a_positi
     assert refund.value["refund"]["refund_id"] == "4830"
 
 
+def _woo_order(**changes: Any) -> RawDelivery:
+    """The documented order sample (order__created.json), some top-level fields replaced, sent
+    as order.updated."""
+    order = json.loads((FIXTURES / "woocommerce" / "order__created.json").read_bytes())
+    order.update(changes)
+    return raw_for("woocommerce", "order.updated", json.dumps(order).encode())
+
+
+def _woo_lines_without_subtotal(*which: int) -> list[dict[str, Any]]:
+    order = json.loads((FIXTURES / "woocommerce" / "order__created.json").read_bytes())
+    lines: list[dict[str, Any]] = order["line_items"]
+    for index in which:
+        del lines[index]["subtotal"]
+    return lines
+
+
+@pytest.mark.parametrize("missing", [(0, 1), (1,)], ids=["every-line", "one-line"])
+def test_woocommerce_order_subtotal_is_unknown_not_zero_when_a_line_lacks_one(
+    missing: tuple[int, ...],
+) -> None:
+    (order,) = events_of(_woo_order(line_items=_woo_lines_without_subtotal(*missing)))
+    assert order.value["subtotal"] is None  # not 0, not the lines that happen to have one
+    assert order.value["total"] == {"amount_minor": 5997, "currency": "EUR"}
+    assert [line["total"]["amount_minor"] for line in order.value["line_items"]] == [3360, 1260]
+    (complete,) = events_of(_woo_order())
+    assert complete.value["subtotal"] == {"amount_minor": 3360 + 1260, "currency": "EUR"}
+    (no_lines,) = events_of(_woo_order(line_items=None))
+    assert no_lines.value["subtotal"] is None  # null lines: nothing known about them
+    (empty,) = events_of(_woo_order(line_items=[]))
+    assert empty.value["subtotal"] == {"amount_minor": 0, "currency": "EUR"}
+
+
+@pytest.mark.parametrize(
+    ("status", "date_paid_gmt", "financial_status"),
+    [
+        ("processing", None, "paid"),  # WooCommerce's own is_paid(): a paid status
+        ("completed", None, "paid"),
+        ("processing", "2026-03-14T15:22:34", "paid"),
+        ("on-hold", None, "unpaid"),  # awaiting payment
+        ("pending", None, "unpaid"),
+        ("failed", None, "unpaid"),
+        ("cancelled", None, "unpaid"),
+        ("checkout-draft", None, "unpaid"),
+        ("on-hold", "2026-03-14T15:22:34", "paid"),  # paid, then put on hold
+        ("refunded", "2026-03-14T15:22:34", "refunded"),
+        ("refunded", None, "refunded"),
+        ("awaiting-shipment", "2026-03-14T15:22:34", "paid"),  # a plugin's status
+        ("awaiting-shipment", None, None),  # a plugin's status: unknown, not "unpaid"
+    ],
+)
+def test_woocommerce_financial_status_follows_the_order_status_and_the_payment_date(
+    status: str, date_paid_gmt: str | None, financial_status: str | None
+) -> None:
+    raw = _woo_order(status=status, date_paid_gmt=date_paid_gmt)  # WooCommerce sends null
+    (order, *_) = events_of(raw)
+    assert order.value["financial_status"] == financial_status
+    assert order.value["fulfillment_status"] == status
+
+
 def test_woocommerce_variable_products_ask_for_their_variations() -> None:
     context = NormalizeContext(customer_salt=b"s", store_currency={"acme": "EUR"})
     product, hydrate = events_of(fixture("woocommerce", "product__updated"), context)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import multiprocessing
 import os
+import pty
 import re
+import select
+import signal
 import stat
+import subprocess
+import sys
 import tempfile
+import termios
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -590,6 +597,132 @@ def test_cli_keygen_add_list_rotate(cli_env: Path, monkeypatch: pytest.MonkeyPat
         registry
     )
     assert runner.invoke(stores_app, ["list"]).exit_code == 0
+
+
+def test_keygen_ids_are_unique_within_a_day_and_old_date_ids_still_load(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = CliRunner()
+    entries = []
+    for _ in range(2):
+        result = runner.invoke(stores_app, ["keygen"])
+        assert result.exit_code == 0, result.output
+        entries.append(result.stdout.strip())
+    ids = [entry.partition(":")[0] for entry in entries]
+    assert ids[0] != ids[1]  # the same day, the same second even
+    for key_id in ids:
+        assert re.fullmatch(r"k\d{8}-[0-9a-f]{6}", key_id), key_id
+
+    # Both new entries and an entry named the old way (k<YYYYMMDD>) make one keyring, and a
+    # token under the old id still decrypts.
+    legacy_key = os.urandom(32)
+    legacy_token = SecretBox({"k20250101": legacy_key}, "k20250101").encrypt(b"old", context="c")
+    legacy_entry = f"k20250101:{base64.b64encode(legacy_key).decode()}"
+    _use_keys(monkeypatch, ",".join([*entries, legacy_entry]))
+    box = SecretBox.from_settings(get_settings())
+    assert box.key_ids == (*ids, "k20250101")
+    assert box.primary_key_id == ids[0]
+    assert box.decrypt(legacy_token, context="c") == b"old"
+
+
+def _in_a_terminal(
+    argv: list[str], env: dict[str, str], cwd: Path, *, prompt: bytes, answer: bytes
+) -> tuple[int, bytes]:
+    """Run ``argv`` on a new pseudo-terminal (stdin, stdout and stderr, as in a shell), type
+    ``answer`` once ``prompt`` is on the screen and the program has turned the terminal's echo
+    off, and return the exit status and everything the terminal showed."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec at once, nothing else runs after a fork
+        try:
+            os.chdir(cwd)
+            os.execve(argv[0], argv, env)  # noqa: S606 (the test's own argv)
+        finally:
+            os._exit(127)
+    screen = b""
+    answered = False
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            # On Linux the master reads the terminal's (the slave's) settings.
+            if not answered and prompt in screen and not termios.tcgetattr(fd)[3] & termios.ECHO:
+                os.write(fd, answer)
+                answered = True
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            screen += chunk
+        else:
+            pytest.fail(f"no exit within 60 s (answered: {answered}); the screen: {screen!r}")
+        _, status = os.waitpid(pid, 0)
+        pid = 0
+        return os.waitstatus_to_exitcode(status), screen
+    finally:
+        os.close(fd)
+        if pid:
+            os.kill(pid, signal.SIGKILL)  # only the child this test started
+            os.waitpid(pid, 0)
+
+
+_ADD_WOO_SECRET_FROM_STDIN = [
+    *(sys.executable, "-m", "revloop", "stores", "add", "--store-id", "acme-woo"),
+    *("--platform", "woocommerce", "--identity", "https://acme.example", "--secret", "-"),
+]
+
+
+def _real_cli_env(tmp_path: Path) -> tuple[dict[str, str], SecretBox]:
+    """The environment for the real `revloop` in a subprocess: its own stores file and key."""
+    key = os.urandom(32)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        "REVLOOP_STORES_FILE": str(tmp_path / "stores.json"),
+        "REVLOOP_MASTER_KEYS": f"k1:{base64.b64encode(key).decode()}",
+        "TERM": "dumb",
+    }
+    return env, SecretBox({"k1": key}, "k1")
+
+
+def _woo_secrets(tmp_path: Path, box: SecretBox) -> tuple[bytes, ...]:
+    woo = StoreRegistry.load(tmp_path / "stores.json", box).get("acme-woo")
+    assert woo is not None
+    return woo.verification_keys(datetime.now(UTC))
+
+
+def test_secret_dash_on_a_terminal_prompts_without_echo(tmp_path: Path) -> None:
+    env, box = _real_cli_env(tmp_path)
+    code, screen = _in_a_terminal(
+        _ADD_WOO_SECRET_FROM_STDIN,
+        env,
+        tmp_path,
+        prompt=b"Webhook secret",
+        answer=b"wc_typed_on_a_tty\r",
+    )
+    assert code == 0, screen
+    assert b"wc_typed_on_a_tty" not in screen  # typed, but never echoed
+    assert b"added acme-woo" in screen
+    assert _woo_secrets(tmp_path, box) == (b"wc_typed_on_a_tty",)
+
+
+def test_secret_dash_reads_a_pipe_without_prompting(tmp_path: Path) -> None:
+    env, box = _real_cli_env(tmp_path)
+    result = subprocess.run(
+        _ADD_WOO_SECRET_FROM_STDIN,
+        input=b"wc_from_a_pipe\n",
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert b"Webhook secret" not in result.stdout + result.stderr
+    assert _woo_secrets(tmp_path, box) == (b"wc_from_a_pipe",)
 
 
 def test_cli_without_master_keys_explains_keygen(cli_env: Path) -> None:
