@@ -37,6 +37,7 @@ from pydantic_core import PydanticCustomError
 from ingest.stores import Store, api_key_store_id
 from ingest.webhooks import Rejected, deterministic_id
 from revloop.privacy import customer_key, customer_key_for_id, normalize_email
+from revloop.text import invalid_text_at
 from schemas.topics import Topic, topic_for_record
 
 __all__ = [
@@ -306,6 +307,10 @@ def _parse(body: bytes, model: type[_Batch], name: str, now: datetime) -> _Batch
         raise InvalidBatch([ItemError(None, "(body)", "not valid UTF-8 JSON")], 400) from None
     if not isinstance(document, dict):
         raise InvalidBatch([ItemError(None, "(body)", f'expected {{"{name}": [...]}}')])
+    bad_text = invalid_text_at(document)
+    if bad_text is not None:  # revloop/text.py: a lone surrogate would fail at encoding, as a 500
+        where = bad_text.removeprefix("$").lstrip(".") or "(body)"
+        raise InvalidBatch([ItemError(None, where, "text is not valid Unicode (lone surrogate)")])
     try:
         return model.model_validate(document, context={"now": now})
     except ValidationError as exc:

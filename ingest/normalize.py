@@ -6,6 +6,7 @@ dead letter, and which events were already emitted.
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from ingest.canonical import (
     Skip,
 )
 from ingest.webhooks import deterministic_id
+from revloop.text import invalid_text_at, may_hold_surrogates
 
 PlatformNormalizer = Callable[[RawDelivery, NormalizeContext], "list[Emit] | Skip"]
 
@@ -47,6 +49,13 @@ def normalize_delivery(raw: RawDelivery, context: NormalizeContext) -> Outcome:
     normalizer = NORMALIZERS.get(raw.platform)
     if normalizer is None:
         return Outcome("dead_lettered", reason="unknown_platform", message=raw.platform)
+    bad_text = _invalid_text(raw.body)
+    if bad_text is not None:
+        return Outcome(
+            "dead_lettered",
+            reason="invalid_unicode",
+            message=f"text at {bad_text} is not valid Unicode (a lone surrogate escape)",
+        )
     try:
         result = normalizer(raw, context)
     except NotNormalizable as exc:
@@ -58,6 +67,18 @@ def normalize_delivery(raw: RawDelivery, context: NormalizeContext) -> Outcome:
     if isinstance(result, Skip):
         return Outcome("skipped", reason=result.reason)
     return Outcome("normalized", events=tuple(result))
+
+
+def _invalid_text(body: bytes) -> str | None:
+    """Where the body spells text that is not Unicode (revloop/text.py), checked once here so
+    no platform normalizer has to."""
+    if not may_hold_surrogates(body):
+        return None
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return None  # not JSON at all: the platform normalizer says so (bad_json)
+    return invalid_text_at(payload)
 
 
 @dataclass(frozen=True)

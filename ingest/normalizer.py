@@ -13,14 +13,15 @@ to the committed offset; the log is the state, so nothing else has to be kept or
 from __future__ import annotations
 
 import logging
-import signal
 import socket
 import threading
+import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from types import FrameType
 
+import httpx
 import typer
 from confluent_kafka import (
     Consumer,
@@ -44,6 +45,7 @@ from ingest.normalize import (
 from ingest.stores import LiveCurrencies
 from revloop.kafka import consumer_config, producer_config
 from revloop.settings import Settings, get_settings
+from revloop.watchdog import Watchdog, stop_on_signals
 from schemas.registry import registry_for
 from schemas.serde import AvroSerde, SerdeError
 from schemas.topics import topic, topic_for_record
@@ -52,6 +54,34 @@ log = logging.getLogger(__name__)
 
 RAW = topic("raw.webhooks.v1")
 GROUP_ID = "revloop.ingest.normalizer"
+
+
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    KafkaException,
+    BufferError,
+    httpx.TransportError,
+)
+"""Errors that say nothing about a record: they abort or stop the batch, never park a record."""
+
+
+@dataclass(frozen=True)
+class Write:
+    """One record to produce: the event and where and how it goes."""
+
+    event: Emit
+    topic: str
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one raw record becomes, decided before anything is produced."""
+
+    writes: list[Write]
+    platform: str
+    outcome: str
+    reason: str
 
 
 class NormalizerMetrics:
@@ -92,6 +122,7 @@ class Normalizer:
     session_timeout_ms: int = 45_000
     """How long a silent (e.g. killed) instance keeps its partitions before the group moves them."""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    watchdog: Watchdog = field(default_factory=lambda: Watchdog("normalize"))
     _seen: dict[int, SeenEvents] = field(default_factory=dict, init=False)
 
     @property
@@ -121,7 +152,9 @@ class Normalizer:
                 },
             )
         )
-        producer.init_transactions(30)
+        self._warm_writers()
+        with self._guard("init_transactions"):
+            producer.init_transactions(self._timeout)
         consumer.subscribe([self.raw_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         try:
             while not stop.is_set():
@@ -129,11 +162,34 @@ class Normalizer:
                 if messages:
                     self._process_batch(consumer, producer, messages)
         finally:
-            consumer.close()
-            producer.flush(10)
+            with self._guard("closing the consumer"):
+                consumer.close()
+            with self._guard("flushing the producer"):
+                producer.flush(self._timeout)
+
+    @property
+    def _timeout(self) -> float:
+        return self.settings.kafka_call_timeout_seconds
+
+    def _guard(self, what: str) -> AbstractContextManager[None]:
+        """A blocking Kafka call's deadline: its own timeout plus the watchdog's grace."""
+        return self.watchdog.guard(
+            what, self.settings.kafka_call_timeout_seconds + self.settings.watchdog_grace_seconds
+        )
+
+    def _warm_writers(self) -> None:
+        """Resolve every schema id the normalizer writes now, so a registry that is down stops
+        the process at start instead of turning records into dead letters."""
+        for catalogued in self.settings.topics:
+            if catalogued.name.endswith(RAW.name):
+                continue
+            for record in catalogued.values:
+                self.serde.writer(record)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._rebuild_all(consumer.committed(partitions, timeout=30))
+        with self._guard("reading committed offsets"):
+            committed = consumer.committed(partitions, timeout=self._timeout)
+        self._rebuild_all(committed)
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -150,15 +206,16 @@ class Normalizer:
         self._update_gauge()
 
     def _rebuild(self, reader: Consumer, partition: int, committed: int) -> SeenEvents:
-        """The dedupe window as it stood at ``committed``: re-derive the ids of the raw
-        records received in the window before it."""
+        """The dedupe window as it stood at ``committed``: plan the raw records received in the
+        window before it again, exactly as the live loop did, and keep only what they marked."""
         seen = SeenEvents(self.dedupe_window)
         if committed <= 0:  # nothing committed yet (OFFSET_INVALID is negative)
             return seen
         since_ms = int((self.clock() - self.dedupe_window).timestamp() * 1000)
-        (start,) = reader.offsets_for_times(
-            [TopicPartition(self.raw_topic, partition, since_ms)], timeout=30
-        )
+        with self._guard("looking up the dedupe window's start"):
+            (start,) = reader.offsets_for_times(
+                [TopicPartition(self.raw_topic, partition, since_ms)], timeout=self._timeout
+            )
         position = start.offset if start.offset >= 0 else committed
         if position >= committed:
             return seen
@@ -166,26 +223,25 @@ class Normalizer:
         while position < committed:
             messages = reader.consume(500, timeout=0.2)
             if not messages:
-                _, high = reader.get_watermark_offsets(
-                    TopicPartition(self.raw_topic, partition), timeout=10
-                )
+                with self._guard("reading a watermark"):
+                    _, high = reader.get_watermark_offsets(
+                        TopicPartition(self.raw_topic, partition), timeout=self._timeout
+                    )
                 if high <= position:
                     break
             for message in messages:
                 if message.error() is not None or _where(message)[1] >= committed:
                     continue
                 position = _where(message)[1] + 1
-                raw = self._decode(message)
-                if raw is not None:
-                    outcome = normalize_delivery(raw, self.context)
-                    first_sightings(raw, outcome.events, seen)
+                self._plan_safely(message, seen)
         log.info("partition %d: dedupe window rebuilt with %d ids", partition, len(seen))
         return seen
 
     def _process_batch(
         self, consumer: Consumer, producer: Producer, messages: list[Message]
     ) -> None:
-        producer.begin_transaction()
+        with self._guard("begin_transaction"):
+            producer.begin_transaction()
         next_offsets: dict[int, int] = {}
         try:
             for message in messages:
@@ -195,29 +251,47 @@ class Normalizer:
                         raise KafkaException(error)
                     continue
                 partition, offset = _where(message)
-                self._process(
-                    producer,
-                    message,
-                    self._seen.setdefault(partition, SeenEvents(self.dedupe_window)),
+                plan = self._plan_safely(
+                    message, self._seen.setdefault(partition, SeenEvents(self.dedupe_window))
                 )
+                self._count(plan.platform, plan.outcome, plan.reason)
+                for write in plan.writes:
+                    producer.produce(write.topic, key=write.key, value=write.value)
+                    self.metrics.events.labels(write.event.record.rsplit(".", 1)[-1]).inc()
                 next_offsets[partition] = offset + 1
-            producer.send_offsets_to_transaction(
-                [TopicPartition(self.raw_topic, p, o) for p, o in next_offsets.items()],
-                consumer.consumer_group_metadata(),
-                30,
-            )
-            _commit(producer)
+            with self._guard("send_offsets_to_transaction"):
+                producer.send_offsets_to_transaction(
+                    [TopicPartition(self.raw_topic, p, o) for p, o in next_offsets.items()],
+                    consumer.consumer_group_metadata(),
+                    self._timeout,
+                )
+            self._commit(producer)
         except KafkaException as exc:
             if not _abortable(exc):
                 raise
             log.warning("transaction aborted, re-reading the batch: %s", exc)
-            producer.abort_transaction(30)
+            with self._guard("abort_transaction"):
+                producer.abort_transaction(self._timeout)
             self._rewind(consumer)
         self._update_gauge()
 
+    def _commit(self, producer: Producer, attempts: int = 3) -> None:
+        """Commit, retrying what Kafka calls retriable (a timeout); anything else propagates."""
+        for attempt in range(attempts):
+            try:
+                with self._guard("commit_transaction"):
+                    producer.commit_transaction(self._timeout)
+                return
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                retriable = isinstance(error, KafkaError) and error.retriable()
+                if not retriable or attempt == attempts - 1:
+                    raise
+
     def _rewind(self, consumer: Consumer) -> None:
         """After an abort, return to the committed offsets with the dedupe state they imply."""
-        committed = consumer.committed(consumer.assignment(), timeout=30)
+        with self._guard("reading committed offsets"):
+            committed = consumer.committed(consumer.assignment(), timeout=self._timeout)
         self._rebuild_all(committed)
         for tp in committed:
             if tp.offset >= 0:
@@ -225,54 +299,102 @@ class Normalizer:
             else:
                 consumer.seek(TopicPartition(tp.topic, tp.partition, 0))
 
-    def _process(self, producer: Producer, message: Message, seen: SeenEvents) -> None:
-        partition, offset = _where(message)
-        ref = RawReference(
-            topic=self.raw_topic,
-            partition=partition,
-            offset=offset,
-            key=message.key(),
-            value=message.value() or b"",
-        )
+    def _plan_safely(self, message: Message, seen: SeenEvents) -> Plan:
+        """The boundary no record crosses: whatever goes wrong while one record is decoded,
+        normalized, keyed or encoded parks that record as a dead letter, and the partition
+        moves on. Only infrastructure errors (Kafka, the schema registry's transport) escape,
+        to abort or stop the batch."""
+        try:
+            return self._plan(message, seen)
+        except INFRASTRUCTURE_ERRORS:
+            raise
+        except Exception as exc:
+            return self._park(message, seen, exc)
+
+    def _plan(self, message: Message, seen: SeenEvents) -> Plan:
+        """What one raw record becomes. Nothing is produced here, and ``seen`` changes only in
+        the last step, so a failure anywhere leaves no trace."""
         raw = self._decode(message)
         if raw is None:
             letter = dead_letter(
-                ref,
+                _reference(message, self.raw_topic),
                 raw=None,
                 reason="bad_raw_record",
                 message="raw record does not decode as RawWebhook",
                 stage="deserialize",
                 at=self.clock(),
             )
-            self._count("other", "dead_lettered", "bad_raw_record")
-            _, name, (key, value) = self._encode(letter)
-            producer.produce(name, key=key, value=value)
-            return
+            # No event id to dedupe on; the letter's own id is fixed by the record's position.
+            return Plan([self._encode(letter)], "other", "dead_lettered", "bad_raw_record")
         outcome = normalize_delivery(raw, self.context)
-        try:
-            encoded = [self._encode(event) for event in outcome.events]
-        except SerdeError as exc:
-            # A normalizer bug must not wedge the partition: park the record, keep going.
-            log.error("normalized event does not fit its schema: %s", type(exc).__name__)
-            outcome = Outcome("dead_lettered", reason="schema_mismatch", message=str(exc)[:200])
-            encoded = []
         if outcome.status == "dead_lettered":
             letter = dead_letter(
-                ref,
+                _reference(message, self.raw_topic),
                 raw=raw,
                 reason=outcome.reason,
                 message=outcome.message,
                 stage="normalize",
                 at=self.clock(),
             )
-            encoded = [self._encode(letter)]
-        is_new, fresh = first_sightings(raw, [event for event, _, _ in encoded], seen)
-        self._count(raw.platform, outcome.status if is_new else "duplicate", outcome.reason)
+            return self._deduped(raw, [self._encode(letter)], outcome, seen)
+        return self._deduped(raw, [self._encode(e) for e in outcome.events], outcome, seen)
+
+    def _deduped(
+        self, raw: RawDelivery, writes: list[Write], outcome: Outcome, seen: SeenEvents
+    ) -> Plan:
+        is_new, fresh = first_sightings(raw, [write.event for write in writes], seen)
         fresh_ids = {event.event_id for event in fresh}
-        for event, name, key_and_value in encoded:
-            if event.event_id in fresh_ids:
-                producer.produce(name, key=key_and_value[0], value=key_and_value[1])
-                self.metrics.events.labels(event.record.rsplit(".", 1)[-1]).inc()
+        return Plan(
+            [write for write in writes if write.event.event_id in fresh_ids],
+            raw.platform,
+            outcome.status if is_new else "duplicate",
+            outcome.reason,
+        )
+
+    def _park(self, message: Message, seen: SeenEvents, exc: Exception) -> Plan:
+        """The dead letter for a record whose processing raised. Only the exception's type is
+        kept: its message could quote payload values (PII), and dead letters outlive them."""
+        reason = "schema_mismatch" if isinstance(exc, SerdeError) else "unexpected_error"
+        partition, offset = _where(message)
+        log.error(
+            "raw record %s[%d]@%d parked as a dead letter (%s, %s); traceback:\n%s",
+            self.raw_topic,
+            partition,
+            offset,
+            reason,
+            type(exc).__name__,
+            "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
+        )
+        ref = _reference(message, self.raw_topic)
+        try:
+            raw = self._decode(message)
+        except Exception:
+            raw = None
+        letter_message = f"{type(exc).__name__} while normalizing"
+        if raw is not None:
+            try:
+                letter = dead_letter(
+                    ref,
+                    raw=raw,
+                    reason=reason,
+                    message=letter_message,
+                    stage="normalize",
+                    at=self.clock(),
+                )
+                outcome = Outcome("dead_lettered", reason=reason, message=letter_message)
+                return self._deduped(raw, [self._encode(letter)], outcome, seen)
+            except Exception as letter_exc:  # the raw record's own fields failed: point at bytes
+                failed = type(letter_exc).__name__
+                log.error("a dead letter naming the decoded record failed too (%s)", failed)
+        letter = dead_letter(
+            ref,
+            raw=None,
+            reason=reason,
+            message=letter_message,
+            stage="normalize",
+            at=self.clock(),
+        )
+        return Plan([self._encode(letter)], "other", "dead_lettered", reason)
 
     def _decode(self, message: Message) -> RawDelivery | None:
         try:
@@ -281,12 +403,13 @@ class Normalizer:
             log.warning("raw record at offset %s does not decode: %s", message.offset(), exc)
             return None
 
-    def _encode(self, event: Emit) -> tuple[Emit, str, tuple[bytes, bytes]]:
+    def _encode(self, event: Emit) -> Write:
         catalogued = topic_for_record(event.record)
-        return (
+        return Write(
             event,
             self.settings.topic_name(catalogued),
-            (catalogued.message_key(event.value), self.serde.encode(event.record, event.value)),
+            catalogued.message_key(event.value),
+            self.serde.encode(event.record, event.value),
         )
 
     def _count(self, platform: str, outcome: str, reason: str) -> None:
@@ -302,16 +425,15 @@ def _where(message: Message) -> tuple[int, int]:
     return partition, offset
 
 
-def _commit(producer: Producer, attempts: int = 3) -> None:
-    """Commit, retrying what Kafka calls retriable (a timeout); anything else propagates."""
-    for attempt in range(attempts):
-        try:
-            producer.commit_transaction(30)
-            return
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            if not (isinstance(error, KafkaError) and error.retriable()) or attempt == attempts - 1:
-                raise
+def _reference(message: Message, raw_topic: str) -> RawReference:
+    partition, offset = _where(message)
+    return RawReference(
+        topic=raw_topic,
+        partition=partition,
+        offset=offset,
+        key=message.key(),
+        value=message.value() or b"",
+    )
 
 
 def _abortable(exc: KafkaException) -> bool:
@@ -346,21 +468,19 @@ def normalize_command(
     dead-letter topic. Runs until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = get_settings()
+    # Before any thread starts (the metrics server, librdkafka's), so none of them takes SIGTERM.
+    stop = threading.Event()
+    watchdog = Watchdog("normalize")
+    stop_on_signals(stop, watchdog, settings.shutdown_seconds)
     try:
         normalizer = build_normalizer(settings)
     except ValueError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
+    normalizer.watchdog = watchdog
     normalizer.group_id = group_id
     if instance_id:
         normalizer.instance_id = instance_id
     if metrics_port is not None:
         start_http_server(metrics_port, registry=normalizer.metrics.registry)
-    stop = threading.Event()
-
-    def request_stop(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
     normalizer.run(stop)

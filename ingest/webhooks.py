@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import msgspec
 
 from ingest.stores import Store, normalize_identity
+from revloop.text import escaped
 
 # Fixed forever: event ids derived from it are part of the data.
 EVENT_ID_NAMESPACE = uuid.UUID("5b0e4c8e-2f61-4a59-9a57-2d3c6f1e7a10")
@@ -181,7 +182,10 @@ def parse_timestamp(text: str | None, default: datetime) -> datetime:
 def raw_record(
     delivery: Delivery, body: bytes, content_type: str, received_at: datetime
 ) -> dict[str, object]:
-    """The RawWebhook event for a verified delivery (schema dev.revloop.events.RawWebhook)."""
+    """The RawWebhook event for a verified delivery (schema dev.revloop.events.RawWebhook).
+
+    The body stays the bytes that were signed; text copied out of it is escaped if it is not
+    Unicode (revloop/text.py), so a genuine delivery is always stored."""
     return {
         "envelope": {
             "event_id": delivery.event_id,
@@ -192,8 +196,8 @@ def raw_record(
             "source": "webhook",
             "caused_by": [],
         },
-        "topic": delivery.topic,
-        "delivery_id": delivery.delivery_id,
+        "topic": escaped(delivery.topic),
+        "delivery_id": None if delivery.delivery_id is None else escaped(delivery.delivery_id),
         "content_type": content_type,
         "headers": dict(delivery.headers),
         "body": body,

@@ -100,6 +100,33 @@ class Settings(BaseSettings):
     """How long a request waits for Kafka's ack before answering 503. Shopify gives up at 5 s."""
     ingest_stores_check_seconds: float = Field(default=1.0, gt=0)
     """How often ingest checks the stores file for changes (a new store, a rotated key)."""
+    ingest_body_timeout_seconds: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    """How long a request's whole body may take to arrive, from when ingest starts reading it; a
+    slower one gets 408 and its connection is closed."""
+
+    # Stream processes (`revloop normalize`, and every consume-transform-produce loop after it).
+    kafka_call_timeout_seconds: float = Field(default=30.0, gt=0)
+    """The timeout handed to each blocking transactional call (begin, send offsets, commit,
+    abort) and to committed-offset and watermark look-ups."""
+    watchdog_grace_seconds: float = Field(default=15.0, gt=0)
+    """How far past its own timeout a guarded Kafka call may run before the watchdog ends the
+    process (exit 75) for its supervisor to restart (revloop/watchdog.py)."""
+    shutdown_seconds: float = Field(default=20.0, gt=0)
+    """After SIGTERM, how long a process may take to finish its batch and close before it
+    exits anyway (exit 143)."""
+
+    # Supervisor (revloop up); see docs/operations.md.
+    supervisor_backoff_initial_seconds: float = Field(default=1.0, gt=0)
+    """The wait before restarting a process that died; it doubles with each quick death."""
+    supervisor_backoff_max_seconds: float = Field(default=30.0, gt=0)
+    """The longest wait between restarts."""
+    supervisor_backoff_reset_seconds: float = Field(default=60.0, gt=0)
+    """A process that stayed up this long starts its next backoff from the initial wait."""
+    supervisor_stop_grace_seconds: float = Field(default=30.0, gt=0)
+    """How long `revloop down` gives the processes after SIGTERM before SIGKILL; above
+    ``shutdown_seconds``, so a process that stops by its own deadline is never killed."""
+    supervisor_start_timeout_seconds: float = Field(default=60.0, gt=0)
+    """How long `revloop up` waits for every process to run (and ingest to answer /readyz)."""
 
     @property
     def bootstrap_servers(self) -> str:

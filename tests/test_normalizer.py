@@ -57,10 +57,10 @@ class Pipeline:
         )
         self.producer.flush(10)
 
-    def normalizer(self) -> Normalizer:
+    def normalizer(self, context: NormalizeContext = CONTEXT) -> Normalizer:
         return Normalizer(
             settings=self.settings.model_copy(update={"topic_prefix": self.prefix}),
-            context=CONTEXT,
+            context=context,
             serde=SERDE,
             group_id=self.group_id,
             instance_id=uuid.uuid4().hex[:8],
@@ -112,11 +112,13 @@ def running(pipeline: Pipeline) -> Iterator[Any]:
     """Start a normalizer thread; yields a function that stops it."""
     threads: list[tuple[threading.Thread, threading.Event]] = []
 
-    def start() -> None:
+    def start(context: NormalizeContext = CONTEXT) -> Normalizer:
         stop = threading.Event()
-        thread = threading.Thread(target=pipeline.normalizer().run, args=(stop,), daemon=True)
+        normalizer = pipeline.normalizer(context)
+        thread = threading.Thread(target=normalizer.run, args=(stop,), daemon=True)
         thread.start()
         threads.append((thread, stop))
+        return normalizer
 
     def stop_all() -> None:
         for thread, stop in threads:
@@ -187,6 +189,73 @@ def test_deliveries_become_canonical_events_once_even_across_a_restart(
     time.sleep(2)  # anything wrongly emitted would have landed with the paid event
     assert kinds(pipeline) == Counter({"created": 1, "updated": 1, "refunded": 1, "paid": 1})
     assert len(pipeline.read("ops.dead-letters.v1")) == 1
+
+
+def test_records_that_break_the_normalizer_become_dead_letters_and_the_partition_moves_on(
+    pipeline: Pipeline, running: Any
+) -> None:
+    # Signed deliveries whose ids are lone surrogate escapes: valid JSON, not Unicode. Each once
+    # killed the normalizer while it built a Kafka key, on every restart.
+    poison = {
+        ("shopify", "products/update"): b'{"id": "\\ud800", "variants": []}',
+        ("shopify", "inventory_levels/update"): (
+            b'{"inventory_item_id": "\\udc00", "location_id": 1, "available": 3}'
+        ),
+        ("woocommerce", "order.updated"): b'{"id": "\\ud800", "status": "processing"}',
+        ("bigcommerce", "store/product/updated"): (
+            b'{"scope": "store/product/updated", "data": {"type": "product", "id": "\\ud800"}}'
+        ),
+    }
+    for n, ((platform, topic), body) in enumerate(poison.items()):
+        pipeline.publish(platform, topic, body, f"ev-poison-{n}")
+    # After the poison, on the same partition: still normalized.
+    create = fixture_body("shopify", "orders__create")
+    pipeline.publish("shopify", "orders/create", create, "ev-after")
+    start, _ = running
+    normalizer = start()
+    wait_for(lambda: len(pipeline.read("ops.dead-letters.v1")) == len(poison))
+    wait_for(lambda: kinds(pipeline)["created"] == 1)
+
+    letters = [letter for _, letter in pipeline.read("ops.dead-letters.v1")]
+    assert sorted(letter["raw_event_id"] for letter in letters) == [
+        f"ev-poison-{n}" for n in range(len(poison))
+    ]
+    assert {letter["error_type"] for letter in letters} == {"invalid_unicode"}
+    assert all("\\ud8" not in letter["error_message"] for letter in letters)  # no values quoted
+    counted = normalizer.metrics.registry.get_sample_value(
+        "revloop_normalizer_records_total",
+        {"platform": "shopify", "outcome": "dead_lettered", "reason": "invalid_unicode"},
+    )
+    assert counted == 2
+
+
+class FailingCurrencies(dict[str, str]):
+    """A store-currency source that fails in a way no normalizer anticipates (as a stores file
+    on a dying disk might)."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        raise RuntimeError("disk went away")
+
+
+def test_an_unforeseen_error_parks_the_record_not_the_process(
+    pipeline: Pipeline, running: Any
+) -> None:
+    # Products carry no currency, so normalizing one asks the failing source.
+    product = fixture_body("shopify", "products__update")
+    pipeline.publish("shopify", "products/update", product, "ev-product")
+    pipeline.publish("shopify", "products/update", product, "ev-product")  # a retry: one letter
+    pipeline.publish("shopify", "orders/create", fixture_body("shopify", "orders__create"), "ev-o")
+    start, _ = running
+    start(NormalizeContext(customer_salt=b"salt", store_currency=FailingCurrencies()))
+    wait_for(lambda: kinds(pipeline)["created"] == 1)
+    time.sleep(1)
+
+    ((_, letter),) = pipeline.read("ops.dead-letters.v1")
+    assert (letter["stage"], letter["error_type"]) == ("normalize", "unexpected_error")
+    assert letter["error_message"] == "RuntimeError while normalizing"
+    assert letter["raw_event_id"] == "ev-product"
+    assert SERDE.decode(letter["original_value"]).value["body"] == product
+    assert pipeline.read("commerce.products.v1") == []
 
 
 CHILD = """
