@@ -30,7 +30,9 @@ class IngestMetrics:
         )
         self.outcomes = Counter(
             "revloop_ingest_deliveries_total",
-            "Webhook deliveries by outcome: accepted, rejected, unavailable or ignored.",
+            "Webhook deliveries by outcome: accepted, rejected, unavailable, ignored, error (an "
+            "unexpected 500) or abandoned (the client left mid-body). Each delivery received "
+            "has exactly one.",
             ["platform", "topic", "outcome", "reason"],
             registry=self.registry,
         )
@@ -50,7 +52,7 @@ class IngestMetrics:
         self.feed_requests = Counter(
             "revloop_ingest_feed_requests_total",
             "Marketing feed requests (POST /events/...) by feed, outcome (accepted, rejected, "
-            "unavailable) and reason.",
+            "unavailable, abandoned) and reason.",
             ["feed", "outcome", "reason"],
             registry=self.registry,
         )

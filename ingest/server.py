@@ -29,6 +29,7 @@ def build_service(settings: Settings) -> IngestService:
         topic_prefix=settings.topic_prefix,
         refresh_stores=stores.refresh,
         stores_check_seconds=settings.ingest_stores_check_seconds,
+        body_timeout_seconds=settings.ingest_body_timeout_seconds,
     )
 
 
@@ -51,4 +52,6 @@ def serve(
         port=port or settings.ingest_port,
         access_log=False,
         log_level="warning",
+        # SIGTERM: open requests get this long, then uvicorn closes; the producer then flushes.
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds // 2)),
     )
