@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from infra.cli import app as infra_app
+from infra.supervisor_cli import down_command, status_command, supervise_command, up_command
 from ingest.bench import bench_app
 from ingest.microbench import accept_path_command
 from ingest.normalizer import normalize_command
@@ -19,6 +20,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+app.command("up")(up_command)
+app.command("down")(down_command)
+app.command("status")(status_command)
+app.command("supervise", hidden=True)(supervise_command)
 app.add_typer(infra_app, name="infra")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
