@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exports lack __all__
     AdminClient,
     AlterConfigOpType,
@@ -187,3 +187,48 @@ def _all_partitions_led(admin: AdminClient, topics: Sequence[Topic], timeout: fl
     except KafkaException:
         return False
     return True
+
+
+def read_newest(
+    settings: Settings, topic_name: str, count: int, timeout: float = 10.0
+) -> list[tuple[int, int, bytes | None, bytes]]:
+    """The newest ``count`` committed records of a topic, oldest first, as (partition, offset,
+    key, value). Reads without a consumer group, so it commits nothing and moves nobody."""
+    consumer = Consumer(consumer_config(settings, "revloop.cli.read"))
+    try:
+        try:
+            metadata = consumer.list_topics(topic_name, timeout=timeout).topics[topic_name]
+        except KafkaException as exc:
+            raise ConnectionError(f"cannot reach Kafka at {settings.bootstrap_servers}") from exc
+        if metadata.error is not None:
+            raise ConnectionError(f"{topic_name}: {metadata.error.str()}")
+        # Under read_committed the high mark is the last stable offset: nothing open is waited on.
+        ends: dict[int, int] = {}
+        starts = []
+        for partition in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic_name, partition), timeout=timeout
+            )
+            if high > low:
+                ends[partition] = high
+                starts.append(TopicPartition(topic_name, partition, max(low, high - count)))
+        found: list[tuple[int, int, int, bytes | None, bytes]] = []
+        if starts:
+            consumer.assign(starts)
+        deadline = time.monotonic() + timeout
+        while ends and time.monotonic() < deadline:
+            for message in consumer.consume(500, timeout=0.2):
+                if message.error() is not None:
+                    continue
+                partition, offset = message.partition(), message.offset()
+                assert partition is not None and offset is not None
+                if offset < ends.get(partition, -1):
+                    _, stamp = message.timestamp()
+                    found.append((stamp, partition, offset, message.key(), message.value() or b""))
+            for tp in consumer.position([TopicPartition(topic_name, p) for p in list(ends)]):
+                if tp.offset >= ends[tp.partition]:
+                    del ends[tp.partition]
+        found.sort()
+        return [(p, o, k, v) for _, p, o, k, v in found[-count:]]
+    finally:
+        consumer.close()

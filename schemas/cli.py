@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import json
+from datetime import datetime
+from decimal import Decimal
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -109,3 +114,50 @@ def check() -> None:
         console.print("run `revloop schemas lock` and commit schemas/catalogue.json")
         raise typer.Exit(1)
     console.print(f"all {len(event_names())} event schemas are locked")
+
+
+@topics_app.command("read")
+def read(
+    name: str = typer.Argument(help="A catalogue topic, e.g. commerce.orders.v1."),
+    last: int = typer.Option(10, min=1, help="How many of the newest records to print."),
+    timeout: float = typer.Option(10.0, help="Seconds to wait for the broker."),
+) -> None:
+    """Print the newest committed records of a topic, one JSON object a line: partition,
+    offset, key and the decoded Avro value (bytes as UTF-8 text where they are, else base64)."""
+    from revloop.kafka import read_newest
+    from schemas.registry import registry_for
+    from schemas.serde import AvroSerde, SerdeError
+    from schemas.topics import topic
+
+    settings = get_settings()
+    try:
+        catalogued = topic(name)
+    except KeyError as exc:
+        console.print(f"[red]error:[/red] {exc.args[0]}")
+        raise typer.Exit(2) from exc
+    serde = AvroSerde(registry_for(settings.schema_registry_url))
+    try:
+        records = read_newest(settings, settings.topic_name(catalogued), last, timeout=timeout)
+    except ConnectionError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    for partition, offset, key, value in records:
+        try:
+            decoded: object = serde.decode(value).value
+        except SerdeError as exc:
+            decoded = {"undecodable": str(exc)}
+        line = {"partition": partition, "offset": offset, "key": _shown(key), "value": decoded}
+        typer.echo(json.dumps(line, default=_shown, ensure_ascii=False))
+
+
+def _shown(value: object) -> object:
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return "base64:" + base64.b64encode(value).decode()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not shown")

@@ -1,14 +1,23 @@
-"""`revloop topics list` (schemas/cli.py): the catalogue as a table on a real-size terminal."""
+"""`revloop topics list` and `topics read` (schemas/cli.py): the catalogue as a table on a
+real-size terminal, and a topic's newest records as JSON lines."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from revloop.kafka import ensure_topics
+from revloop.settings import Settings
 from schemas.cli import topics_app
 from schemas.topics import TOPICS
+from tests.test_normalizer import Pipeline
 
 
 @pytest.mark.parametrize("columns", [80, 100, 200])
@@ -23,3 +32,35 @@ def test_topics_list_shows_every_topic_name_whole_however_narrow_the_terminal(
     for topic in TOPICS:
         assert topic.name in cells, f"{topic.name} is cut or wrapped in:\n{result.stdout}"
     assert "…" not in result.stdout
+
+
+def test_topics_read_prints_the_newest_committed_records_decoded(
+    settings: Settings, scratch_catalogue: Any
+) -> None:
+    topics = scratch_catalogue()
+    ensure_topics(settings, topics)
+    pipeline = Pipeline(settings, topics)
+    for n in range(3):
+        pipeline.publish("shopify", "orders/create", b'{"n": %d}' % n, f"ev-read-{n}")
+    done = subprocess.run(
+        [sys.executable, "-m", "revloop", "topics", "read", "raw.webhooks.v1", "--last", "2"],
+        env={
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "REVLOOP_TOPIC_PREFIX": pipeline.prefix,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["value"]["envelope"]["event_id"] for line in lines] == ["ev-read-1", "ev-read-2"]
+    assert lines[1]["value"]["body"] == '{"n": 2}'  # bytes shown as the text they are
+    assert lines[1]["key"] == "acme-shopify"
+
+
+def test_topics_read_names_a_topic_outside_the_catalogue() -> None:
+    done = CliRunner().invoke(topics_app, ["read", "no.such.topic"])
+    assert done.exit_code == 2
+    assert "not in the topic catalogue" in done.output
