@@ -404,7 +404,9 @@ class StoreRegistry:
         connector's OAuth callback) never lose each other's changes. Readers need no lock:
         saves replace the file atomically. ``change`` may raise to abandon the update."""
         path = Path(path)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Not 0700: the default directory is the state dir, which Postgres (another OS user)
+        # must traverse. The file itself and its lock are 0600.
+        path.parent.mkdir(parents=True, exist_ok=True)
         lock = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -601,7 +603,7 @@ def _store_to_json(store: Store, box: SecretBox) -> dict[str, Any]:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     # mkstemp creates the file 0600 in the target directory, so the rename is atomic and the
     # file is never readable by others, not even briefly.
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

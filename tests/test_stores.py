@@ -1079,3 +1079,20 @@ def test_live_currencies_follow_the_file_and_survive_a_bad_one(tmp_path: Path) -
     path.write_text("not json")
     assert currencies.get("globex-shopify") == "JPY"
     assert dict(currencies) == {"acme-shopify": "EUR", "globex-shopify": "JPY"}
+
+
+def test_a_stores_file_in_a_new_state_dir_is_private_but_the_dir_stays_traversable(
+    tmp_path: Path,
+) -> None:
+    # The state dir also holds Postgres's data, which the `postgres` OS user must reach; a 0700
+    # dir made by `revloop stores add` before `infra up` stopped the stack from starting.
+    state_dir = tmp_path / "state"
+    path = state_dir / "stores.json"
+    first = Store("s1", "shopify", "one.myshopify.com", (Secret(b"k1"),))
+    old_umask = os.umask(0o022)
+    try:
+        StoreRegistry.update(path, BOX, lambda registry: registry.with_store(first))
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(state_dir.stat().st_mode) == 0o755
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
