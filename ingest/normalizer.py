@@ -234,6 +234,11 @@ class Normalizer:
                     continue
                 position = _where(message)[1] + 1
                 self._plan_safely(message, seen)
+            # Transaction markers take offsets but are never returned: the reader's own
+            # position says when everything below the committed offset has been seen.
+            (reached,) = reader.position([TopicPartition(self.raw_topic, partition)])
+            if reached.offset >= committed:
+                break
         log.info("partition %d: dedupe window rebuilt with %d ids", partition, len(seen))
         return seen
 
