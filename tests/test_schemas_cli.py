@@ -8,16 +8,20 @@ import os
 import re
 import subprocess
 import sys
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
 from typer.testing import CliRunner
 
-from revloop.kafka import ensure_topics
+from ingest.webhooks import Delivery, raw_record
+from revloop.kafka import ensure_topics, producer_config, read_newest
 from revloop.settings import Settings
 from schemas.cli import topics_app
 from schemas.topics import TOPICS
-from tests.test_normalizer import Pipeline
+from tests.test_normalizer import SERDE, STORES, Pipeline
 
 
 @pytest.mark.parametrize("columns", [80, 100, 200])
@@ -64,3 +68,26 @@ def test_topics_read_names_a_topic_outside_the_catalogue() -> None:
     done = CliRunner().invoke(topics_app, ["read", "no.such.topic"])
     assert done.exit_code == 2
     assert "not in the topic catalogue" in done.output
+
+
+def test_topics_read_finds_the_last_record_behind_a_transaction_marker(
+    settings: Settings, scratch_catalogue: Any
+) -> None:
+    # The normalizer writes transactionally: each partition's last offset is a commit marker.
+    topics = scratch_catalogue()
+    ensure_topics(settings, topics)
+    pipeline = Pipeline(settings, topics)
+    producer = Producer(producer_config(settings, **{"transactional.id": uuid.uuid4().hex}))
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    store = next(iter(STORES.stores_for("shopify")))
+    now = datetime.now(UTC)
+    record = raw_record(Delivery(store, "orders/create", "ev-tx", None, now, {}), b"{}", "a", now)
+    producer.produce(
+        pipeline.raw_topic, key=b"k", value=SERDE.encode("dev.revloop.events.RawWebhook", record)
+    )
+    producer.commit_transaction(30)
+    records = read_newest(
+        settings.model_copy(update={"topic_prefix": pipeline.prefix}), pipeline.raw_topic, 1
+    )
+    assert [SERDE.decode(value).value["envelope"]["event_id"] for *_, value in records] == ["ev-tx"]
