@@ -30,17 +30,26 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _stack_errors(command: Callable[P, R]) -> Callable[P, R]:
-    @wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except StackError as exc:
-            # markup=False: messages quote log lines, which are full of [brackets].
-            err.print(str(exc), style="red", markup=False)
-            raise typer.Exit(1) from None
+def exit_on(*errors: type[Exception]) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """A command decorator: any of ``errors`` is printed in red and exits 1, without a
+    traceback (they are the operator's problem to fix, not a bug)."""
 
-    return wrapper
+    def decorate(command: Callable[P, R]) -> Callable[P, R]:
+        @wraps(command)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return command(*args, **kwargs)
+            except errors as exc:
+                # markup=False: messages quote log lines, which are full of [brackets].
+                err.print(str(exc), style="red", markup=False)
+                raise typer.Exit(1) from None
+
+        return wrapper
+
+    return decorate
+
+
+_stack_errors = exit_on(StackError)
 
 
 def _stack() -> Stack:
@@ -55,8 +64,8 @@ def up() -> None:
     Running it again when everything is healthy changes nothing.
     """
     change = _stack().up()
-    _print_change(change, verb="started", idle="already running")
-    _print_status(change.status)
+    print_change(change, verb="started", idle="already running")
+    print_status(change.status)
     _print_whereabouts(change.status)
 
 
@@ -65,7 +74,7 @@ def up() -> None:
 def down() -> None:
     """Stop the stack gracefully. Data stays; the next `up` picks it up again."""
     change = _stack().down()
-    _print_change(change, verb="stopped", idle="was not running")
+    print_change(change, verb="stopped", idle="was not running")
 
 
 @app.command()
@@ -77,12 +86,12 @@ def status() -> None:
     can use `revloop infra status` as a health check.
     """
     current = _stack().status()
-    _print_status(current)
+    print_status(current)
     if not current.healthy:
         raise typer.Exit(1)
 
 
-def _print_change(change: StackChange, *, verb: str, idle: str) -> None:
+def print_change(change: StackChange, *, verb: str, idle: str) -> None:
     for component in change.status.components:
         did = verb if component.name in change.changed else idle
         out.print(f"{component.label}: {did}", markup=False)
@@ -90,16 +99,20 @@ def _print_change(change: StackChange, *, verb: str, idle: str) -> None:
         out.print("Nothing changed.")
 
 
-def _print_status(status: StackStatus) -> None:
-    table = Table(
-        title=f"revloop local stack in {status.state_dir}",
+def status_table(title: str) -> Table:
+    """The look of every status table: lean borders and padding, as the paths need the width."""
+    return Table(
+        title=title,
         title_justify="left",
-        # Lean borders and padding: the paths need the width more.
         box=box.SIMPLE_HEAD,
         collapse_padding=True,
         pad_edge=False,
         show_edge=False,
     )
+
+
+def print_status(status: StackStatus) -> None:
+    table = status_table(f"revloop local stack in {status.state_dir}")
     table.add_column("Component", no_wrap=True)
     table.add_column("State", no_wrap=True)
     table.add_column("PID", no_wrap=True)
@@ -112,8 +125,8 @@ def _print_status(status: StackStatus) -> None:
             Text(c.state.value, style=_STATE_STYLE[c.state]),
             str(c.pid) if c.pid is not None else "-",
             c.address,
-            Text(_short(c.data_dir, status.state_dir)),
-            Text(_short(c.log_file, status.state_dir)),
+            Text(short(c.data_dir, status.state_dir)),
+            Text(short(c.log_file, status.state_dir)),
         )
     out.print(table)
     for c in status.components:
@@ -125,7 +138,7 @@ def _print_status(status: StackStatus) -> None:
         out.print("Stop it with: revloop infra down", markup=False)
 
 
-def _short(path: Path, state_dir: Path) -> str:
+def short(path: Path, state_dir: Path) -> str:
     # The table's title names the state dir; repeating it in every cell only truncates the rest.
     return str(path.relative_to(state_dir)) if path.is_relative_to(state_dir) else str(path)
 

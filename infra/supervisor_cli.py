@@ -10,19 +10,16 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import httpx
 import typer
 from confluent_kafka import KafkaException
-from rich import box
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from infra import process
-from infra.cli import _print_change, _print_status, _short
+from infra.cli import exit_on, print_change, print_status, short, status_table
 from infra.stack import Stack, StackError, StackStatus
 from infra.supervisor import (
     PipelineStatus,
@@ -144,21 +141,7 @@ def preflight(settings: Settings) -> list[str]:
 
 # --- commands ---------------------------------------------------------------------------------
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _errors(command: Callable[P, R]) -> Callable[P, R]:
-    @wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except (StackError, SupervisorError, ConnectionError, KafkaException, TimeoutError) as exc:
-            # markup=False: messages quote log lines, which are full of [brackets].
-            err.print(str(exc), style="red", markup=False)
-            raise typer.Exit(1) from None
-
-    return wrapper
+_errors = exit_on(StackError, SupervisorError, ConnectionError, KafkaException, TimeoutError)
 
 
 def _progress(line: str) -> None:
@@ -198,7 +181,7 @@ def up_command() -> None:
                 raise typer.Exit(1)
         if settings.uses_local_stack:
             change = Stack(settings, progress=_progress).up()
-            _print_change(change, verb="started", idle="already running")
+            print_change(change, verb="started", idle="already running")
         else:
             _note_external(settings)
         if running is not None:
@@ -260,7 +243,7 @@ def down_command(
         _note_external(settings)
     else:
         change = Stack(settings, progress=_progress).down()
-        _print_change(change, verb="stopped", idle="was not running")
+        print_change(change, verb="stopped", idle="was not running")
     left = pipeline_status(paths, PIPELINE)
     survivors = [f"{p.name} (pid {p.pid})" for p in left.processes if p.pid is not None]
     if left.supervisor_pid is not None:
@@ -288,7 +271,7 @@ def status_command(
         typer.echo(json.dumps(_status_document(settings, stack, pipeline, ok), indent=2))
     else:
         if stack is not None:
-            _print_status(stack)
+            print_status(stack)
         else:
             _note_external(settings)
         _print_pipeline(pipeline, paths)
@@ -315,14 +298,7 @@ _PROC_STYLE = {
 
 
 def _print_pipeline(status: PipelineStatus, paths: RunPaths) -> None:
-    table = Table(
-        title=f"revloop pipeline in {paths.state_dir}",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        collapse_padding=True,
-        pad_edge=False,
-        show_edge=False,
-    )
+    table = status_table(f"revloop pipeline in {paths.state_dir}")
     for column in ("Process", "State", "PID", "Uptime", "Restarts", "Last exit"):
         table.add_column(column, no_wrap=True)
     table.add_column("Log file", overflow="fold")
@@ -338,7 +314,7 @@ def _print_pipeline(status: PipelineStatus, paths: RunPaths) -> None:
             str(p.restarts),
             p.last_exit or "-",
             # The title names the state dir; repeating it only truncates the rest.
-            Text(str(_short(p.log_file, paths.state_dir))),
+            Text(str(short(p.log_file, paths.state_dir))),
         )
     out.print(table)
     if status.supervisor_pid is not None and status.record is not None:

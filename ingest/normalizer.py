@@ -48,7 +48,7 @@ from revloop.settings import Settings, get_settings
 from revloop.watchdog import Watchdog, stop_on_signals
 from schemas.registry import registry_for
 from schemas.serde import AvroSerde, SerdeError
-from schemas.topics import topic, topic_for_record
+from schemas.topics import TOPICS, topic, topic_for_record
 
 log = logging.getLogger(__name__)
 
@@ -180,11 +180,10 @@ class Normalizer:
     def _warm_writers(self) -> None:
         """Resolve every schema id the normalizer writes now, so a registry that is down stops
         the process at start instead of turning records into dead letters."""
-        for catalogued in self.settings.topics:
-            if catalogued.name.endswith(RAW.name):
-                continue
-            for record in catalogued.values:
-                self.serde.writer(record)
+        for catalogued in TOPICS:
+            if "ingest.normalizer" in catalogued.producers:
+                for record in catalogued.values:
+                    self.serde.writer(record)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         with self._guard("reading committed offsets"):
@@ -370,36 +369,23 @@ class Normalizer:
             type(exc).__name__,
             "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
         )
-        ref = _reference(message, self.raw_topic)
         try:
             raw = self._decode(message)
-        except Exception:
+        except Exception:  # decoding is what raised: the letter points at the bytes alone
             raw = None
-        letter_message = f"{type(exc).__name__} while normalizing"
-        if raw is not None:
-            try:
-                letter = dead_letter(
-                    ref,
-                    raw=raw,
-                    reason=reason,
-                    message=letter_message,
-                    stage="normalize",
-                    at=self.clock(),
-                )
-                outcome = Outcome("dead_lettered", reason=reason, message=letter_message)
-                return self._deduped(raw, [self._encode(letter)], outcome, seen)
-            except Exception as letter_exc:  # the raw record's own fields failed: point at bytes
-                failed = type(letter_exc).__name__
-                log.error("a dead letter naming the decoded record failed too (%s)", failed)
+        text = f"{type(exc).__name__} while normalizing"
         letter = dead_letter(
-            ref,
-            raw=None,
+            _reference(message, self.raw_topic),
+            raw=raw,
             reason=reason,
-            message=letter_message,
+            message=text,
             stage="normalize",
             at=self.clock(),
         )
-        return Plan([self._encode(letter)], "other", "dead_lettered", reason)
+        if raw is None:
+            return Plan([self._encode(letter)], "other", "dead_lettered", reason)
+        outcome = Outcome("dead_lettered", reason=reason, message=text)
+        return self._deduped(raw, [self._encode(letter)], outcome, seen)
 
     def _decode(self, message: Message) -> RawDelivery | None:
         try:

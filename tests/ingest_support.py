@@ -3,18 +3,29 @@ for the marketing feeds), and reading back what ingest published."""
 
 from __future__ import annotations
 
+import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import uvicorn
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from ingest import shopify
+from ingest.app import IngestApp, IngestService
+from ingest.metrics import IngestMetrics
+from ingest.publisher import DurablePublisher
 from ingest.stores import Store, StoreRegistry, api_key_digest
 from revloop.crypto import Secret
 from revloop.kafka import consumer_config
 from revloop.settings import Settings
+from schemas.registry import CommittedCatalogue
 from schemas.serde import AvroSerde
+from tests.stacks import free_ports
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 SHOP_SECRET = b"shopify-app-secret"
@@ -58,6 +69,80 @@ def make_feed_registry(**kwargs: Any) -> StoreRegistry:
         if store.store_id in API_KEYS
         else store
         for store in make_registry(**kwargs)
+    )
+
+
+SERDE = AvroSerde(CommittedCatalogue.load())
+TEST_BODY_CAP = 64 * 1024
+
+
+def make_service(
+    settings: Settings,
+    *,
+    stores: Any = None,
+    ack_timeout: float = 2.0,
+    body_timeout: float = 10.0,
+    topic_prefix: str = "",
+) -> IngestService:
+    """An ingest service on the test stores (with feed keys) writing to ``settings``' broker."""
+    return IngestService(
+        stores=stores if stores is not None else make_feed_registry(),
+        publisher=DurablePublisher(settings, ack_timeout=ack_timeout),
+        serde=SERDE,
+        metrics=IngestMetrics(),
+        max_body_bytes=TEST_BODY_CAP,
+        customer_salt=CUSTOMER_SALT,
+        body_timeout_seconds=body_timeout,
+        topic_prefix=topic_prefix,
+    )
+
+
+@contextmanager
+def serving(app: IngestApp, http: str = "auto", keep_alive: int = 5) -> Iterator[int]:
+    """``app`` under uvicorn on a free loopback port, in a thread; yields the port."""
+    [port] = free_ports(1)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        http=http,
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_keep_alive=keep_alive,
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive(), "uvicorn exited at start"
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def shopify_delivery(
+    body: bytes,
+    webhook_id: str | None = None,
+    topic: str = "orders/create",
+    *,
+    shop: str = "acme.myshopify.com",
+    secret: bytes = SHOP_SECRET,
+) -> dict[str, str]:
+    """Headers Shopify would send with ``body`` for the test store (or ``shop``)."""
+    return shopify.signed_headers(
+        body,
+        secret,
+        shop_domain=shop,
+        topic=topic,
+        webhook_id=webhook_id or str(uuid.uuid4()),
+        triggered_at=datetime.now(UTC),
     )
 
 

@@ -17,10 +17,7 @@ from pydantic import SecretStr
 
 from ingest import feeds
 from ingest.app import IngestService, create_app
-from ingest.metrics import IngestMetrics
-from ingest.publisher import DurablePublisher
 from ingest.server import build_service
-from ingest.stores import StoreRegistry
 from revloop.crypto import SecretBox, new_master_key
 from revloop.kafka import ensure_topics
 from revloop.privacy import customer_key, customer_key_for_id
@@ -33,6 +30,7 @@ from tests.ingest_support import (
     bearer,
     make_feed_registry,
     make_registry,
+    make_service,
     read_published,
     topic_watermarks,
 )
@@ -47,19 +45,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def make_service(
-    settings: Settings, *, ack_timeout: float = 2.0, stores: StoreRegistry | None = None
-) -> IngestService:
-    return IngestService(
-        stores=stores if stores is not None else make_feed_registry(),
-        publisher=DurablePublisher(settings, ack_timeout=ack_timeout),
-        serde=SERDE,
-        metrics=IngestMetrics(),
-        max_body_bytes=64 * 1024,
-        customer_salt=CUSTOMER_SALT,
-    )
 
 
 @asynccontextmanager

@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from pydantic import SecretStr
 
 from infra.stack import Stack
-from ingest import shopify, woocommerce
+from ingest import woocommerce
 from ingest.app import RAW_TOPIC, IngestService, create_app
 from ingest.metrics import IngestMetrics
 from ingest.publisher import DurablePublisher, PublishUnavailable
@@ -29,7 +29,12 @@ from revloop.settings import Settings
 from schemas.registry import CommittedCatalogue
 from schemas.serde import AvroSerde
 from schemas.topics import TOPICS
-from tests.ingest_support import SHOP_SECRET, WOO_SECRET, make_registry, read_published
+from tests.ingest_support import (
+    WOO_SECRET,
+    make_registry,
+    read_published,
+    shopify_delivery,
+)
 from tests.stacks import free_ports, isolated_settings, scratch_state_dir
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -65,19 +70,6 @@ async def client(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, I
     async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
         yield http, service
     service.publisher.close()
-
-
-def shopify_delivery(
-    body: bytes, webhook_id: str | None = None, topic: str = "orders/create"
-) -> dict[str, str]:
-    return shopify.signed_headers(
-        body,
-        SHOP_SECRET,
-        shop_domain="acme.myshopify.com",
-        topic=topic,
-        webhook_id=webhook_id or str(uuid.uuid4()),
-        triggered_at=datetime.now(UTC),
-    )
 
 
 def raw_records(settings: Settings, since: dict[int, int]) -> list[dict[str, Any]]:
@@ -373,14 +365,7 @@ async def test_a_store_added_while_ingest_runs_is_served_without_a_restart(
     new_secret = b"new-shop-secret"
 
     def new_shop_delivery() -> dict[str, str]:
-        return shopify.signed_headers(
-            body,
-            new_secret,
-            shop_domain="newshop.myshopify.com",
-            topic="orders/create",
-            webhook_id=str(uuid.uuid4()),
-            triggered_at=datetime.now(UTC),
-        )
+        return shopify_delivery(body, shop="newshop.myshopify.com", secret=new_secret)
 
     async def status_within(seconds: float, wanted: int) -> int:
         deadline = time.monotonic() + seconds

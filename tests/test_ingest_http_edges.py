@@ -9,42 +9,35 @@ from __future__ import annotations
 import json
 import select
 import socket
-import threading
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from pydantic import SecretStr, ValidationError
 
-from ingest import shopify
-from ingest.app import RAW_TOPIC, IngestApp, IngestService, create_app
-from ingest.metrics import IngestMetrics
-from ingest.publisher import DurablePublisher
+from ingest.app import RAW_TOPIC, IngestService, create_app
 from ingest.server import build_service
 from ingest.stores import Store, StoreRegistry
 from revloop.crypto import SecretBox, new_master_key
 from revloop.kafka import ensure_topics
 from revloop.settings import Settings
-from schemas.registry import CommittedCatalogue
-from schemas.serde import AvroSerde
 from tests.ingest_support import (
     CUSTOMER_SALT,
-    SHOP_SECRET,
+    TEST_BODY_CAP,
     bearer,
     make_feed_registry,
     make_registry,
+    make_service,
+    serving,
+    shopify_delivery,
 )
 from tests.stacks import free_ports
 
-SERDE = AvroSerde(CommittedCatalogue.load())
-CAP = 64 * 1024
+CAP = TEST_BODY_CAP
 HUGE = 50_000_000
 """A declared Content-Length far past the cap, of which a test sends only a little."""
 IMPLEMENTATIONS = ["httptools", "h11"]
@@ -53,54 +46,6 @@ CLOSE_WITHIN = 2.0
 
 
 # --- a real server ----------------------------------------------------------------------------
-
-
-@contextmanager
-def serving(app: IngestApp, http: str = "auto", keep_alive: int = 5) -> Iterator[int]:
-    """``app`` under uvicorn on a free loopback port, in a thread; yields the port."""
-    [port] = free_ports(1)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        http=http,
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        timeout_keep_alive=keep_alive,
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive(), "uvicorn exited at start"
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
-def make_service(
-    settings: Settings,
-    *,
-    stores: Any = None,
-    body_timeout: float = 10.0,
-    ack_timeout: float = 2.0,
-) -> IngestService:
-    return IngestService(
-        stores=stores if stores is not None else make_feed_registry(),
-        publisher=DurablePublisher(settings, ack_timeout=ack_timeout),
-        serde=SERDE,
-        metrics=IngestMetrics(),
-        max_body_bytes=CAP,
-        customer_salt=CUSTOMER_SALT,
-        body_timeout_seconds=body_timeout,
-    )
 
 
 @contextmanager
@@ -219,14 +164,7 @@ def send_until_refused(sock: socket.socket, size: int) -> tuple[int, OSError | N
 
 
 def shopify_headers(body: bytes, shop: str = "acme.myshopify.com") -> dict[str, str]:
-    return shopify.signed_headers(
-        body,
-        SHOP_SECRET,
-        shop_domain=shop,
-        topic="orders/create",
-        webhook_id=str(uuid.uuid4()),
-        triggered_at=datetime.now(UTC),
-    )
+    return shopify_delivery(body, shop=shop)
 
 
 def delivery(body: bytes, shop: str = "acme.myshopify.com") -> bytes:

@@ -21,7 +21,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +38,14 @@ from infra.supervisor import (
     read_state,
     running_supervisor,
 )
-from ingest import shopify
 from revloop.kafka import consumer_config, delete_topics
 from revloop.settings import Settings
-from schemas.registry import CommittedCatalogue
-from schemas.serde import AvroSerde
 from schemas.topics import prefixed
-from tests.ingest_support import SHOP_SECRET
+from tests.ingest_support import SERDE, SHOP_SECRET, shopify_delivery
 from tests.stacks import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
-SERDE = AvroSerde(CommittedCatalogue.load())
 GRACE = 2.0
 BACKOFF = Backoff(initial=0.5, cap=4.0, reset_after=60.0)
 
@@ -258,14 +253,7 @@ def test_up_supervises_the_pipeline_and_down_stops_it(
 
     # A signed delivery to the supervised ingest becomes a canonical order event.
     body = (FIXTURES / "shopify" / "orders__create.json").read_bytes()
-    headers = shopify.signed_headers(
-        body,
-        SHOP_SECRET,
-        shop_domain="acme.myshopify.com",
-        topic="orders/create",
-        webhook_id=str(uuid.uuid4()),
-        triggered_at=datetime.now(UTC),
-    )
+    headers = shopify_delivery(body)
     response = httpx.post(
         f"http://127.0.0.1:{deployment.port}/webhooks/shopify", content=body, headers=headers
     )

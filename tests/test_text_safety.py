@@ -17,37 +17,32 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from ingest import bigcommerce, shopify, woocommerce
-from ingest.app import IngestService, create_app
+from ingest import bigcommerce, woocommerce
+from ingest.app import create_app
 from ingest.canonical import NormalizeContext, RawDelivery
-from ingest.metrics import IngestMetrics
 from ingest.normalize import normalize_delivery
-from ingest.publisher import DurablePublisher
 from revloop.kafka import ensure_topics
 from revloop.settings import Settings
 from revloop.text import escaped, invalid_text_at, is_unicode, may_hold_surrogates
-from schemas.registry import CommittedCatalogue
-from schemas.serde import AvroSerde
 from schemas.topics import TOPICS, topic
 from tests.ingest_support import (
     BC_SECRET,
     CUSTOMER_SALT,
-    SHOP_SECRET,
     WOO_SECRET,
     bearer,
     make_feed_registry,
+    make_service,
+    serving,
+    shopify_delivery,
 )
-from tests.stacks import free_ports
 from tests.test_normalizer import Pipeline, wait_for
 
 DEAD_LETTERS = topic("ops.dead-letters.v1")
 FIXTURES = Path(__file__).parent / "fixtures"
-SERDE = AvroSerde(CommittedCatalogue.load())
 ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=8)
 """Any code point, lone surrogates included (hypothesis leaves them out unless asked)."""
 CONTEXT = NormalizeContext(
@@ -184,14 +179,7 @@ def mutated(draw: st.DrawFn) -> tuple[Sample, list[tuple[Any, ...]], bytes]:
 def _signed(sample: Sample, body: bytes) -> dict[str, str]:
     now = datetime.now(UTC)
     if sample.platform == "shopify":
-        return shopify.signed_headers(
-            body,
-            SHOP_SECRET,
-            shop_domain="acme.myshopify.com",
-            topic=sample.topic,
-            webhook_id=str(uuid.uuid4()),
-            triggered_at=now,
-        )
+        return shopify_delivery(body, topic=sample.topic)
     if sample.platform == "woocommerce":
         return woocommerce.signed_headers(
             body,
@@ -204,40 +192,19 @@ def _signed(sample: Sample, body: bytes) -> dict[str, str]:
     return bigcommerce.signed_headers(body, BC_SECRET, webhook_id=str(uuid.uuid4()), sent_at=now)
 
 
-def _free_port() -> int:
-    (port,) = free_ports(1)
-    return port
-
-
 @pytest.fixture
 def served(settings: Settings, scratch_catalogue: Any) -> Iterator[tuple[str, Pipeline]]:
     """A real ingest server (uvicorn, own port) writing to scratch topics."""
     topics = scratch_catalogue()
     ensure_topics(settings, topics)
     pipeline = Pipeline(settings, topics)
-    service = IngestService(
-        stores=make_feed_registry(bc_hash="k2x9q7ab3c"),  # the fixtures' store
-        publisher=DurablePublisher(settings, ack_timeout=5.0),
-        serde=SERDE,
-        metrics=IngestMetrics(),
-        customer_salt=CUSTOMER_SALT,
-        topic_prefix=pipeline.prefix,
-    )
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "ingest did not start"
-        time.sleep(0.05)
+    # The fixtures' BigCommerce store is k2x9q7ab3c.
+    stores = make_feed_registry(bc_hash="k2x9q7ab3c")
+    service = make_service(settings, stores=stores, ack_timeout=5.0, topic_prefix=pipeline.prefix)
     try:
-        yield f"http://127.0.0.1:{port}", pipeline
+        with serving(create_app(service)) as port:
+            yield f"http://127.0.0.1:{port}", pipeline
     finally:
-        server.should_exit = True
-        thread.join(10)
         service.publisher.close()
 
 
