@@ -2,13 +2,15 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY schemas schemas
 COPY revloop revloop
+COPY platforms platforms
 COPY ingest ingest
 COPY streams streams
 COPY sinks sinks
-COPY schemas schemas
 COPY connectors connectors
 COPY infra infra
+COPY demo demo
 RUN pip install --no-cache-dir .
 ENTRYPOINT []
 CMD ["revloop", "--help"]

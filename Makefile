@@ -7,10 +7,10 @@ REVLOOP := $(BIN)/revloop
 
 .PHONY: install run test pytest lint format up down status clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml bench/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e ./bench
 	touch $@
 
 install: $(VENV)/.installed
@@ -33,7 +33,7 @@ pytest: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy revloop schemas ingest infra streams sinks connectors
+	$(BIN)/mypy schemas revloop platforms ingest streams sinks connectors infra demo bench
 	$(REVLOOP) schemas check
 
 format: install

@@ -1,17 +1,20 @@
-"""Process, pid-file and port helpers for the local stack (Linux: they read /proc)."""
+"""Process, pid-file and port helpers for the local stack, the demo and the bench (Linux: they
+read /proc)."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import http.client
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 # Popen objects for the processes this interpreter spawned. Holding them lets us reap our own
 # children (otherwise a stopped broker lingers as a zombie that still "exists") without
@@ -214,3 +217,72 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class Child:
+    """A process this one runs and stops, in its own session (a terminal's Ctrl-C reaches only
+    the parent, which stops it; its group can be killed whole), its output in a log file."""
+
+    def __init__(
+        self, argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None
+    ) -> None:
+        self.argv = list(argv)
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            self.argv,
+            env=None if env is None else dict(env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def how_it_ended(self) -> str | None:
+        """None while it runs; else "exited with status N" or "was killed by signal N"."""
+        code = self.process.poll()
+        if code is None:
+            return None
+        return f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+
+    def tail(self, lines: int = 25) -> str:
+        self._log.flush()
+        return tail(self.log_path, lines)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM, so it can flush and leave its group; SIGKILL to its whole group after
+        ``timeout``."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log.close()
+
+
+def wait_until_ok(url: str, timeout: float, *, check: Callable[[], None] = lambda: None) -> bool:
+    """Poll ``GET url`` until it answers 200; False if ``timeout`` seconds pass first. ``check``
+    runs before each attempt: raise there to give up early (e.g. the server exited)."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    deadline = time.monotonic() + timeout
+    while True:
+        check()
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            client = http.client.HTTPConnection(host, port, timeout=2)
+            try:
+                client.request("GET", parts.path or "/")
+                if client.getresponse().status == 200:
+                    return True
+            finally:
+                client.close()
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)

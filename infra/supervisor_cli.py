@@ -37,10 +37,10 @@ from infra.supervisor import (
     stop_pipeline,
     wait_started,
 )
-from ingest.stores import RegistryError, StoreRegistry, store_currencies
 from revloop.crypto import CryptoError, SecretBox
 from revloop.kafka import ensure_topics
 from revloop.settings import Settings, get_settings
+from revloop.stores import RegistryError, StoreRegistry, store_currencies
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)

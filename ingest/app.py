@@ -36,11 +36,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import Receive, Scope, Send
 
-from ingest import bigcommerce, feeds, shopify, woocommerce
+from ingest import feeds
 from ingest.metrics import IngestMetrics
 from ingest.publisher import DurablePublisher, PublishUnavailable
-from ingest.stores import Store
-from ingest.webhooks import Rejected, StoreLookup, raw_record
+from platforms import bigcommerce, shopify, woocommerce
+from platforms.webhooks import Rejected, StoreLookup, raw_record
+from revloop.stores import Store
 from schemas.serde import AvroSerde
 from schemas.topics import topic, topic_for_record
 

@@ -34,9 +34,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ingest.stores import Store, api_key_store_id
-from ingest.webhooks import Rejected, deterministic_id
+from platforms.webhooks import Rejected
+from revloop.ids import deterministic_id
 from revloop.privacy import customer_key, customer_key_for_id, normalize_email
+from revloop.stores import Store, api_key_store_id
 from revloop.text import invalid_text_at
 from schemas.topics import Topic, topic_for_record
 

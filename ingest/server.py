@@ -8,9 +8,9 @@ import uvicorn
 from ingest.app import IngestService, create_app
 from ingest.metrics import IngestMetrics
 from ingest.publisher import DurablePublisher
-from ingest.stores import LiveStoreRegistry
 from revloop.crypto import CryptoError, SecretBox
 from revloop.settings import Settings, get_settings
+from revloop.stores import LiveStoreRegistry
 from schemas.registry import registry_for
 from schemas.serde import AvroSerde
 

@@ -1,12 +1,16 @@
-"""Kafka clients configured from settings, and the adapter that applies the topic catalogue."""
+"""Kafka clients configured from settings, the adapter that applies the topic catalogue, and the
+few reading loops every process needs: watermarks, a range of offsets read to its end, and what
+an error from librdkafka asks of the caller."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exports lack __all__
     AdminClient,
     AlterConfigOpType,
@@ -203,34 +207,129 @@ def read_newest(
         if metadata.error is not None:
             raise ConnectionError(f"{topic_name}: {metadata.error.str()}")
         # Under read_committed the high mark is the last stable offset: nothing open is waited on.
-        ends: dict[int, int] = {}
-        starts = []
+        ranges = {}
         for partition in metadata.partitions:
             low, high = consumer.get_watermark_offsets(
                 TopicPartition(topic_name, partition), timeout=timeout
             )
-            if high > low:
-                ends[partition] = high
-                # Transactional writers leave a commit marker after each batch, and markers
-                # take offsets too: at worst every record is followed by one.
-                starts.append(TopicPartition(topic_name, partition, max(low, high - 2 * count)))
+            # Transactional writers leave a commit marker after each batch, and markers take
+            # offsets too: at worst every record is followed by one.
+            ranges[(topic_name, partition)] = (max(low, high - 2 * count), high)
         found: list[tuple[int, int, int, bytes | None, bytes]] = []
-        if starts:
-            consumer.assign(starts)
-        deadline = time.monotonic() + timeout
-        while ends and time.monotonic() < deadline:
-            for message in consumer.consume(500, timeout=0.2):
-                if message.error() is not None:
-                    continue
+        with contextlib.suppress(TimeoutError):
+            for message in read_ranges(consumer, ranges, timeout=timeout):
                 partition, offset = message.partition(), message.offset()
                 assert partition is not None and offset is not None
-                if offset < ends.get(partition, -1):
-                    _, stamp = message.timestamp()
-                    found.append((stamp, partition, offset, message.key(), message.value() or b""))
-            for tp in consumer.position([TopicPartition(topic_name, p) for p in list(ends)]):
-                if tp.offset >= ends[tp.partition]:
-                    del ends[tp.partition]
+                _, stamp = message.timestamp()
+                found.append((stamp, partition, offset, message.key(), message.value() or b""))
         found.sort()
         return [(p, o, k, v) for _, p, o, k, v in found[-count:]]
     finally:
         consumer.close()
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+_TRANSIENT_CODES = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
+
+
+def kafka_error(exc: BaseException) -> KafkaError | None:
+    """The KafkaError a KafkaException carries, if any."""
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    return error if isinstance(error, KafkaError) else None
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """Whether trying again may succeed as is: what librdkafka calls retriable, plus the leader
+    and coordinator moves a new or restarting broker answers with for a moment."""
+    error = kafka_error(exc)
+    return error is not None and (error.retriable() or error.code() in _TRANSIENT_CODES)
+
+
+def requires_abort(exc: BaseException) -> bool:
+    """Whether a transactional producer must abort its open transaction and carry on."""
+    error = kafka_error(exc)
+    return error is not None and bool(error.txn_requires_abort())
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+Guard = Callable[[str], AbstractContextManager[None]]
+"""Wraps each blocking call (by name), e.g. in a watchdog's deadline."""
+
+
+def _unguarded(_what: str) -> AbstractContextManager[None]:
+    return nullcontext()
+
+
+def high_watermarks(consumer: Consumer, topic_name: str, timeout: float = 30.0) -> dict[int, int]:
+    """Each partition's high watermark (the last stable offset under read_committed). Retries
+    the moments after a topic is created, when its partitions may not have a leader yet."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            partitions = consumer.list_topics(topic_name, timeout=10).topics[topic_name].partitions
+            return {
+                p: int(consumer.get_watermark_offsets(TopicPartition(topic_name, p), timeout=10)[1])
+                for p in partitions
+            }
+        except KafkaException as exc:
+            if not is_retriable(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def read_ranges(
+    consumer: Consumer,
+    ranges: Mapping[tuple[str, int], tuple[int, int]],
+    *,
+    timeout: float | None = None,
+    drained_at_high_watermark: bool = False,
+    guard: Guard = _unguarded,
+) -> Iterator[Message]:
+    """Every readable record at ``start <= offset < end`` of each ``(topic, partition)``, as
+    ``consumer`` returns them (assigned here; errors are skipped).
+
+    A partition is done once the consumer's position reaches ``end``: transaction markers take
+    offsets but are never returned, so the last record's offset cannot tell. With
+    ``drained_at_high_watermark`` a partition is also done when a poll finds nothing and the
+    high watermark is at the position (the range's end may name records that are gone).
+    Raises TimeoutError when ``timeout`` seconds pass first."""
+    wanted = {tp: span for tp, span in ranges.items() if span[1] > span[0]}
+    if not wanted:
+        return
+    reached = {tp: start for tp, (start, _) in wanted.items()}
+    consumer.assign([TopicPartition(t, p, start) for (t, p), (start, _) in wanted.items()])
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while wanted:
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"could not read {sorted(wanted)} to its end within {timeout:.0f}s")
+        messages = consumer.consume(500, timeout=0.5)
+        for message in messages:
+            topic_name, partition, offset = message.topic(), message.partition(), message.offset()
+            if message.error() is not None or topic_name is None or partition is None:
+                continue
+            span = wanted.get((topic_name, partition))
+            if span is None or offset is None or offset >= span[1]:
+                continue
+            reached[(topic_name, partition)] = max(reached[(topic_name, partition)], offset + 1)
+            yield message
+        for key, (_, end) in list(wanted.items()):
+            tp = TopicPartition(*key)
+            (position,) = consumer.position([tp])
+            reached[key] = max(reached[key], position.offset)  # negative until it has fetched
+            if reached[key] >= end:
+                del wanted[key]
+            elif drained_at_high_watermark and not messages:
+                with guard("reading a watermark"):
+                    _, high = consumer.get_watermark_offsets(tp, timeout=10)
+                if high <= reached[key]:
+                    del wanted[key]

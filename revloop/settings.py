@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     ingest_body_timeout_seconds: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     """How long a request's whole body may take to arrive, from when ingest starts reading it; a
     slower one gets 408 and its connection is closed."""
+    ingest_retry_after_seconds: int = Field(default=5, ge=0)
+    """The ``Retry-After`` ingest sends with a 503 (Kafka did not ack in time)."""
 
     # Stream processes (`revloop normalize`, and every consume-transform-produce loop after it).
     kafka_call_timeout_seconds: float = Field(default=30.0, gt=0)
@@ -114,6 +116,21 @@ class Settings(BaseSettings):
     shutdown_seconds: float = Field(default=20.0, gt=0)
     """After SIGTERM, how long a process may take to finish its batch and close before it
     exits anyway (exit 143)."""
+    stream_max_poll_interval_ms: int = Field(default=300_000, gt=0)
+    """How long a loop may go between polls before the group gives its partitions away."""
+
+    # The normalizer (`revloop normalize`, docs/normalizer.md).
+    normalizer_group_id: str = "revloop.ingest.normalizer"
+    """Its consumer group (and transactional id base). The name predates the normalizer's move
+    to streams/ and is kept: a new group would start from the raw topic's beginning."""
+    normalizer_batch_size: int = Field(default=500, gt=0)
+    """Raw records per transaction, at most."""
+    normalizer_session_timeout_ms: int = Field(default=45_000, gt=0)
+    """How long a silent (e.g. killed) instance keeps its partitions before the group moves
+    them."""
+    normalizer_dedupe_window_hours: float = Field(default=72.0, gt=0)
+    """How long a delivery's event ids are remembered: a platform retry within it is dropped.
+    Shopify and BigCommerce retry for about 48 hours."""
 
     # Supervisor (revloop up); see docs/operations.md.
     supervisor_backoff_initial_seconds: float = Field(default=1.0, gt=0)

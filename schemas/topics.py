@@ -80,7 +80,7 @@ TOPICS: tuple[Topic, ...] = (
         cleanup=Cleanup.DELETE,
         retention_ms=30 * DAY_MS,
         producers=("ingest",),
-        consumers=("ingest.normalizer", "replay.redrive"),
+        consumers=("streams.normalizer", "replay.redrive"),
         description="Every verified delivery, body bytes as signed. Bodies hold PII, so retention "
         "is 30 days (inside Shopify's redaction deadline); canonical topics keep the history.",
         # Room for a 1 MiB body plus its envelope and headers.
@@ -93,7 +93,7 @@ TOPICS: tuple[Topic, ...] = (
         partitions=6,
         cleanup=Cleanup.DELETE,
         retention_ms=FOREVER,
-        producers=("ingest.normalizer", "connectors.backfill"),
+        producers=("streams.normalizer", "connectors.backfill"),
         consumers=("streams.attribution", "streams.lifecycle", "sinks.postgres"),
         description="Order lifecycle: created, updated, paid, cancelled, fulfilled, refunded.",
     ),
@@ -104,7 +104,7 @@ TOPICS: tuple[Topic, ...] = (
         partitions=3,
         cleanup=Cleanup.COMPACT,
         retention_ms=FOREVER,
-        producers=("ingest.normalizer", "connectors.backfill"),
+        producers=("streams.normalizer", "connectors.backfill"),
         consumers=("streams.circuit_breaker", "streams.attribution", "sinks.postgres"),
         description="Latest state of each product and its variants; a delete is the last word.",
     ),
@@ -115,7 +115,7 @@ TOPICS: tuple[Topic, ...] = (
         partitions=6,
         cleanup=Cleanup.DELETE,
         retention_ms=FOREVER,
-        producers=("ingest.normalizer", "connectors.backfill", "connectors.reconcile"),
+        producers=("streams.normalizer", "connectors.backfill", "connectors.reconcile"),
         consumers=("streams.inventory", "sinks.postgres"),
         description="Stock changes per item and location. Keyed by item (not location) so one "
         "worker sees every location of an item and can total them.",
@@ -127,7 +127,7 @@ TOPICS: tuple[Topic, ...] = (
         partitions=3,
         cleanup=Cleanup.COMPACT,
         retention_ms=FOREVER,
-        producers=("ingest.normalizer", "connectors.backfill"),
+        producers=("streams.normalizer", "connectors.backfill"),
         consumers=("streams.lifecycle", "sinks.postgres"),
         description="Latest customer state. The only topic an email may appear on: compaction "
         "lets a CustomerRedact replace it.",
@@ -161,7 +161,7 @@ TOPICS: tuple[Topic, ...] = (
         partitions=3,
         cleanup=Cleanup.DELETE,
         retention_ms=14 * DAY_MS,
-        producers=("ingest.normalizer",),
+        producers=("streams.normalizer",),
         consumers=("connectors.hydrator",),
         description="Thin deliveries (BigCommerce sends ids only) waiting for a connector to "
         "fetch the full resource.",
@@ -218,7 +218,7 @@ TOPICS: tuple[Topic, ...] = (
         partitions=3,
         cleanup=Cleanup.DELETE,
         retention_ms=FOREVER,
-        producers=("ingest", "ingest.normalizer", "streams", "sinks"),
+        producers=("ingest", "streams.normalizer", "streams", "sinks"),
         consumers=("replay.redrive", "ops"),
         description="What could not be processed, with the reason and a reference to the "
         "original, kept until re-driven.",

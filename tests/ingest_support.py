@@ -15,14 +15,14 @@ from typing import Any
 import uvicorn
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from ingest import shopify
 from ingest.app import IngestApp, IngestService
 from ingest.metrics import IngestMetrics
 from ingest.publisher import DurablePublisher
-from ingest.stores import Store, StoreRegistry, api_key_digest
+from platforms import shopify
 from revloop.crypto import Secret
 from revloop.kafka import consumer_config
 from revloop.settings import Settings
+from revloop.stores import Store, StoreRegistry, api_key_digest
 from schemas.registry import CommittedCatalogue
 from schemas.serde import AvroSerde
 from tests.stacks import free_ports

@@ -3,16 +3,17 @@ speed; it checks what would make the figures wrong."""
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from ingest import bigcommerce, shopify, woocommerce
-from ingest.bench import (
+from bench.ingest import (
     SERVER_HISTOGRAMS,
     BenchOptions,
     CpuShare,
@@ -27,8 +28,10 @@ from ingest.bench import (
     run_bench,
     server_view,
 )
+from platforms import bigcommerce, shopify, woocommerce
 from revloop.settings import Settings
 
+FIXTURES = Path(__file__).parent / "fixtures"
 MODULES: dict[str, Any] = {
     "shopify": shopify,
     "woocommerce": woocommerce,
@@ -40,7 +43,7 @@ def test_every_platforms_bench_request_verifies_as_its_own_store() -> None:
     stores = bench_stores("benchtest0001", PlatformChoice.MIX, per_platform=2)
     registry = registry_of(stores)  # refuses repeated ids and identities
     assert len(registry) == 6
-    templates = request_templates(stores)
+    templates = request_templates(stores, FIXTURES)
     assert len({t.head.split(b" ", 2)[1] for t in templates[:3]}) == 3  # a mix rotates platforms
     verified_by = set()
     for n, template in enumerate(templates[:6]):
@@ -55,6 +58,16 @@ def test_every_platforms_bench_request_verifies_as_its_own_store() -> None:
         assert delivery.store.platform == platform
         verified_by.add(delivery.store.store_id)
     assert verified_by == {s.store_id for s in stores}  # and the load rotates through stores
+
+
+def test_bench_bodies_come_from_the_fixtures_passed_in_or_are_synthetic() -> None:
+    (store,) = bench_stores("benchtest0002", PlatformChoice.SHOPIFY)
+    fixture = json.loads((FIXTURES / "shopify" / "orders__create.json").read_bytes())
+    from_fixtures = json.loads(request_templates([store], FIXTURES)[0].body)
+    synthetic = json.loads(request_templates([store])[0].body)
+    assert from_fixtures["line_items"] == fixture["line_items"]
+    assert synthetic["line_items"] != fixture["line_items"]
+    assert [item["title"] for item in synthetic["line_items"]] == ["Item"] * 20
 
 
 class _Recorder:

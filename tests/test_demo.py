@@ -23,14 +23,14 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from demo import run as demo_module
 from infra.base import StackError
 from infra.kafka import KafkaBroker
-from ingest.normalize import RawReference, dead_letter
-from revloop import demo as demo_module
 from revloop.kafka import producer_config
 from revloop.settings import Settings
 from schemas.registry import registry_for
 from schemas.serde import AvroSerde
+from streams.normalizer.dead_letters import RawReference, dead_letter
 from tests.stacks import free_ports, isolated_settings, scratch_state_dir
 
 CANONICAL = (

@@ -15,10 +15,11 @@ from hypothesis import strategies as st
 
 from ingest import feeds
 from ingest.feeds import InvalidBatch
-from ingest.stores import Store, StoreRegistry, api_key_digest, api_key_store_id, new_api_key
-from ingest.webhooks import EVENT_ID_NAMESPACE, Rejected
+from platforms.webhooks import Rejected
 from revloop.crypto import Secret
+from revloop.ids import EVENT_ID_NAMESPACE
 from revloop.privacy import customer_key, customer_key_for_id
+from revloop.stores import Store, StoreRegistry, api_key_digest, api_key_store_id, new_api_key
 from schemas.registry import CommittedCatalogue
 from schemas.serde import AvroSerde
 from tests.ingest_support import API_KEYS, CUSTOMER_SALT, make_feed_registry

@@ -17,15 +17,15 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from pydantic import SecretStr
 
 from infra.stack import Stack
-from ingest import woocommerce
 from ingest.app import RAW_TOPIC, IngestService, create_app
 from ingest.metrics import IngestMetrics
 from ingest.publisher import DurablePublisher, PublishUnavailable
 from ingest.server import build_service
-from ingest.stores import Store, StoreRegistry
+from platforms import woocommerce
 from revloop.crypto import Secret, SecretBox, new_master_key
 from revloop.kafka import consumer_config, ensure_topics
 from revloop.settings import Settings
+from revloop.stores import Store, StoreRegistry
 from schemas.registry import CommittedCatalogue
 from schemas.serde import AvroSerde
 from schemas.topics import TOPICS

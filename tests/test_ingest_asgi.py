@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from ingest import shopify
 from ingest.app import IngestService, create_app
 from ingest.metrics import IngestMetrics
-from ingest.stores import Store
+from platforms import shopify
+from revloop.stores import Store
 from schemas.registry import CommittedCatalogue
 from schemas.serde import AvroSerde
 from tests.ingest_support import SHOP_SECRET, make_registry

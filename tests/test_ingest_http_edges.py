@@ -21,10 +21,10 @@ from pydantic import SecretStr, ValidationError
 
 from ingest.app import RAW_TOPIC, IngestService, create_app
 from ingest.server import build_service
-from ingest.stores import Store, StoreRegistry
 from revloop.crypto import SecretBox, new_master_key
 from revloop.kafka import ensure_topics
 from revloop.settings import Settings
+from revloop.stores import Store, StoreRegistry
 from tests.ingest_support import (
     CUSTOMER_SALT,
     TEST_BODY_CAP,

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 from confluent_kafka.admin import AdminClient
 
+from bench.accept_path import KAFKA_STEPS, STEPS, measure, signed_requests
+from bench.ingest import PlatformChoice, bench_stores, registry_of
 from ingest.app import PLATFORMS
-from ingest.bench import PlatformChoice, bench_stores, registry_of
-from ingest.microbench import KAFKA_STEPS, STEPS, measure, signed_requests
 from revloop.settings import Settings
 
 

@@ -17,19 +17,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest import bigcommerce, shopify, woocommerce
-from ingest.canonical import (
-    Emit,
-    NormalizeContext,
-    NotNormalizable,
-    RawDelivery,
-    minor_units,
-    shopper_key,
-)
-from ingest.normalize import SeenEvents, first_sightings, normalize_delivery
+from platforms import bigcommerce, shopify, woocommerce
+from platforms.dispatch import normalize_delivery
+from platforms.events import Emit, NormalizeContext, RawDelivery, shopper_key
+from platforms.payloads import NotNormalizable, minor_units
 from schemas.registry import CommittedCatalogue
 from schemas.serde import AvroSerde
 from schemas.topics import topic_for_record
+from streams.normalizer.dedupe import SeenEvents, first_sightings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SERDE = AvroSerde(CommittedCatalogue.load())

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,85 +18,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
 
-from ingest.canonical import NormalizeContext
-from ingest.normalizer import Normalizer
-from ingest.webhooks import Delivery, raw_record
-from revloop.kafka import consumer_config, ensure_topics, producer_config
+from platforms.events import NormalizeContext
+from platforms.webhooks import Delivery, raw_record
+from revloop.kafka import ensure_topics
 from revloop.settings import Settings
-from schemas.registry import CommittedCatalogue
-from schemas.serde import AvroSerde
-from schemas.topics import TOPICS, Topic
-from tests.ingest_support import make_registry
-
-FIXTURES = Path(__file__).parent / "fixtures"
-SERDE = AvroSerde(CommittedCatalogue.load())
-STORES = make_registry()
-CONTEXT = NormalizeContext(customer_salt=b"salt", store_currency={"acme-shopify": "USD"})
-
-
-class Pipeline:
-    def __init__(self, settings: Settings, topics: tuple[Topic, ...]) -> None:
-        self.settings = settings
-        self.prefix = topics[0].name.removesuffix(TOPICS[0].name)
-        self.raw_topic = self.prefix + "raw.webhooks.v1"
-        self.group_id = f"test-normalizer-{uuid.uuid4().hex[:8]}"
-        self.producer = Producer(producer_config(settings))
-
-    def publish(self, platform: str, topic: str, body: bytes, event_id: str) -> None:
-        store = next(iter(STORES.stores_for(platform)))
-        now = datetime.now(UTC)
-        delivery = Delivery(store, topic, event_id, None, now, {})
-        record = raw_record(delivery, body, "application/json", now)
-        self.producer.produce(
-            self.raw_topic,
-            key=store.store_id.encode(),
-            value=SERDE.encode("dev.revloop.events.RawWebhook", record),
-        )
-        self.producer.flush(10)
-
-    def normalizer(self, context: NormalizeContext = CONTEXT) -> Normalizer:
-        return Normalizer(
-            settings=self.settings.model_copy(update={"topic_prefix": self.prefix}),
-            context=context,
-            serde=SERDE,
-            group_id=self.group_id,
-            instance_id=uuid.uuid4().hex[:8],
-        )
-
-    def read(self, catalogue_name: str) -> list[tuple[int, dict[str, Any]]]:
-        """Every committed record on a scratch topic, as (offset, decoded value)."""
-        name = self.prefix + catalogue_name
-        consumer = Consumer(consumer_config(self.settings, f"reader-{uuid.uuid4().hex}"))
-        try:
-            partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
-            ends = {
-                p: consumer.get_watermark_offsets(TopicPartition(name, p))[1] for p in partitions
-            }
-            wanted = {p: end for p, end in ends.items() if end > 0}
-            if not wanted:
-                return []
-            consumer.assign([TopicPartition(name, p, 0) for p in wanted])
-            found: list[tuple[int, dict[str, Any]]] = []
-            deadline = time.monotonic() + 20
-            while wanted and time.monotonic() < deadline:
-                for message in consumer.consume(500, timeout=0.5):
-                    if message.error() is not None:
-                        continue
-                    partition, offset = message.partition(), message.offset()
-                    assert partition is not None and offset is not None
-                    if partition in wanted and offset + 1 >= wanted[partition]:
-                        del wanted[partition]
-                    found.append((offset, SERDE.decode(message.value() or b"").value))
-                # Transaction markers take offsets too: a partition is done at its last offset.
-                for partition in list(wanted):
-                    position = consumer.position([TopicPartition(name, partition)])[0].offset
-                    if position >= wanted[partition]:
-                        del wanted[partition]
-            return found
-        finally:
-            consumer.close()
+from streams.normalizer.processor import Normalizer
+from tests.normalizer_support import (
+    CONTEXT,
+    SERDE,
+    STORES,
+    Pipeline,
+    fixture_body,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -128,18 +62,6 @@ def running(pipeline: Pipeline) -> Iterator[Any]:
 
     yield start, stop_all
     stop_all()
-
-
-def wait_for(check: Any, timeout: float = 45.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.3)
-
-
-def fixture_body(platform: str, name: str) -> bytes:
-    return (FIXTURES / platform / f"{name}.json").read_bytes()
 
 
 def kinds(pipeline: Pipeline) -> Counter[str]:
@@ -260,20 +182,24 @@ def test_an_unforeseen_error_parks_the_record_not_the_process(
 
 CHILD = """
 import sys, threading
-from ingest.canonical import NormalizeContext
-from ingest.normalizer import Normalizer
+from platforms.events import NormalizeContext
+from streams.normalizer.processor import Normalizer
 from revloop.settings import Settings
 from schemas.registry import CommittedCatalogue
 from schemas.serde import AvroSerde
 bootstrap, prefix, group = sys.argv[1:4]
 Normalizer(
-    settings=Settings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix),
+    settings=Settings(
+        kafka_bootstrap_servers=bootstrap,
+        topic_prefix=prefix,
+        normalizer_batch_size=50,
+        # The broker's minimum: the killed instance's partitions move fast.
+        normalizer_session_timeout_ms=6000,
+    ),
     context=NormalizeContext(customer_salt=b"salt"),
     serde=AvroSerde(CommittedCatalogue.load()),
     group_id=group,
     instance_id="child",
-    batch_size=50,
-    session_timeout_ms=6000,  # the broker's minimum: the killed instance's partitions move fast
 ).run(threading.Event())
 """
 

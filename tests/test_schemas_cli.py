@@ -1,4 +1,4 @@
-"""`revloop topics list` and `topics read` (schemas/cli.py): the catalogue as a table on a
+"""`revloop topics list` and `topics read` (revloop/cli/schemas.py): the catalogue as a table on a
 real-size terminal, and a topic's newest records as JSON lines."""
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import pytest
 from confluent_kafka import Producer
 from typer.testing import CliRunner
 
-from ingest.webhooks import Delivery, raw_record
+from platforms.webhooks import Delivery, raw_record
+from revloop.cli.schemas import topics_app
 from revloop.kafka import ensure_topics, producer_config, read_newest
 from revloop.settings import Settings
-from schemas.cli import topics_app
 from schemas.topics import TOPICS
-from tests.test_normalizer import SERDE, STORES, Pipeline
+from tests.normalizer_support import SERDE, STORES, Pipeline
 
 
 @pytest.mark.parametrize("columns", [80, 100, 200])

@@ -14,17 +14,12 @@ from typing import Any
 
 import pytest
 
-from ingest import bigcommerce, feeds, shopify, woocommerce
-from ingest.canonical import NormalizeContext, RawDelivery, Skip
-from ingest.stores import StoreRegistry
-from revloop.demo import DemoState, ensure_demo_state
-from revloop.simulation import (
-    DemoRequest,
-    Simulation,
-    expected_outcome,
-    run_simulation,
-    simulate,
-)
+from demo.run import DemoState, ensure_demo_state
+from demo.simulation import DemoRequest, Simulation, expected_outcome, run_simulation, simulate
+from ingest import feeds
+from platforms import bigcommerce, shopify, woocommerce
+from platforms.events import NormalizeContext, RawDelivery, Skip
+from revloop.stores import StoreRegistry
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 MODULES: dict[str, Any] = {

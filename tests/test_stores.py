@@ -1,4 +1,4 @@
-"""ingest.stores and `revloop stores`: the store registry and its encrypted secrets."""
+"""revloop.stores and `revloop stores`: the store registry and its encrypted secrets."""
 
 from __future__ import annotations
 
@@ -27,7 +27,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from ingest.stores import (
+from revloop.cli.stores import stores_app
+from revloop.crypto import CryptoError, Secret, SecretBox
+from revloop.settings import Settings, get_settings
+from revloop.stores import (
     MAX_API_KEYS,
     LiveCurrencies,
     LiveStoreRegistry,
@@ -42,9 +45,6 @@ from ingest.stores import (
     secret_context,
     store_currencies,
 )
-from ingest.stores_cli import stores_app
-from revloop.crypto import CryptoError, Secret, SecretBox
-from revloop.settings import Settings, get_settings
 
 BOX = SecretBox({"k1": os.urandom(32)}, "k1")
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)

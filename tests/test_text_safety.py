@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from ingest import bigcommerce, woocommerce
 from ingest.app import create_app
-from ingest.canonical import NormalizeContext, RawDelivery
-from ingest.normalize import normalize_delivery
+from platforms import bigcommerce, woocommerce
+from platforms.dispatch import normalize_delivery
+from platforms.events import NormalizeContext, RawDelivery
 from revloop.kafka import ensure_topics
 from revloop.settings import Settings
 from revloop.text import escaped, invalid_text_at, is_unicode, may_hold_surrogates
@@ -39,7 +39,7 @@ from tests.ingest_support import (
     serving,
     shopify_delivery,
 )
-from tests.test_normalizer import Pipeline, wait_for
+from tests.normalizer_support import Pipeline, wait_for
 
 DEAD_LETTERS = topic("ops.dead-letters.v1")
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -129,7 +129,7 @@ def _raw(platform: str, topic: str, body: bytes) -> RawDelivery:
 
 SAMPLES = _samples()
 CANONICAL = [
-    t.name for t in TOPICS if "ingest.normalizer" in t.producers and t.name != DEAD_LETTERS.name
+    t.name for t in TOPICS if "streams.normalizer" in t.producers and t.name != DEAD_LETTERS.name
 ]
 
 

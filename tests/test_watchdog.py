@@ -20,13 +20,13 @@ import pytest
 from confluent_kafka import Producer
 
 from infra.kafka import KafkaBroker
-from ingest.webhooks import Delivery, raw_record
+from platforms.webhooks import Delivery, raw_record
 from revloop.kafka import ensure_topics, producer_config
 from revloop.settings import Settings
 from revloop.watchdog import EXIT_OVERRUN, EXIT_SHUTDOWN_OVERRUN, Watchdog
 from schemas.topics import prefixed
+from tests.normalizer_support import SERDE, STORES, Pipeline, fixture_body, wait_for
 from tests.stacks import free_ports, isolated_settings, scratch_state_dir
-from tests.test_normalizer import SERDE, STORES, Pipeline, fixture_body, wait_for
 
 ROOT = Path(__file__).parent.parent
 

@@ -11,18 +11,17 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ingest import bigcommerce, shopify, woocommerce
-from ingest.stores import Store
-from ingest.webhooks import (
-    EVENT_ID_NAMESPACE,
+from platforms import bigcommerce, shopify, woocommerce
+from platforms.webhooks import (
     Rejected,
-    deterministic_id,
     hmac_sha256_b64,
     signed_by_any,
     signing_keys,
     verified_fields,
 )
 from revloop.crypto import Secret
+from revloop.ids import EVENT_ID_NAMESPACE, deterministic_id
+from revloop.stores import Store
 from tests.ingest_support import BC_SECRET, NOW, SHOP_SECRET, WOO_SECRET, make_registry
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -1,0 +1,30 @@
+"""The store registry: which store a webhook came from, and the secrets that verify it.
+
+Ingest turns a delivery's identifying header into an identity with :func:`normalize_identity`,
+finds the :class:`Store` with :meth:`StoreRegistry.lookup`, and checks the signature against
+:meth:`Store.verification_keys`. The marketing feeds authenticate with per-store API keys
+(:mod:`revloop.stores.api_keys`). Services read the file through the live views, which follow
+its changes without a restart.
+"""
+
+from revloop.stores.api_keys import MAX_API_KEYS, api_key_digest, api_key_store_id, new_api_key
+from revloop.stores.identity import Platform, normalize_identity
+from revloop.stores.live import LiveCurrencies, LiveStoreRegistry
+from revloop.stores.model import RegistryError, Store, secret_context
+from revloop.stores.registry import StoreRegistry, store_currencies
+
+__all__ = [
+    "MAX_API_KEYS",
+    "LiveCurrencies",
+    "LiveStoreRegistry",
+    "Platform",
+    "RegistryError",
+    "Store",
+    "StoreRegistry",
+    "api_key_digest",
+    "api_key_store_id",
+    "new_api_key",
+    "normalize_identity",
+    "secret_context",
+    "store_currencies",
+]

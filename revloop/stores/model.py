@@ -1,0 +1,129 @@
+"""One store: its slug, where its webhooks come from, and the secrets that sign them."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from revloop.crypto import Secret
+from revloop.stores.api_keys import MAX_API_KEYS, SHA256_HEX, api_key_digest
+from revloop.stores.identity import CURRENCY, STORE_ID, normalize_identity, platform_of
+
+
+class RegistryError(ValueError):
+    """The registry or its file is inconsistent (duplicates, malformed entries)."""
+
+
+def secret_context(store_id: str) -> str:
+    """The AES-GCM associated data binding a stored webhook secret to its store."""
+    return f"store:{store_id}:webhook_secret"
+
+
+@dataclass(frozen=True)
+class Store:
+    """One store: its slug, where its webhooks come from, and the secrets that sign them.
+
+    ``secrets`` is the current secret first, then the previous one, accepted until
+    ``previous_secret_expires_at`` so deliveries signed before a rotation still verify.
+    ``api_key_hashes`` are the SHA-256 hex digests of the store's feed API keys (never the keys).
+    """
+
+    store_id: str
+    platform: str
+    identity: str
+    secrets: tuple[Secret, ...]
+    previous_secret_expires_at: datetime | None = None
+    api_key_hashes: tuple[str, ...] = field(default=(), repr=False)
+    currency: str | None = None
+    """The shop currency (ISO 4217): product payloads carry prices without one."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.store_id, str) or not STORE_ID.fullmatch(self.store_id):
+            raise ValueError(
+                f"store id {self.store_id!r} must be a slug matching {STORE_ID.pattern}"
+            )
+        # Stored as the plain value so reprs and the file show 'shopify', not Platform.SHOPIFY.
+        platform = platform_of(self.platform).value
+        object.__setattr__(self, "platform", platform)
+        object.__setattr__(self, "identity", normalize_identity(platform, self.identity))
+        if (
+            not isinstance(self.secrets, tuple)
+            or not self.secrets
+            or not all(isinstance(s, Secret) and s.reveal() for s in self.secrets)
+        ):
+            raise ValueError(f"store {self.store_id!r} needs a tuple of non-empty Secret values")
+        expires = self.previous_secret_expires_at
+        if expires is not None and (expires.tzinfo is None or expires.utcoffset() is None):
+            raise ValueError(f"store {self.store_id!r}: previous_secret_expires_at needs a zone")
+        if (len(self.secrets) > 1) != (expires is not None):
+            raise ValueError(
+                f"store {self.store_id!r}: previous secrets and previous_secret_expires_at "
+                "go together"
+            )
+        if self.currency is not None and not (
+            isinstance(self.currency, str) and CURRENCY.fullmatch(self.currency)
+        ):
+            raise ValueError(f"store {self.store_id!r}: currency must be an ISO 4217 code like USD")
+        hashes = self.api_key_hashes
+        if not isinstance(hashes, tuple) or not all(
+            isinstance(h, str) and SHA256_HEX.fullmatch(h) for h in hashes
+        ):
+            raise ValueError(
+                f"store {self.store_id!r}: api_key_hashes must be a tuple of SHA-256 hex digests"
+            )
+        if len(set(hashes)) != len(hashes):
+            raise ValueError(f"store {self.store_id!r}: api_key_hashes has duplicates")
+        if len(hashes) > MAX_API_KEYS:
+            raise ValueError(f"store {self.store_id!r}: more than {MAX_API_KEYS} API keys")
+
+    def accepts_api_key(self, key: str) -> bool:
+        """Whether ``key`` is one of this store's API keys. Compares the key's digest with every
+        stored digest in constant time, without stopping at a match."""
+        digest = api_key_digest(key).encode("ascii")
+        ok = False
+        for stored in self.api_key_hashes:
+            ok |= hmac.compare_digest(digest, stored.encode("ascii"))
+        return ok
+
+    def with_api_key_hash(self, digest: str) -> Store:
+        """This store with one more API key (given by its digest)."""
+        if len(self.api_key_hashes) >= MAX_API_KEYS:
+            raise ValueError(
+                f"store {self.store_id!r} already has {MAX_API_KEYS} API keys; revoke them "
+                "first (`revloop stores api-key --revoke-all`)"
+            )
+        return replace(self, api_key_hashes=(*self.api_key_hashes, digest))
+
+    def without_api_keys(self) -> Store:
+        return replace(self, api_key_hashes=())
+
+    def verification_keys(self, now: datetime) -> tuple[bytes, ...]:
+        """The secrets a delivery may be signed with at ``now``: the current one, plus the
+        previous ones until they expire."""
+        require_aware(now)
+        expires = self.previous_secret_expires_at
+        if expires is not None and now < expires:
+            return tuple(s.reveal() for s in self.secrets)
+        return (self.secrets[0].reveal(),)
+
+    def rotated(self, secret: Secret, *, now: datetime, window: timedelta) -> Store:
+        """This store with ``secret`` current and the current one accepted for ``window``.
+
+        Older previous secrets are dropped: the expiry is per store, so keeping them would
+        stretch their life. Re-adding the current secret changes nothing."""
+        require_aware(now)
+        if secret == self.secrets[0]:
+            return self
+        if window <= timedelta(0):
+            return self._with(secrets=(secret,), expires=None)
+        return self._with(secrets=(secret, self.secrets[0]), expires=now + window)
+
+    def _with(self, *, secrets: tuple[Secret, ...], expires: datetime | None) -> Store:
+        # replace() keeps every other field (the API keys among them) and re-runs the checks.
+        return replace(self, secrets=secrets, previous_secret_expires_at=expires)
+
+
+def require_aware(now: datetime) -> None:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("`now` must be timezone-aware (e.g. datetime.now(UTC))")
