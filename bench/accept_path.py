@@ -56,9 +56,10 @@ from bench.ingest import (
     registry_of,
     request_templates,
 )
-from ingest.app import PLATFORMS, RAW_RECORD, RAW_TOPIC, IngestService
+from ingest.app import RAW_RECORD, RAW_TOPIC, IngestService
 from ingest.metrics import IngestMetrics
 from ingest.publisher import DurablePublisher, PublishUnavailable
+from platforms import PLATFORMS
 from platforms.webhooks import Delivery, raw_record
 from revloop.kafka import delete_topics, ensure_topics
 from revloop.settings import Settings, get_settings
@@ -279,9 +280,7 @@ def measure(
     service = None
     records = 0
     if publisher is not None:
-        service = IngestService(
-            stores, publisher, serde, IngestMetrics(), topic_prefix=settings.topic_prefix
-        )
+        service = IngestService(stores, publisher, serde, IngestMetrics(), settings=settings)
         ensure_topics(settings, [raw_topic])
         log(f"receive writes to {raw_topic.name}, deleted afterwards")
     paths = [AcceptPath(reqs, stores, serde, service) for reqs in by_platform.values()]

@@ -39,8 +39,9 @@ from starlette.types import Receive, Scope, Send
 from ingest import feeds
 from ingest.metrics import IngestMetrics
 from ingest.publisher import DurablePublisher, PublishUnavailable
-from platforms import bigcommerce, shopify, woocommerce
+from platforms import PLATFORMS, woocommerce
 from platforms.webhooks import Rejected, StoreLookup, raw_record
+from revloop.settings import Settings
 from revloop.stores import Store
 from schemas.serde import AvroSerde
 from schemas.topics import topic, topic_for_record
@@ -49,16 +50,10 @@ log = logging.getLogger(__name__)
 
 RAW_TOPIC = topic("raw.webhooks.v1")
 (RAW_RECORD,) = RAW_TOPIC.values
-PLATFORMS: Mapping[str, ModuleType] = {
-    "shopify": shopify,
-    "woocommerce": woocommerce,
-    "bigcommerce": bigcommerce,
-}
 
 
 FEEDS: Mapping[str, str] = {"touchpoints": feeds.TOUCHPOINT, "campaigns": feeds.CAMPAIGN_LINK}
 """Feed name (the route's last segment and the metric label) → the record type it publishes."""
-_RETRY_AFTER = {"Retry-After": "5"}
 _CLOSE = {"Connection": "close"}
 """For answers given with the body (maybe) unread: uvicorn closes the connection after sending
 them, where it would otherwise read the rest of the body and throw it away."""
@@ -106,27 +101,28 @@ class IngestService:
     publisher: DurablePublisher
     serde: AvroSerde
     metrics: IngestMetrics
-    max_body_bytes: int = 1 << 20
+    settings: Settings
+    """Its knobs: ``ingest_max_body_bytes``, ``ingest_body_timeout_seconds`` (the whole body
+    must arrive within it, or 408 and the connection is closed), ``ingest_stores_check_seconds``,
+    ``ingest_retry_after_seconds`` and ``topic_prefix``."""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     customer_salt: bytes = field(default=b"", repr=False)
     """Turns touchpoint emails and customer ids into customer keys (revloop/privacy.py)."""
-    topic_prefix: str = ""
-    """``Settings.topic_prefix``: prepended to the catalogue's topic names."""
     refresh_stores: Callable[[], bool] | None = None
     """Reads the stores file again if it changed (``LiveStoreRegistry.refresh``); the app calls
-    it every ``stores_check_seconds``, off the event loop."""
-    stores_check_seconds: float = 1.0
-    body_timeout_seconds: float = 10.0
-    """``Settings.ingest_body_timeout_seconds``: the whole body must arrive within this many
-    seconds of the app starting to read it, or the answer is 408 and the connection is closed."""
+    it every ``ingest_stores_check_seconds``, off the event loop."""
     raw_topic: str = field(init=False)
+    max_body_bytes: int = field(init=False)
+    body_timeout_seconds: float = field(init=False)
+    _retry_after: dict[str, str] = field(init=False, repr=False)
     _in_flight: int = field(default=0, init=False, repr=False)
     _body_deadlines: BodyDeadlines = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not 0 < self.body_timeout_seconds < math.inf:
-            raise ValueError(f"body_timeout_seconds must be > 0, not {self.body_timeout_seconds}")
-        self.raw_topic = self.topic_prefix + RAW_TOPIC.name
+        self.max_body_bytes = self.settings.ingest_max_body_bytes
+        self.body_timeout_seconds = self.settings.ingest_body_timeout_seconds
+        self._retry_after = {"Retry-After": str(self.settings.ingest_retry_after_seconds)}
+        self.raw_topic = self.settings.topic_name(RAW_TOPIC)
         self._body_deadlines = BodyDeadlines()
         # Read at scrape time: cheaper than a gauge update on every request.
         self.metrics.in_flight.set_function(lambda: self._in_flight)
@@ -188,18 +184,18 @@ class IngestService:
             )
         except PublishUnavailable:
             self._count(platform, topic_label, "unavailable", "kafka")
-            return Reply.json(503, {"error": "temporarily unavailable; retry"}, _RETRY_AFTER)
+            return Reply.json(503, {"error": "temporarily unavailable; retry"}, self._retry_after)
         self.metrics.publish_seconds.observe(time.perf_counter() - publish_started)
         self._count(platform, topic_label, "accepted", "")
         return Reply.accepted(delivery.event_id)
 
     async def watch_stores(self) -> None:
         """Runs for the app's lifetime: a store added or a key rotated is served within
-        ``stores_check_seconds``, with no restart."""
+        ``ingest_stores_check_seconds``, with no restart."""
         if self.refresh_stores is None:
             return
         while True:
-            await asyncio.sleep(self.stores_check_seconds)
+            await asyncio.sleep(self.settings.ingest_stores_check_seconds)
             try:
                 if not await asyncio.to_thread(self.refresh_stores):
                     continue
@@ -302,7 +298,7 @@ class IngestService:
         except feeds.InvalidBatch as invalid:
             return self._refuse_feed(feed, invalid.status, invalid.as_json())
         topic_ = topic_for_record(record_name)
-        topic_name = self.topic_prefix + topic_.name
+        topic_name = self.settings.topic_name(topic_)
         # Encode everything before publishing anything: a record that does not fit its schema
         # fails the request with nothing written.
         messages = [(topic_.message_key(r), self.serde.encode(record_name, r)) for r in records]
@@ -322,7 +318,7 @@ class IngestService:
                 feed,
                 503,
                 {"error": "temporarily unavailable; retry the batch", "reason": "kafka"},
-                headers=_RETRY_AFTER,
+                headers=self._retry_after,
                 outcome="unavailable",
             )
         self.metrics.feed_records.labels(feed, "accepted").inc(len(records))

@@ -24,12 +24,9 @@ def build_service(settings: Settings) -> IngestService:
         publisher=DurablePublisher(settings, ack_timeout=settings.ingest_ack_timeout_seconds),
         serde=AvroSerde(registry_for(settings.schema_registry_url)),
         metrics=IngestMetrics(),
-        max_body_bytes=settings.ingest_max_body_bytes,
+        settings=settings,
         customer_salt=salt,
-        topic_prefix=settings.topic_prefix,
         refresh_stores=stores.refresh,
-        stores_check_seconds=settings.ingest_stores_check_seconds,
-        body_timeout_seconds=settings.ingest_body_timeout_seconds,
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 
 from platforms import bigcommerce, shopify, woocommerce
 from platforms.events import Emit, NormalizeContext, RawDelivery, Skip
@@ -16,10 +17,15 @@ from revloop.text import invalid_text_at, may_hold_surrogates
 PlatformNormalizer = Callable[[RawDelivery, NormalizeContext], "list[Emit] | Skip"]
 
 
+PLATFORMS: Mapping[str, ModuleType] = {
+    "shopify": shopify,
+    "woocommerce": woocommerce,
+    "bigcommerce": bigcommerce,
+}
+"""Each platform's module: ``authenticate`` for ingest, ``normalize`` for the normalizer."""
+
 NORMALIZERS: Mapping[str, PlatformNormalizer] = {
-    "shopify": shopify.normalize,
-    "woocommerce": woocommerce.normalize,
-    "bigcommerce": bigcommerce.normalize,
+    name: module.normalize for name, module in PLATFORMS.items()
 }
 
 

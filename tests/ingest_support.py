@@ -90,10 +90,14 @@ def make_service(
         publisher=DurablePublisher(settings, ack_timeout=ack_timeout),
         serde=SERDE,
         metrics=IngestMetrics(),
-        max_body_bytes=TEST_BODY_CAP,
+        settings=settings.model_copy(
+            update={
+                "ingest_max_body_bytes": TEST_BODY_CAP,
+                "ingest_body_timeout_seconds": body_timeout,
+                "topic_prefix": topic_prefix,
+            }
+        ),
         customer_salt=CUSTOMER_SALT,
-        body_timeout_seconds=body_timeout,
-        topic_prefix=topic_prefix,
     )
 
 

@@ -55,9 +55,10 @@ def make_service(
         publisher=DurablePublisher(settings, ack_timeout=ack_timeout),
         serde=SERDE,
         metrics=IngestMetrics(),
-        max_body_bytes=64 * 1024,
+        settings=settings.model_copy(
+            update={"ingest_max_body_bytes": 64 * 1024, "topic_prefix": topic_prefix}
+        ),
         clock=lambda: datetime.now(UTC),
-        topic_prefix=topic_prefix,
     )
 
 

@@ -14,11 +14,13 @@ import pytest
 
 from ingest.app import IngestService, create_app
 from ingest.metrics import IngestMetrics
+from ingest.publisher import PublishUnavailable
 from platforms import shopify
+from revloop.settings import Settings
 from revloop.stores import Store
 from schemas.registry import CommittedCatalogue
 from schemas.serde import AvroSerde
-from tests.ingest_support import SHOP_SECRET, make_registry
+from tests.ingest_support import SHOP_SECRET, make_registry, shopify_delivery
 
 BODY = b'{"id": 1}'
 
@@ -55,7 +57,7 @@ def service(
             publisher=publisher,  # type: ignore[arg-type]
             serde=AvroSerde(CommittedCatalogue.load()),
             metrics=IngestMetrics(),
-            body_timeout_seconds=body_timeout_seconds,
+            settings=Settings(ingest_body_timeout_seconds=body_timeout_seconds),
         ),
         publisher,
     )
@@ -287,9 +289,9 @@ def test_a_task_cancelled_by_someone_else_too_stays_cancelled() -> None:
     assert outcome(svc, "rejected", "timeout") == 0
 
 
-def test_a_service_refuses_a_body_timeout_that_is_not_positive() -> None:
+def test_the_settings_refuse_a_body_timeout_that_is_not_positive() -> None:
     for timeout in (0.0, -1.0, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match="body_timeout_seconds"):
+        with pytest.raises(ValueError, match="ingest_body_timeout_seconds"):
             service(body_timeout_seconds=timeout)
 
 
@@ -302,3 +304,27 @@ def test_other_methods_and_paths_go_to_the_api_app() -> None:
     assert outcome(svc, "rejected", "method_not_allowed") == 1
     assert call(app, "POST", "/webhooks/magento", signed(), whole(BODY))[0] == 404
     assert call(app, "GET", "/healthz", [], []) == (200, {"status": "ok"})
+
+
+class UnavailablePublisher(RecordingPublisher):
+    async def publish(self, topic: str, key: bytes, value: bytes) -> None:
+        raise PublishUnavailable("no ack in time")
+
+
+@pytest.mark.parametrize("seconds", [5, 17])
+def test_a_503_asks_for_a_retry_after_the_configured_seconds(seconds: int) -> None:
+    svc = IngestService(
+        stores=make_registry(),
+        publisher=UnavailablePublisher(),  # type: ignore[arg-type]
+        serde=AvroSerde(CommittedCatalogue.load()),
+        metrics=IngestMetrics(),
+        settings=Settings(ingest_retry_after_seconds=seconds),
+    )
+    body = b'{"id": 1, "line_items": []}'
+
+    async def read_body(_limit: int) -> bytes:
+        return body
+
+    reply = asyncio.run(svc.receive("shopify", shopify_delivery(body, "w-1"), read_body))
+    assert reply.status == 503
+    assert reply.headers["Retry-After"] == str(seconds)

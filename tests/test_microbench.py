@@ -9,7 +9,7 @@ from confluent_kafka.admin import AdminClient
 
 from bench.accept_path import KAFKA_STEPS, STEPS, measure, signed_requests
 from bench.ingest import PlatformChoice, bench_stores, registry_of
-from ingest.app import PLATFORMS
+from platforms import PLATFORMS
 from revloop.settings import Settings
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from demo.run import demo_command
+from demo import demo_command
 from infra.cli import app as infra_app
 from infra.supervisor_cli import down_command, status_command, supervise_command, up_command
 from ingest.server import serve
 from revloop.cli.schemas import schemas_app, topics_app
 from revloop.cli.stores import stores_app
-from streams.normalizer.processor import normalize_command
+from streams.normalizer import normalize_command
 
 app = typer.Typer(
     name="revloop",
