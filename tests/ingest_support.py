@@ -25,7 +25,7 @@ from revloop.settings import Settings
 from revloop.stores import Store, StoreRegistry, api_key_digest
 from schemas.registry import CommittedCatalogue
 from schemas.serde import AvroSerde
-from tests.stacks import free_ports
+from tests.stack_support import free_ports
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 SHOP_SECRET = b"shopify-app-secret"

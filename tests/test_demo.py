@@ -3,7 +3,7 @@
 The demo's normalizer runs in the production consumer group (`revloop normalize` cannot be given
 another), so on a shared broker it would first have to normalize every raw record that group has
 not seen, whoever sent it. The test therefore gets a broker of its own (a throwaway KRaft broker
-on free ports, as tests/stacks.py makes them); where none can be started it falls back to the
+on free ports, as tests/stack_support.py makes them); where none can be started it falls back to the
 session's broker. Counts are by the run's own event ids either way.
 """
 
@@ -31,7 +31,7 @@ from revloop.settings import Settings
 from schemas.registry import registry_for
 from schemas.serde import AvroSerde
 from streams.normalizer.dead_letters import RawReference, dead_letter
-from tests.stacks import free_ports, isolated_settings, scratch_state_dir
+from tests.stack_support import free_ports, isolated_settings, scratch_state_dir
 
 CANONICAL = (
     "commerce.orders.v1",

@@ -34,7 +34,7 @@ from tests.ingest_support import (
     read_published,
     topic_watermarks,
 )
-from tests.stacks import free_ports
+from tests.stack_support import free_ports
 
 SERDE = AvroSerde(CommittedCatalogue.load())
 TOUCHPOINTS = feeds.TOUCHPOINT_TOPIC.name

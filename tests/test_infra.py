@@ -31,7 +31,7 @@ from infra.cli import app
 from infra.process import LOG_ROTATE_BYTES, pid_alive, rotate_log, spawn_detached
 from infra.stack import Stack, StackError, State
 from revloop.settings import Settings, get_settings
-from tests.stacks import isolated_settings, scratch_state_dir
+from tests.stack_support import isolated_settings, scratch_state_dir
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from tests.ingest_support import (
     read_published,
     shopify_delivery,
 )
-from tests.stacks import free_ports, isolated_settings, scratch_state_dir
+from tests.stack_support import free_ports, isolated_settings, scratch_state_dir
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SERDE = AvroSerde(CommittedCatalogue.load())

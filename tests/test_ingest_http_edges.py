@@ -35,7 +35,7 @@ from tests.ingest_support import (
     serving,
     shopify_delivery,
 )
-from tests.stacks import free_ports
+from tests.stack_support import free_ports
 
 CAP = TEST_BODY_CAP
 HUGE = 50_000_000

@@ -139,3 +139,32 @@ def test_the_core_may_not_import_the_command_line(tmp_path: Path) -> None:
     assert violations(root) == [
         "revloop/kafka.py:1: revloop (layer 1) imports revloop.cli (layer 5): up",
     ]
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """Whether one letter added, removed or changed turns ``a`` into ``b``."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        return sum(x != y for x, y in zip(a, b, strict=True)) == 1
+    short, long = sorted((a, b), key=len)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+
+
+def test_no_two_module_names_are_one_letter_apart() -> None:
+    names = set()
+    for top in [*{name.split(".")[0] for name in LAYERS}, "tests"]:
+        for path in (ROOT / top).rglob("*.py"):
+            names.add(path.parent.name if path.stem == "__init__" else path.stem)
+    pairs = [
+        (a, b) for a in sorted(names) for b in sorted(names) if a < b and _one_edit_apart(a, b)
+    ]
+    assert pairs == []
+
+
+def test_names_one_letter_apart_are_found() -> None:
+    assert _one_edit_apart("normalize", "normalizer")
+    assert _one_edit_apart("stack", "stacks")
+    assert _one_edit_apart("serde", "verde")
+    assert not _one_edit_apart("process", "processor")
+    assert not _one_edit_apart("shopify", "shopify")

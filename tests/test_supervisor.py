@@ -42,7 +42,7 @@ from revloop.kafka import consumer_config, delete_topics
 from revloop.settings import Settings
 from schemas.topics import prefixed
 from tests.ingest_support import SERDE, SHOP_SECRET, shopify_delivery
-from tests.stacks import free_ports
+from tests.stack_support import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"

@@ -26,7 +26,7 @@ from revloop.settings import Settings
 from revloop.watchdog import EXIT_OVERRUN, EXIT_SHUTDOWN_OVERRUN, Watchdog
 from schemas.topics import prefixed
 from tests.normalizer_support import SERDE, STORES, Pipeline, fixture_body, wait_for
-from tests.stacks import free_ports, isolated_settings, scratch_state_dir
+from tests.stack_support import free_ports, isolated_settings, scratch_state_dir
 
 ROOT = Path(__file__).parent.parent
 
