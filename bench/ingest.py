@@ -578,6 +578,7 @@ class ServerConfig:
     def command(self, app: str, port: int) -> list[str]:
         return [
             sys.executable,
+            "-P",  # the working directory stays off sys.path, so nothing there shadows a package
             "-m",
             "uvicorn",
             app,

@@ -18,7 +18,6 @@ import json
 import os
 import secrets
 import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -48,6 +47,7 @@ from demo.simulation import (
     run_simulation,
 )
 from infra.process import Child, port_in_use, wait_until_ok
+from infra.supervisor import revloop_command
 from revloop.crypto import CryptoError, SecretBox, new_master_key
 from revloop.files import write_private
 from revloop.kafka import (
@@ -181,7 +181,7 @@ def _child(command: str, env: Mapping[str, str], log_path: Path) -> Child:
     """``revloop <command>``, stopped with SIGTERM so ingest flushes its producer and the
     normalizer leaves its group (a killed member would hold its partitions until the session
     times out)."""
-    return Child([sys.executable, "-m", "revloop", command], env=env, log_path=log_path)
+    return Child(revloop_command(command), env=env, log_path=log_path)
 
 
 def _tail(child: Child) -> str:

@@ -98,8 +98,10 @@ class ProcessSpec:
 
 
 def revloop_command(*args: str) -> tuple[str, ...]:
-    """``python -m revloop <args>`` with this interpreter, so children run the same install."""
-    return (sys.executable, "-m", "revloop", *args)
+    """``python -P -m revloop <args>`` with this interpreter, so children run the same install.
+    ``-P`` keeps the working directory off ``sys.path``: a folder there named like one of
+    revloop's packages (``demo``, ``bench``, ``ingest``...) would otherwise shadow it."""
+    return (sys.executable, "-P", "-m", "revloop", *args)
 
 
 @dataclass(frozen=True)

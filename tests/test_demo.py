@@ -65,7 +65,9 @@ def bootstrap_servers(request: pytest.FixtureRequest) -> Iterator[str]:
 def demo(bootstrap_servers: str, state_dir: Path, *args: str) -> dict[str, Any]:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers}
     (port,) = free_ports(1)
-    command = [sys.executable, "-m", "revloop", "demo", "--state-dir", str(state_dir)]
+    # -P: the working directory holds the state dir, named `demo`; on sys.path it would shadow
+    # the editable install's demo package (as revloop's own children run, infra/supervisor.py).
+    command = [sys.executable, "-P", "-m", "revloop", "demo", "--state-dir", str(state_dir)]
     result = subprocess.run(
         [*command, "--port", str(port), "--timeout", "30", *args],
         env=env,
