@@ -103,14 +103,14 @@ class IngestService:
     metrics: IngestMetrics
     settings: Settings
     """Its knobs: ``ingest_max_body_bytes``, ``ingest_body_timeout_seconds`` (the whole body
-    must arrive within it, or 408 and the connection is closed), ``ingest_stores_check_seconds``,
+    must arrive within it, or 408 and the connection is closed), ``stores_check_seconds``,
     ``ingest_retry_after_seconds`` and ``topic_prefix``."""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     customer_salt: bytes = field(default=b"", repr=False)
     """Turns touchpoint emails and customer ids into customer keys (revloop/privacy.py)."""
     refresh_stores: Callable[[], bool] | None = None
     """Reads the stores file again if it changed (``LiveStoreRegistry.refresh``); the app calls
-    it every ``ingest_stores_check_seconds``, off the event loop."""
+    it every ``stores_check_seconds``, off the event loop."""
     raw_topic: str = field(init=False)
     max_body_bytes: int = field(init=False)
     body_timeout_seconds: float = field(init=False)
@@ -191,11 +191,11 @@ class IngestService:
 
     async def watch_stores(self) -> None:
         """Runs for the app's lifetime: a store added or a key rotated is served within
-        ``ingest_stores_check_seconds``, with no restart."""
+        ``stores_check_seconds``, with no restart."""
         if self.refresh_stores is None:
             return
         while True:
-            await asyncio.sleep(self.settings.ingest_stores_check_seconds)
+            await asyncio.sleep(self.settings.stores_check_seconds)
             try:
                 if not await asyncio.to_thread(self.refresh_stores):
                     continue

@@ -86,6 +86,17 @@ class Settings(BaseSettings):
     The AES-256-GCM keys for stored webhook secrets; make one with ``revloop stores keygen``."""
     stores_file: Path = Field(default_factory=_default_stores_file)
     """The store registry (JSON, secrets encrypted); default ``<state_dir>/stores.json``."""
+    stores_check_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        validation_alias=AliasChoices(
+            "stores_check_seconds",
+            "REVLOOP_STORES_CHECK_SECONDS",
+            "REVLOOP_INGEST_STORES_CHECK_SECONDS",  # its name when only ingest read it
+        ),
+    )
+    """How often ingest and the normalizer check the stores file for changes (a new store, a
+    rotated key, a currency)."""
 
     customer_key_salt: SecretStr | None = None
     """``REVLOOP_CUSTOMER_KEY_SALT``: the secret that turns emails into customer keys
@@ -98,8 +109,6 @@ class Settings(BaseSettings):
     ingest_max_body_bytes: int = 1 << 20
     ingest_ack_timeout_seconds: float = 2.0
     """How long a request waits for Kafka's ack before answering 503. Shopify gives up at 5 s."""
-    ingest_stores_check_seconds: float = Field(default=1.0, gt=0)
-    """How often ingest checks the stores file for changes (a new store, a rotated key)."""
     ingest_body_timeout_seconds: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     """How long a request's whole body may take to arrive, from when ingest starts reading it; a
     slower one gets 408 and its connection is closed."""

@@ -356,7 +356,7 @@ async def test_a_store_added_while_ingest_runs_is_served_without_a_restart(
             "stores_file": path,
             "master_keys": keys,
             "customer_key_salt": SecretStr("pepper"),
-            "ingest_stores_check_seconds": 0.05,
+            "stores_check_seconds": 0.05,
         }
     )
     ensure_topics(settings, [RAW_TOPIC])

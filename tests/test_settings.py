@@ -33,3 +33,25 @@ def test_a_topic_prefix_names_every_topic_and_consumer_group() -> None:
 def test_a_topic_prefix_kafka_would_refuse_is_refused_up_front(prefix: str) -> None:
     with pytest.raises(ValidationError):
         Settings(topic_prefix=prefix)
+
+
+@pytest.mark.parametrize(
+    "variable", ["REVLOOP_STORES_CHECK_SECONDS", "REVLOOP_INGEST_STORES_CHECK_SECONDS"]
+)
+def test_the_stores_check_interval_reads_its_name_and_its_earlier_one(
+    variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, "2.5")
+    assert Settings().stores_check_seconds == 2.5
+
+
+def test_the_normalizers_knobs_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REVLOOP_NORMALIZER_DEDUPE_WINDOW_HOURS", "48")
+    monkeypatch.setenv("REVLOOP_NORMALIZER_BATCH_SIZE", "100")
+    monkeypatch.setenv("REVLOOP_NORMALIZER_GROUP_ID", "revloop.normalizer.b")
+    settings = Settings()
+    assert settings.normalizer_dedupe_window_hours == 48
+    assert settings.normalizer_batch_size == 100
+    assert settings.normalizer_group_id == "revloop.normalizer.b"
+    with pytest.raises(ValidationError):
+        Settings(normalizer_batch_size=0)

@@ -47,7 +47,7 @@ class LiveCurrencies(Mapping[str, str]):
     every ``check_seconds``: the normalizer knows the currency of a store added after it
     started. A file that fails to load keeps the last good currencies (and is logged)."""
 
-    def __init__(self, path: Path, check_seconds: float = 1.0) -> None:
+    def __init__(self, path: Path, check_seconds: float) -> None:
         self._file = ReloadingFile(path, store_currencies)
         self._check_seconds = check_seconds
         self._next_check = time.monotonic() + check_seconds

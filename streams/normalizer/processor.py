@@ -318,7 +318,7 @@ def build_normalizer(settings: Settings) -> Normalizer:
         settings=settings,
         context=NormalizeContext(
             customer_salt=settings.customer_salt,
-            store_currency=LiveCurrencies(settings.stores_file),
+            store_currency=LiveCurrencies(settings.stores_file, settings.stores_check_seconds),
         ),
         serde=AvroSerde(registry_for(settings.schema_registry_url)),
     )
