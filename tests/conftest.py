@@ -21,8 +21,8 @@ from revloop.kafka import delete_topics
 from revloop.settings import Settings, get_settings
 from schemas.topics import Topic, prefixed
 
-# `HYPOTHESIS_PROFILE=thorough pytest tests/test_platform_normalization.py` hunts for the rare
-# input CI would otherwise find by chance; the default profile keeps the suite fast.
+# `HYPOTHESIS_PROFILE=thorough pytest tests/platforms/test_platform_normalization.py` hunts for
+# the rare input CI would otherwise find by chance; the default profile keeps the suite fast.
 hypothesis.settings.register_profile("thorough", max_examples=5_000, deadline=None)
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 

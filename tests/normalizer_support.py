@@ -6,7 +6,6 @@ import contextlib
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
@@ -19,9 +18,9 @@ from schemas.registry import CommittedCatalogue
 from schemas.serde import AvroSerde
 from schemas.topics import TOPICS, Topic
 from streams.normalizer.processor import Normalizer
+from tests import FIXTURES
 from tests.ingest_support import make_registry
 
-FIXTURES = Path(__file__).parent / "fixtures"
 SERDE = AvroSerde(CommittedCatalogue.load())
 STORES = make_registry()
 CONTEXT = NormalizeContext(customer_salt=b"salt", store_currency={"acme-shopify": "USD"})

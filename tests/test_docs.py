@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from schemas.topics import catalogue_markdown
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests import ROOT
 
 
 def test_the_architecture_doc_shows_the_current_topic_catalogue() -> None:

@@ -29,6 +29,7 @@ from revloop.stores import Store, StoreRegistry
 from schemas.registry import CommittedCatalogue
 from schemas.serde import AvroSerde
 from schemas.topics import TOPICS
+from tests import FIXTURES
 from tests.ingest_support import (
     WOO_SECRET,
     make_registry,
@@ -37,7 +38,6 @@ from tests.ingest_support import (
 )
 from tests.stack_support import free_ports, isolated_settings, scratch_state_dir
 
-FIXTURES = Path(__file__).parent / "fixtures"
 SERDE = AvroSerde(CommittedCatalogue.load())
 pytestmark = pytest.mark.anyio
 

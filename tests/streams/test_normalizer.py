@@ -14,7 +14,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from platforms.webhooks import Delivery, raw_record
 from revloop.kafka import ensure_topics
 from revloop.settings import Settings
 from streams.normalizer.processor import Normalizer
+from tests import ROOT
 from tests.normalizer_support import (
     CONTEXT,
     SERDE,
@@ -236,8 +236,8 @@ def test_a_normalizer_killed_mid_stream_resumes_without_loss_or_duplicates(
                 pipeline.prefix,
                 pipeline.group_id,
             ],
-            cwd=Path(__file__).parent.parent,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
 
     first = child()

@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,6 +28,7 @@ from revloop.kafka import ensure_topics
 from revloop.settings import Settings
 from revloop.text import escaped, invalid_text_at, is_unicode, may_hold_surrogates
 from schemas.topics import TOPICS, topic
+from tests import FIXTURES
 from tests.ingest_support import (
     BC_SECRET,
     CUSTOMER_SALT,
@@ -42,7 +42,6 @@ from tests.ingest_support import (
 from tests.normalizer_support import Pipeline, wait_for
 
 DEAD_LETTERS = topic("ops.dead-letters.v1")
-FIXTURES = Path(__file__).parent / "fixtures"
 ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=8)
 """Any code point, lone surrogates included (hypothesis leaves them out unless asked)."""
 CONTEXT = NormalizeContext(

@@ -1,6 +1,6 @@
 """The webhook fast path in front of FastAPI, driven as raw ASGI. The publisher and the store
-lookup are stand-ins for our own collaborators (no Kafka here: tests/test_ingest_app.py covers
-the real broker)."""
+lookup are stand-ins for our own collaborators (no Kafka here: tests/ingest/test_ingest_app.py
+covers the real broker)."""
 
 from __future__ import annotations
 

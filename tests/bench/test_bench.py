@@ -7,7 +7,6 @@ import json
 import math
 import statistics
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,8 +29,8 @@ from bench.ingest import (
 )
 from platforms import bigcommerce, shopify, woocommerce
 from revloop.settings import Settings
+from tests import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 MODULES: dict[str, Any] = {
     "shopify": shopify,
     "woocommerce": woocommerce,

@@ -31,6 +31,7 @@ from infra.cli import app
 from infra.process import LOG_ROTATE_BYTES, pid_alive, rotate_log, spawn_detached
 from infra.stack import Stack, StackError, State
 from revloop.settings import Settings, get_settings
+from tests import ROOT
 from tests.stack_support import isolated_settings, scratch_state_dir
 
 
@@ -336,7 +337,7 @@ def test_a_restart_banner_opens_the_fresh_log(tmp_path: Path) -> None:
 
 
 def test_docker_compose_runs_the_versions_the_local_stack_runs() -> None:
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     services = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]
     pom = ElementTree.parse(infra.kafka.POM).getroot()  # noqa: S314 (our own pom)
     kafka_version = pom.findtext("m:properties/m:kafka.version", namespaces=_POM_NS)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
@@ -22,9 +21,9 @@ from platforms.webhooks import (
 from revloop.crypto import Secret
 from revloop.ids import EVENT_ID_NAMESPACE, deterministic_id
 from revloop.stores import Store
+from tests import FIXTURES
 from tests.ingest_support import BC_SECRET, NOW, SHOP_SECRET, WOO_SECRET, make_registry
 
-FIXTURES = Path(__file__).parent / "fixtures"
 REGISTRY = make_registry()
 
 

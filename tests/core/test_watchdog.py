@@ -25,10 +25,9 @@ from revloop.kafka import ensure_topics, producer_config
 from revloop.settings import Settings
 from revloop.watchdog import EXIT_OVERRUN, EXIT_SHUTDOWN_OVERRUN, Watchdog
 from schemas.topics import prefixed
+from tests import ROOT
 from tests.normalizer_support import SERDE, STORES, Pipeline, fixture_body, wait_for
 from tests.stack_support import free_ports, isolated_settings, scratch_state_dir
-
-ROOT = Path(__file__).parent.parent
 
 
 def test_a_call_that_overruns_its_deadline_fires_once_and_one_that_returns_does_not() -> None:

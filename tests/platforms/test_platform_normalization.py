@@ -25,8 +25,8 @@ from schemas.registry import CommittedCatalogue
 from schemas.serde import AvroSerde
 from schemas.topics import topic_for_record
 from streams.normalizer.dedupe import SeenEvents, first_sightings
+from tests import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 SERDE = AvroSerde(CommittedCatalogue.load())
 CONTEXT = NormalizeContext(customer_salt=b"test-salt", store_currency={"acme": "USD"})
 T0 = datetime(2026, 3, 20, 15, 0, tzinfo=UTC)

@@ -45,6 +45,7 @@ from revloop.stores import (
     secret_context,
     store_currencies,
 )
+from tests import ROOT
 
 BOX = SecretBox({"k1": os.urandom(32)}, "k1")
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -680,7 +681,7 @@ def _real_cli_env(tmp_path: Path) -> tuple[dict[str, str], SecretBox]:
     key = os.urandom(32)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        "PYTHONPATH": str(ROOT),
         "REVLOOP_STORES_FILE": str(tmp_path / "stores.json"),
         "REVLOOP_MASTER_KEYS": f"k1:{base64.b64encode(key).decode()}",
         "TERM": "dumb",

@@ -41,11 +41,10 @@ from infra.supervisor import (
 from revloop.kafka import consumer_config, delete_topics
 from revloop.settings import Settings
 from schemas.topics import prefixed
+from tests import FIXTURES
 from tests.ingest_support import SERDE, SHOP_SECRET, shopify_delivery
 from tests.stack_support import free_ports
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures"
 GRACE = 2.0
 BACKOFF = Backoff(initial=0.5, cap=4.0, reset_after=60.0)
 
