@@ -3,10 +3,11 @@
 The normalizer is a :class:`~streams.runtime.Processor`: the exactly-once loop commits its
 canonical events, its dead letters and the raw offsets in one transaction per batch.
 
-Duplicates are dropped with :class:`~streams.normalizer.dedupe.SeenEvents`, one per raw partition (a
-store's deliveries share a partition, so its retries meet there). The set lives in memory and is
-rebuilt on assignment by re-normalizing the partition's last ``dedupe window`` of raw records up
-to the committed offset; the log is the state, so nothing else has to be kept or restored.
+Duplicates are dropped with :class:`~streams.normalizer.dedupe.SeenEvents`, one per raw
+partition (a store's deliveries share a partition, so its retries meet there). The set lives in
+memory and is rebuilt on assignment (:meth:`Normalizer.restore`) by re-normalizing the
+partition's last dedupe window of raw records up to the committed offset; the log is the state,
+so nothing else has to be kept or restored.
 """
 
 from __future__ import annotations
@@ -113,8 +114,6 @@ class Normalizer:
     def input_topic(self) -> str:
         return self.settings.topic_name(RAW)
 
-    raw_topic = input_topic
-
     @property
     def dedupe_window(self) -> timedelta:
         return timedelta(hours=self.settings.normalizer_dedupe_window_hours)
@@ -155,6 +154,7 @@ class Normalizer:
                 self._seen[tp.partition] = self._rebuild(reader, tp.partition, tp.offset)
         finally:
             reader.close()
+        self.batch_done()
 
     def forget(self, partitions: Sequence[int]) -> None:
         for partition in partitions:
@@ -186,10 +186,10 @@ class Normalizer:
         since_ms = int((self.clock() - self.dedupe_window).timestamp() * 1000)
         with guard("looking up the dedupe window's start"):
             (start,) = reader.offsets_for_times(
-                [TopicPartition(self.raw_topic, partition, since_ms)], timeout=timeout
+                [TopicPartition(self.input_topic, partition, since_ms)], timeout=timeout
             )
         position = start.offset if start.offset >= 0 else committed
-        span = {(self.raw_topic, partition): (position, committed)}
+        span = {(self.input_topic, partition): (position, committed)}
         for message in read_ranges(reader, span, drained_at_high_watermark=True, guard=guard):
             self._plan_safely(message, seen)
         log.info("partition %d: dedupe window rebuilt with %d ids", partition, len(seen))
@@ -213,7 +213,7 @@ class Normalizer:
         raw = self._decode(message)
         if raw is None:
             letter = dead_letter(
-                _reference(message, self.raw_topic),
+                _reference(message, self.input_topic),
                 raw=None,
                 reason="bad_raw_record",
                 message="raw record does not decode as RawWebhook",
@@ -225,7 +225,7 @@ class Normalizer:
         outcome = normalize_delivery(raw, self.context)
         if outcome.status == "dead_lettered":
             letter = dead_letter(
-                _reference(message, self.raw_topic),
+                _reference(message, self.input_topic),
                 raw=raw,
                 reason=outcome.reason,
                 message=outcome.message,
@@ -254,7 +254,7 @@ class Normalizer:
         partition, offset = _where(message)
         log.error(
             "raw record %s[%d]@%d parked as a dead letter (%s, %s); traceback:\n%s",
-            self.raw_topic,
+            self.input_topic,
             partition,
             offset,
             reason,
@@ -267,7 +267,7 @@ class Normalizer:
             raw = None
         text = f"{type(exc).__name__} while normalizing"
         letter = dead_letter(
-            _reference(message, self.raw_topic),
+            _reference(message, self.input_topic),
             raw=raw,
             reason=reason,
             message=text,
