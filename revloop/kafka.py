@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exports lack __all__
+from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
     ConfigEntry,
@@ -181,7 +181,7 @@ def _all_partitions_led(admin: AdminClient, topics: Sequence[Topic], timeout: fl
     if any(t.name not in metadata for t in topics):
         return False
     wanted = {
-        TopicPartition(t.name, p): OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        TopicPartition(t.name, p): OffsetSpec.latest()
         for t in topics
         for p in metadata[t.name].partitions
     }

@@ -128,6 +128,25 @@ class Settings(BaseSettings):
     stream_max_poll_interval_ms: int = Field(default=300_000, gt=0)
     """How long a loop may go between polls before the group gives its partitions away."""
 
+    # The worker (`revloop worker`, docs/streams.md): the stateful processors on quixstreams.
+    worker_group_id: str = "revloop.streams.worker"
+    worker_commit_interval_seconds: float = Field(default=0.25, gt=0)
+    """How often a worker commits its transaction: outputs become readable (read_committed) only
+    then, so this bounds the latency from an inventory update to its pause."""
+    worker_session_timeout_ms: int = Field(default=45_000, gt=0)
+    """With static membership a restarted instance takes its partitions back at once; a dead
+    one keeps them this long before the group moves them to another instance."""
+    inventory_lateness_hours: float = Field(default=168.0, gt=0)
+    """How late an inventory update may arrive and still count; older ones are settled away."""
+    breaker_out_of_stock_at: int = 0
+    """A product's ads pause when its total available falls to this or below."""
+    breaker_restock_at: int = 1
+    """They resume when the total is back at this or above (after the dwell)."""
+    breaker_low_stock_below: int | None = None
+    """A low-stock warning below this total (none by default)."""
+    breaker_dwell_seconds: float = Field(default=300.0, ge=0)
+    """The least time between a pause and its resume, in event time."""
+
     # The normalizer (`revloop normalize`, docs/normalizer.md).
     normalizer_group_id: str = "revloop.ingest.normalizer"
     """Its consumer group (and transactional id base). The name predates the normalizer's move

@@ -11,6 +11,7 @@ from ingest.server import serve
 from revloop.cli.schemas import schemas_app, topics_app
 from revloop.cli.stores import stores_app
 from streams.normalizer import normalize_command
+from streams.worker import worker_command
 
 app = typer.Typer(
     name="revloop",
@@ -28,6 +29,7 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(stores_app, name="stores")
 app.command("ingest")(serve)
 app.command("normalize")(normalize_command)
+app.command("worker")(worker_command)
 app.command("demo")(demo_command)
 
 try:

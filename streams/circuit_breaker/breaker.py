@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 
 class Transition(StrEnum):
@@ -105,3 +106,34 @@ def observe(
             decisions.append(Decision(Transition.LOW_STOCK, at, available, previous, reason))
         state = replace(state, low_stock_warned=low)
     return state, decisions
+
+
+# -- as JSON, for the runtime's state store ------------------------------------------------------
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
+def _instant(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def state_to_json(state: BreakerState) -> dict[str, object]:
+    return {
+        "paused": state.paused,
+        "available": state.available,
+        "as_of": _iso(state.as_of),
+        "paused_at": _iso(state.paused_at),
+        "low_stock_warned": state.low_stock_warned,
+    }
+
+
+def state_from_json(value: dict[str, Any]) -> BreakerState:
+    return BreakerState(
+        paused=bool(value["paused"]),
+        available=value["available"],
+        as_of=_instant(value["as_of"]),
+        paused_at=_instant(value["paused_at"]),
+        low_stock_warned=bool(value["low_stock_warned"]),
+    )

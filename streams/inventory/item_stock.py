@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 Stamp = tuple[datetime, str]
 """When a change happened at the source, and its event id: a total order of updates."""
@@ -117,3 +118,45 @@ def settle(stock: ItemStock, horizon: datetime) -> ItemStock:
             )
         locations.append((location_id, location))
     return ItemStock(tuple(locations))
+
+
+# -- as JSON, for the runtime's state store ------------------------------------------------------
+
+
+def _stamp_json(stamp: Stamp) -> list[str]:
+    return [stamp[0].isoformat(), stamp[1]]
+
+
+def _stamp(value: list[str]) -> Stamp:
+    return (datetime.fromisoformat(value[0]), value[1])
+
+
+def stock_to_json(stock: ItemStock) -> dict[str, object]:
+    return {
+        location_id: {
+            "snapshot": location.snapshot,
+            "stamp": None
+            if location.snapshot_stamp is None
+            else _stamp_json(location.snapshot_stamp),
+            "adjustments": [[_stamp_json(s), d] for s, d in location.adjustments],
+        }
+        for location_id, location in stock.locations
+    }
+
+
+def stock_from_json(value: dict[str, Any]) -> ItemStock:
+    return ItemStock(
+        tuple(
+            sorted(
+                (
+                    location_id,
+                    LocationStock(
+                        entry["snapshot"],
+                        None if entry["stamp"] is None else _stamp(entry["stamp"]),
+                        tuple((_stamp(s), int(d)) for s, d in entry["adjustments"]),
+                    ),
+                )
+                for location_id, entry in value.items()
+            )
+        )
+    )

@@ -1,0 +1,103 @@
+"""quixstreams configured from Settings: the runtime of the stateful processors.
+
+One :class:`~quixstreams.Application` per worker process, exactly-once: state lives in RocksDB
+with changelog topics, and each checkpoint commits the outputs, the changelogs and the input
+offsets in one Kafka transaction. A worker instance has a stable id; it is both its static group
+membership (``group.instance.id``) and its transactional id, so a restarted instance takes its
+partitions back at once and fences whatever its previous life left open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from quixstreams import Application
+from quixstreams.models import TopicConfig
+from quixstreams.models.serializers import (
+    Deserializer,
+    SerializationContext,
+    Serializer,
+)
+from quixstreams.models.topics import Topic as QuixTopic
+
+from revloop.settings import Settings
+from schemas.serde import AvroSerde
+from schemas.topics import Topic, topic_for_record
+
+
+class CatalogueValue(Deserializer):
+    """A catalogue topic's Avro value, decoded, with its record's short name under ``record``."""
+
+    def __init__(self, serde: AvroSerde) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # quixstreams leaves it untyped
+        self._serde = serde
+
+    def __call__(self, value: bytes, ctx: SerializationContext) -> Any:
+        decoded = self._serde.decode(value)
+        return {**decoded.value, "record": decoded.record_name.rsplit(".", 1)[-1]}
+
+
+class CatalogueRecord(Serializer):
+    """Encodes one Avro record type (its full name given) in the Confluent wire format."""
+
+    def __init__(self, serde: AvroSerde, record_name: str) -> None:
+        super().__init__()
+        self._serde = serde
+        self._record = record_name
+
+    def __call__(self, value: Mapping[str, Any], ctx: SerializationContext) -> bytes:
+        return self._serde.encode(self._record, value)
+
+
+def worker_application(
+    settings: Settings, instance_id: str, *, consumer_group: str | None = None
+) -> Application:
+    group = settings.topic_prefix + (consumer_group or settings.worker_group_id)
+    return Application(
+        broker_address=settings.bootstrap_servers,
+        consumer_group=group,
+        processing_guarantee="exactly-once",
+        commit_interval=settings.worker_commit_interval_seconds,
+        auto_offset_reset="earliest",
+        state_dir=settings.state_dir / "streams" / instance_id,
+        consumer_extra_config={
+            "group.instance.id": f"{group}.{instance_id}",
+            "session.timeout.ms": settings.worker_session_timeout_ms,
+        },
+        producer_extra_config={"transactional.id": instance_id},
+        loglevel="WARNING",
+    )
+
+
+def input_topic(
+    app: Application, settings: Settings, catalogued: Topic, serde: AvroSerde
+) -> QuixTopic:
+    """A catalogue topic to read (it exists: `revloop topics ensure` made it)."""
+    return app.topic(
+        settings.topic_name(catalogued),
+        key_deserializer="str",
+        value_deserializer=CatalogueValue(serde),
+        config=_config(catalogued),
+    )
+
+
+def output_topic(
+    app: Application, settings: Settings, record_name: str, serde: AvroSerde
+) -> QuixTopic:
+    """The catalogue topic of ``record_name``, to write that record to."""
+    catalogued = topic_for_record(record_name)
+    return app.topic(
+        settings.topic_name(catalogued),
+        key_serializer="bytes",
+        value_serializer=CatalogueRecord(serde, record_name),
+        config=_config(catalogued),
+    )
+
+
+def _config(catalogued: Topic) -> TopicConfig:
+    return TopicConfig(
+        num_partitions=catalogued.partitions,
+        replication_factor=1,
+        extra_config=dict(catalogued.config),
+    )
