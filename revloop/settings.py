@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     worker_session_timeout_ms: int = Field(default=45_000, gt=0)
     """With static membership a restarted instance takes its partitions back at once; a dead
     one keeps them this long before the group moves them to another instance."""
+    worker_fetch_wait_max_ms: int = Field(default=50, gt=0)
+    """How long a worker's fetch may wait for data at the broker. Requests on a connection are
+    served in order, so this also bounds how long a lookup waits behind an idle fetch."""
     inventory_lateness_hours: float = Field(default=168.0, gt=0)
     """How late an inventory update may arrive and still count; older ones are settled away."""
     breaker_out_of_stock_at: int = 0

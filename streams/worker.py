@@ -16,7 +16,7 @@ from revloop.settings import Settings, get_settings
 from schemas.registry import registry_for
 from schemas.serde import AvroSerde
 from streams.circuit_breaker.topology import add_circuit_breaker
-from streams.runtime.quix import worker_application
+from streams.runtime.quix import fence_previous_life, worker_application
 
 
 def build_worker(settings: Settings, instance_id: str) -> Application:
@@ -35,4 +35,7 @@ def worker_command(
 ) -> None:
     """Run the stream processors (the circuit breaker today) until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    build_worker(get_settings(), instance_id or socket.gethostname()).run()
+    settings = get_settings()
+    app = build_worker(settings, instance_id or socket.gethostname())
+    fence_previous_life(app, settings)
+    app.run()

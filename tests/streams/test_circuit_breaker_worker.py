@@ -4,6 +4,7 @@ pauses and resumes out, exactly once, read with read_committed."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from revloop.kafka import (
 )
 from revloop.settings import Settings
 from schemas.topics import TOPICS, Topic, topic_for_record
+from streams.circuit_breaker.breaker import BreakerRules, BreakerState, observe
 from tests.normalizer_support import SERDE, wait_for
 
 E = "dev.revloop.events."
@@ -53,6 +55,16 @@ class Worker:
             value=SERDE.encode(E + record, value),
         )
         self.producer.flush(10)
+
+    def publish_quietly(self, record: str, value: dict[str, Any]) -> None:
+        """Like :meth:`publish`, without waiting for the ack (flush the producer after)."""
+        catalogued = topic_for_record(E + record)
+        self.producer.produce(
+            self.prefix + catalogued.name,
+            key=catalogued.message_key(value),
+            value=SERDE.encode(E + record, value),
+        )
+        self.producer.poll(0)
 
     def start(self) -> None:
         env = {
@@ -86,6 +98,17 @@ class Worker:
             ends = high_watermarks(reader, name)
             committed = reader.committed([TopicPartition(name, p) for p in ends], timeout=10)
             return all(tp.offset >= ends[tp.partition] for tp in committed if ends[tp.partition])
+        finally:
+            reader.close()
+
+    def committed_total(self, catalogue_name: str) -> int:
+        """The worker group's committed offsets on a scratch topic, summed over partitions."""
+        name = self.prefix + catalogue_name
+        reader = Consumer(consumer_config(self.settings, self.prefix + self.group))
+        try:
+            partitions = reader.list_topics(name, timeout=10).topics[name].partitions
+            committed = reader.committed([TopicPartition(name, p) for p in partitions], timeout=10)
+            return sum(max(tp.offset, 0) for tp in committed)
         finally:
             reader.close()
 
@@ -210,3 +233,84 @@ def test_a_product_that_sells_out_pauses_its_campaigns_and_resumes_on_restock(
     assert resume["envelope"]["occurred_at"] == T0 + timedelta(minutes=8)
     assert pause["envelope"]["source"] == "derived"
     assert pause["envelope"]["event_id"] != resume["envelope"]["event_id"]
+
+
+def expected_actions(updates: list[tuple[str, int, int]]) -> list[tuple[str, str, str, int]]:
+    """What an uninterrupted run derives, from the pure breaker: (product, action, at, available)
+    per pause and resume. One item per product, so a product's totals are its item's levels."""
+    rules = BreakerRules(
+        out_of_stock_at=0, restock_at=1, low_stock_below=None, dwell=timedelta(minutes=5)
+    )
+    states: dict[str, BreakerState] = {}
+    found = []
+    for product, minute, quantity in updates:
+        state, decisions = observe(
+            states.get(product, BreakerState()), quantity, T0 + timedelta(minutes=minute), rules
+        )
+        states[product] = state
+        found += [(product, d.transition.value, d.at.isoformat(), d.available) for d in decisions]
+    return sorted(found)
+
+
+def as_found(actions: list[dict[str, Any]]) -> list[tuple[str, str, str, int]]:
+    return sorted(
+        (a["product_id"], a["action"], a["envelope"]["occurred_at"].isoformat(), a["available"])
+        for a in actions
+    )
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_stream_ends_with_exactly_the_uninterrupted_actions(
+    worker: Worker,
+) -> None:
+    rng = random.Random(7)
+    products = [f"p{n}" for n in range(40)]
+    updates = []
+    for step in range(60):  # 2,400 updates; a product's updates are 3 minutes apart
+        for product in products:
+            updates.append((product, step * 3, rng.choice([0, 0, 1, 2, 5, 9])))
+    expected = expected_actions(updates)
+    assert len(expected) > 300
+
+    worker.start()
+    fed = 0
+
+    def feed(until: int) -> None:
+        nonlocal fed
+        for product, minute, quantity in updates[fed:until]:
+            worker.publish_quietly(
+                "InventoryLevel",
+                level(f"{product}-{minute}", minute, f"i-{product}", quantity, product),
+            )
+        worker.producer.flush(30)
+        fed = until
+
+    restarts = []
+    for until in (600, 1200, 1800):
+        feed(until)
+        time.sleep(rng.uniform(1.0, 3.0))  # somewhere inside the batch
+        assert worker.process is not None
+        worker.process.kill()  # SIGKILL: no goodbye, a transaction left open
+        worker.process.wait()
+        before = worker.committed_total("commerce.inventory-levels.v1")
+        worker.start()
+        started = time.monotonic()
+        feed(until + 60)
+        # Working again: the restarted instance has committed input past where the dead one was.
+        wait_for(
+            lambda b=before: worker.committed_total("commerce.inventory-levels.v1") > b,  # type: ignore[misc]
+            timeout=60,
+        )
+        restarts.append(time.monotonic() - started)
+    feed(len(updates))
+    wait_for(lambda: len(worker.actions()) >= len(expected), timeout=120)
+    time.sleep(3)  # anything extra (a duplicate) would be readable by now
+    actions = worker.actions()
+    assert as_found(actions) == expected
+    assert len({a["envelope"]["event_id"] for a in actions}) == len(actions)
+    # Static membership, a stable transactional id fenced at start, and short fetch waits: back at
+    # work within seconds, not the 44-75 s of a rejoin that waits out the dead member. The target
+    # is 10 s; restarts here measure 8-13 s (docs/streams.md says where the time goes), so this
+    # bound guards against a regression to waiting out sessions and transactions.
+    assert max(restarts) < 20, restarts
+    print(f"restarts took {', '.join(f'{s:.1f}' for s in restarts)} s")
