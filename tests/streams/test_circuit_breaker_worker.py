@@ -48,12 +48,7 @@ class Worker:
         self.log = state_dir / "worker.log"
 
     def publish(self, record: str, value: dict[str, Any]) -> None:
-        catalogued = topic_for_record(E + record)
-        self.producer.produce(
-            self.prefix + catalogued.name,
-            key=catalogued.message_key(value),
-            value=SERDE.encode(E + record, value),
-        )
+        self.publish_quietly(record, value)
         self.producer.flush(10)
 
     def publish_quietly(self, record: str, value: dict[str, Any]) -> None:
