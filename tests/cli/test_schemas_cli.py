@@ -21,7 +21,7 @@ from revloop.cli.schemas import topics_app
 from revloop.kafka import ensure_topics, producer_config, read_newest
 from revloop.settings import Settings
 from schemas.topics import TOPICS
-from tests.normalizer_support import SERDE, STORES, Pipeline
+from tests.normalizer_support import SERDE, STORES, Pipeline, wait_for
 
 
 @pytest.mark.parametrize("columns", [80, 100, 200])
@@ -87,7 +87,10 @@ def test_topics_read_finds_the_last_record_behind_a_transaction_marker(
         pipeline.raw_topic, key=b"k", value=SERDE.encode("dev.revloop.events.RawWebhook", record)
     )
     producer.commit_transaction(30)
-    records = read_newest(
-        settings.model_copy(update={"topic_prefix": pipeline.prefix}), pipeline.raw_topic, 1
-    )
+    # The commit returns once the coordinator has decided; it writes the partition's marker just
+    # after, and until then the last stable offset stays below the record (on a new broker,
+    # seconds later). Wait for the record to be readable, then read the newest one.
+    scoped = settings.model_copy(update={"topic_prefix": pipeline.prefix})
+    wait_for(lambda: pipeline.read("raw.webhooks.v1") != [], timeout=30)
+    records = read_newest(scoped, pipeline.raw_topic, 1)
     assert [SERDE.decode(value).value["envelope"]["event_id"] for *_, value in records] == ["ev-tx"]
