@@ -57,17 +57,21 @@ class Pipeline:
 
     def read(self, catalogue_name: str) -> list[tuple[int, dict[str, Any]]]:
         """Every committed record on a scratch topic, as (offset, decoded value)."""
+        return [(offset, value) for (_, offset), value in self.read_positions(catalogue_name)]
+
+    def read_positions(self, catalogue_name: str) -> list[tuple[tuple[int, int], dict[str, Any]]]:
+        """Every committed record on a scratch topic, as ((partition, offset), decoded value):
+        offsets repeat across partitions, positions do not."""
         name = self.prefix + catalogue_name
         consumer = Consumer(consumer_config(self.settings, f"reader-{uuid.uuid4().hex}"))
         try:
             ends = high_watermarks(consumer, name)
             ranges = {(name, p): (0, end) for p, end in ends.items()}
-            found: list[tuple[int, dict[str, Any]]] = []
+            found: list[tuple[tuple[int, int], dict[str, Any]]] = []
             with contextlib.suppress(TimeoutError):  # what could be read; callers poll again
                 for message in read_ranges(consumer, ranges, timeout=20):
-                    found.append(
-                        (message.offset() or 0, SERDE.decode(message.value() or b"").value)
-                    )
+                    position = (message.partition() or 0, message.offset() or 0)
+                    found.append((position, SERDE.decode(message.value() or b"").value))
             return found
         finally:
             consumer.close()

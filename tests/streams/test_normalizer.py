@@ -97,7 +97,8 @@ def test_deliveries_become_canonical_events_once_even_across_a_restart(
     ((_, letter),) = pipeline.read("ops.dead-letters.v1")
     assert (letter["stage"], letter["error_type"]) == ("normalize", "bad_json")
     assert letter["original_topic"] == pipeline.raw_topic
-    raw = dict(pipeline.read("raw.webhooks.v1"))[letter["original_offset"]]
+    where = (letter["original_partition"], letter["original_offset"])
+    raw = dict(pipeline.read_positions("raw.webhooks.v1"))[where]
     assert raw["envelope"]["event_id"] == letter["raw_event_id"] == "ev-bad"
     assert SERDE.decode(letter["original_value"]).value["body"] == b'{"id": 8, "line_items": ['
 
