@@ -320,7 +320,6 @@ def read_ranges(
             span = wanted.get((topic_name, partition))
             if span is None or offset is None or offset >= span[1]:
                 continue
-            reached[(topic_name, partition)] = max(reached[(topic_name, partition)], offset + 1)
             yield message
         for key, (_, end) in list(wanted.items()):
             tp = TopicPartition(*key)

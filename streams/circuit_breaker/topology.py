@@ -30,6 +30,7 @@ from schemas.topics import topic
 from streams.circuit_breaker.breaker import (
     BreakerRules,
     BreakerState,
+    Decision,
     Transition,
     observe,
     state_from_json,
@@ -119,7 +120,6 @@ def item_step(record: Stored, stored: Stored, lateness: timedelta) -> tuple[Stor
     stock = stock_from_json(stored.get("stock", {}))
     owner = stored.get("owner")
     before = stock.available if stock.locations else None
-    cause: str | None = None
     if record["kind"] == "variant":
         owner = {"product_id": record["product_id"], "variant_id": record["variant_id"]}
         changed = owner != stored.get("owner")
@@ -134,19 +134,13 @@ def item_step(record: Stored, stored: Stored, lateness: timedelta) -> tuple[Stor
             datetime.fromisoformat(record["at"]),
         )
         stock = apply(stock, update)
-        newest = max(
-            (loc.updated_at for _, loc in stock.locations if loc.updated_at), default=update.at
-        )
-        stock = settle(stock, newest - lateness)
+        stock = settle(stock, (stock.updated_at or update.at) - lateness)
         changed = stock.available != before
-        cause = record["event_id"]
-        stored = {**stored, "platform": record["platform"]}
+        stored = {**stored, "platform": record["platform"], "cause": record["event_id"]}
     stored = {**stored, "stock": stock_to_json(stock), "owner": owner}
-    if cause is not None:
-        stored["cause"] = cause
-    if not changed or owner is None or not stock.locations:
+    at = stock.updated_at
+    if not changed or owner is None or at is None:
         return stored, []
-    at = max(loc.updated_at for _, loc in stock.locations if loc.updated_at)
     total = {
         "kind": "item_total",
         "store_id": record["store_id"],
@@ -192,24 +186,16 @@ def product_step(
     stored = {**stored, "items": items, "breaker": state_to_json(breaker)}
     running = sorted(c for c, link in stored.get("campaigns", {}).items() if link["active"])
     actions = [
-        _action(record, d.transition, d.at, d.available, d.previous_available, d.reason, running)
+        _action(record, d, running)
         for d in decisions
         if d.transition is not Transition.LOW_STOCK  # the contract has no symbol for it yet
     ]
     return stored, actions
 
 
-def _action(
-    record: Stored,
-    transition: Transition,
-    at: datetime,
-    available: int,
-    previous: int | None,
-    reason: str,
-    campaigns: list[str],
-) -> Stored:
-    store_id, product_id = record["store_id"], record["product_id"]
-    name = f"derived/circuit-breaker/{store_id}/{product_id}/{transition.value}/{at.isoformat()}"
+def _action(record: Stored, decision: Decision, campaigns: list[str]) -> Stored:
+    store_id, product_id, at = record["store_id"], record["product_id"], decision.at
+    name = f"derived/circuit-breaker/{store_id}/{product_id}/{decision.transition}/{at.isoformat()}"
     return {
         "envelope": {
             "event_id": deterministic_id(name),
@@ -221,19 +207,19 @@ def _action(
             "source": "derived",
             "caused_by": [record["cause"]] if record.get("cause") else [],
         },
-        "action": transition.value,
+        "action": decision.transition.value,
         "product_id": product_id,
         "campaign_ids": campaigns,
-        "available": available,
-        "previous_available": previous,
-        "reason": reason,
+        "available": decision.available,
+        "previous_available": decision.previous_available,
+        "reason": decision.reason,
     }
 
 
 # -- wiring ----------------------------------------------------------------------------------------
 
 
-def _stateful(step: Callable[[Stored, Stored], tuple[Stored, list[Stored]]]) -> Any:
+def _stateful(step: Step) -> Any:
     def run(value: Stored, state: State[str, Stored]) -> list[Stored]:
         stored, outputs = step(value, state.get("stored", {}))
         state.set("stored", stored)

@@ -74,6 +74,12 @@ class ItemStock:
     def available(self) -> int:
         return sum(location.available for _, location in self.locations)
 
+    @property
+    def updated_at(self) -> datetime | None:
+        """The source time of the newest update any location has taken."""
+        times = [t for _, location in self.locations if (t := location.updated_at)]
+        return max(times) if times else None
+
     def location(self, location_id: str) -> LocationStock:
         return dict(self.locations).get(location_id, LocationStock())
 

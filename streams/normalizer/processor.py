@@ -115,12 +115,16 @@ class Normalizer:
         return self.settings.topic_name(RAW)
 
     @property
+    def consumer_group(self) -> str:
+        return self.group_id or self.settings.normalizer_group_id
+
+    @property
     def dedupe_window(self) -> timedelta:
         return timedelta(hours=self.settings.normalizer_dedupe_window_hours)
 
     def loop_options(self) -> LoopOptions:
         return LoopOptions(
-            group_id=self.group_id or self.settings.normalizer_group_id,
+            group_id=self.consumer_group,
             instance_id=self.instance_id,
             batch_size=self.settings.normalizer_batch_size,
             session_timeout_ms=self.settings.normalizer_session_timeout_ms,
@@ -148,7 +152,7 @@ class Normalizer:
 
     def restore(self, committed: Sequence[TopicPartition]) -> None:
         """The dedupe windows as they stood at the committed offsets."""
-        reader = Consumer(consumer_config(self.settings, f"{self.loop_options().group_id}.rebuild"))
+        reader = Consumer(consumer_config(self.settings, f"{self.consumer_group}.rebuild"))
         try:
             for tp in committed:
                 self._seen[tp.partition] = self._rebuild(reader, tp.partition, tp.offset)

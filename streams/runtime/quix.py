@@ -97,7 +97,7 @@ def input_topic(
         settings.topic_name(catalogued),
         key_deserializer="str",
         value_deserializer=CatalogueValue(serde),
-        config=_config(catalogued),
+        config=_config(settings, catalogued),
     )
 
 
@@ -110,13 +110,13 @@ def output_topic(
         settings.topic_name(catalogued),
         key_serializer="bytes",
         value_serializer=CatalogueRecord(serde, record_name),
-        config=_config(catalogued),
+        config=_config(settings, catalogued),
     )
 
 
-def _config(catalogued: Topic) -> TopicConfig:
+def _config(settings: Settings, catalogued: Topic) -> TopicConfig:
     return TopicConfig(
         num_partitions=catalogued.partitions,
-        replication_factor=1,
+        replication_factor=settings.topic_replication_factor,
         extra_config=dict(catalogued.config),
     )
