@@ -133,10 +133,12 @@ class Settings(BaseSettings):
     worker_commit_interval_seconds: float = Field(default=0.25, gt=0)
     """How often a worker commits its transaction: outputs become readable (read_committed) only
     then, so this bounds the latency from an inventory update to its pause."""
+    worker_poll_timeout_seconds: float = Field(default=0.05, gt=0)
+    """How long a worker waits for input before it checks whether a commit is due."""
     worker_session_timeout_ms: int = Field(default=45_000, gt=0)
     """With static membership a restarted instance takes its partitions back at once; a dead
     one keeps them this long before the group moves them to another instance."""
-    worker_fetch_wait_max_ms: int = Field(default=50, gt=0)
+    worker_fetch_wait_max_ms: int = Field(default=10, gt=0)
     """How long a worker's fetch may wait for data at the broker. Requests on a connection are
     served in order, so this also bounds how long a lookup waits behind an idle fetch."""
     inventory_lateness_hours: float = Field(default=168.0, gt=0)
@@ -149,6 +151,33 @@ class Settings(BaseSettings):
     """A low-stock warning below this total (none by default)."""
     breaker_dwell_seconds: float = Field(default=300.0, ge=0)
     """The least time between a pause and its resume, in event time."""
+    attribution_click_days: float = Field(default=30.0, gt=0)
+    """Lookback windows per touch kind: how long before an order a touch still counts."""
+    attribution_view_days: float = Field(default=1.0, gt=0)
+    attribution_engaged_view_days: float = Field(default=3.0, gt=0)
+    attribution_content_view_days: float = Field(default=7.0, gt=0)
+    attribution_incremental_at_bp: int = Field(default=7000, ge=0, le=10_000)
+    """An order is incremental at this confidence (basis points) or above."""
+    attribution_model: str = "last_click"
+    """How credit splits over the touches: last_click, first_click, linear, time_decay or
+    position_based."""
+    attribution_half_life_days: float = Field(default=7.0, gt=0)
+    """The time_decay model's half-life."""
+    attribution_holdout_bp: int = Field(default=0, ge=0, le=10_000)
+    """The share of customers (basis points) held out as a control group; their scores are
+    flagged ``holdout``."""
+    attribution_lateness_hours: float = Field(default=168.0, gt=0)
+    """How long after an order its score may still be corrected by a late touchpoint, order or
+    campaign link; touches older than the longest window plus this are dropped from state."""
+    lifecycle_win_back_days: float = Field(default=60.0, gt=0)
+    """A customer without an order for this long gets a win_back trigger."""
+    lifecycle_churn_after_days: float = Field(default=30.0, gt=0)
+    """When a repeat customer is checked for churn risk, after their last order."""
+    lifecycle_churn_factor: int = Field(default=2, ge=1)
+    """A repeat customer is at risk when that wait exceeds this many of their usual gaps."""
+    lifecycle_lateness_hours: float = Field(default=24.0, ge=0)
+    """How long a timer waits for out-of-order orders before it fires: win_back and churn_risk
+    are emitted this much stream time after they fall due (their due_at is exact)."""
 
     # The normalizer (`revloop normalize`, docs/normalizer.md).
     normalizer_group_id: str = "revloop.ingest.normalizer"

@@ -15,14 +15,20 @@ from quixstreams import Application
 from revloop.settings import Settings, get_settings
 from schemas.registry import registry_for
 from schemas.serde import AvroSerde
+from streams.attribution.topology import add_attribution
 from streams.circuit_breaker.topology import add_circuit_breaker
+from streams.lifecycle.topology import add_lifecycle
+from streams.runtime.inputs import Inputs
 from streams.runtime.quix import fence_previous_life, worker_application
 
 
 def build_worker(settings: Settings, instance_id: str) -> Application:
     app = worker_application(settings, instance_id)
     serde = AvroSerde(registry_for(settings.schema_registry_url))
-    add_circuit_breaker(app, settings, serde)
+    inputs = Inputs(app, settings, serde)
+    add_circuit_breaker(app, settings, serde, inputs)
+    add_attribution(app, settings, serde, inputs)
+    add_lifecycle(app, settings, serde, inputs)
     return app
 
 

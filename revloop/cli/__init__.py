@@ -1,61 +1,41 @@
-"""The `revloop` console command. Each layer contributes its own sub-app."""
+"""The `revloop` console command (:mod:`revloop.cli.root` builds it whole).
+
+The long-running processes the supervisor starts (and restarts after a crash) import only their
+own command: the whole command line imports every layer, a second and more that a worker
+restarting after a SIGKILL would spend before it takes its partitions back.
+"""
 
 from __future__ import annotations
 
+import importlib
+import sys
+from typing import Any
+
 import typer
 
-from demo import demo_command
-from infra.cli import app as infra_app
-from infra.supervisor_cli import down_command, status_command, supervise_command, up_command
-from ingest.server import serve
-from revloop.cli.schemas import schemas_app, topics_app
-from revloop.cli.stores import stores_app
-from streams.normalizer import normalize_command
-from streams.worker import worker_command
-
-app = typer.Typer(
-    name="revloop",
-    help="Closed-loop revenue pipeline for e-commerce on Apache Kafka.",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-)
-app.command("up")(up_command)
-app.command("down")(down_command)
-app.command("status")(status_command)
-app.command("supervise", hidden=True)(supervise_command)
-app.add_typer(infra_app, name="infra")
-app.add_typer(topics_app, name="topics")
-app.add_typer(schemas_app, name="schemas")
-app.add_typer(stores_app, name="stores")
-app.command("ingest")(serve)
-app.command("normalize")(normalize_command)
-app.command("worker")(worker_command)
-app.command("demo")(demo_command)
-
-try:
-    from bench import bench_app
-except ImportError as missing:
-    if missing.name not in ("bench", "bench.ingest", "bench.accept_path"):
-        raise
-
-    @app.command(
-        "bench",
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-        add_help_option=False,
-    )
-    def _no_bench() -> None:
-        """Benchmarks (a development tool; not installed here)."""
-        typer.secho(
-            "error: the benchmarks are a development tool and are not installed. From a checkout "
-            "of the repository run `make install`, or `pip install -e ./bench` beside revloop.",
-            fg=typer.colors.RED,
-            err=True,
-        )
-        raise typer.Exit(2)
-
-else:
-    app.add_typer(bench_app, name="bench")
+PROCESSES = {
+    "ingest": ("ingest.server", "serve"),
+    "normalize": ("streams.normalizer", "normalize_command"),
+    "worker": ("streams.worker", "worker_command"),
+}
 
 
 def main() -> None:
+    args = sys.argv[1:]
+    if args and args[0] in PROCESSES and not {"--help", "-h"} & set(args):
+        module, name = PROCESSES[args[0]]
+        single = typer.Typer(pretty_exceptions_show_locals=False, add_completion=False)
+        single.command()(getattr(importlib.import_module(module), name))
+        single(args=args[1:], prog_name=f"revloop {args[0]}")
+        return
+    from revloop.cli.root import app
+
     app()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from revloop.cli.root import app
+
+        return app
+    raise AttributeError(name)

@@ -16,17 +16,14 @@ pure functions of (record, stored state); :func:`add_circuit_breaker` wires them
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from quixstreams import Application
-from quixstreams.state import State
 
 from revloop.ids import deterministic_id
 from revloop.settings import Settings
 from schemas.serde import AvroSerde
-from schemas.topics import topic
 from streams.circuit_breaker.breaker import (
     BreakerRules,
     BreakerState,
@@ -44,11 +41,11 @@ from streams.inventory.item_stock import (
     stock_from_json,
     stock_to_json,
 )
-from streams.runtime.quix import input_topic, output_topic
+from streams.runtime.inputs import Inputs, link_record, stateful
+from streams.runtime.quix import output_topic
 
 ACTION = "dev.revloop.events.CircuitBreakerAction"
 Stored = dict[str, Any]
-Step = Callable[[Stored, Stored], tuple[Stored, list[Stored]]]
 
 
 def rules_from(settings: Settings) -> BreakerRules:
@@ -96,19 +93,6 @@ def variant_records(product: Stored) -> list[Stored]:
         for variant in product["variants"]
         if variant.get("inventory_item_id")
     ]
-
-
-def link_record(link: Stored) -> Stored:
-    envelope = link["envelope"]
-    return {
-        "kind": "link",
-        "store_id": envelope["store_id"],
-        "product_id": link["product_id"],
-        "campaign_id": link["campaign_id"],
-        "active": link["active"],
-        "at": envelope["occurred_at"].isoformat(),
-        "event_id": envelope["event_id"],
-    }
 
 
 # -- per item: stock -------------------------------------------------------------------------------
@@ -219,33 +203,24 @@ def _action(record: Stored, decision: Decision, campaigns: list[str]) -> Stored:
 # -- wiring ----------------------------------------------------------------------------------------
 
 
-def _stateful(step: Step) -> Any:
-    def run(value: Stored, state: State[str, Stored]) -> list[Stored]:
-        stored, outputs = step(value, state.get("stored", {}))
-        state.set("stored", stored)
-        return outputs
-
-    return run
-
-
-def add_circuit_breaker(app: Application, settings: Settings, serde: AvroSerde) -> None:
+def add_circuit_breaker(
+    app: Application, settings: Settings, serde: AvroSerde, inputs: Inputs
+) -> None:
     rules = rules_from(settings)
     lateness = timedelta(hours=settings.inventory_lateness_hours)
-    levels = app.dataframe(input_topic(app, settings, topic("commerce.inventory-levels.v1"), serde))
-    products = app.dataframe(input_topic(app, settings, topic("commerce.products.v1"), serde))
-    links = app.dataframe(
-        input_topic(app, settings, topic("marketing.campaign-product-links.v1"), serde)
-    )
+    levels = inputs.stream("commerce.inventory-levels.v1")
+    products = inputs.stream("commerce.products.v1")
+    links = inputs.stream("marketing.campaign-product-links.v1")
     per_item = (
         levels.apply(level_record)
         .concat(products.apply(variant_records, expand=True))
         .group_by(lambda r: f"{r['store_id']}/{r['item_id']}", name="by-item")
-        .apply(_stateful(lambda r, s: item_step(r, s, lateness)), stateful=True, expand=True)
+        .apply(stateful(lambda r, s: item_step(r, s, lateness)), stateful=True, expand=True)
     )
     actions = (
         per_item.concat(links.apply(link_record))
         .group_by(lambda r: f"{r['store_id']}/{r['product_id']}", name="by-product")
-        .apply(_stateful(lambda r, s: product_step(r, s, rules)), stateful=True, expand=True)
+        .apply(stateful(lambda r, s: product_step(r, s, rules)), stateful=True, expand=True)
     )
     out = output_topic(app, settings, ACTION, serde)
     actions.to_topic(out, key=lambda a: f"{a['envelope']['store_id']}/{a['product_id']}".encode())

@@ -7,8 +7,10 @@ on their order. From it:
 - **post_purchase** on the first order, **repeat_customer** on the second;
 - **win_back** once the customer has gone ``win_back_after`` without an order, due at the last
   order plus that span;
-- **churn_risk** for a customer with two or more orders once the time since the last exceeds
-  ``churn_factor`` times their average gap between orders (and at least ``churn_min_gap``).
+- **churn_risk** for a repeat customer (two or more orders) still without an order
+  ``churn_after`` their last, when that wait is at least ``churn_factor`` times their average
+  gap between orders: overdue by their own habit. The check time is the same for every
+  customer, so the runtime needs one timer per customer, not one per customer's habit.
 
 Times are event times. :func:`advance` applies the passing of stream time and is called first by
 :func:`record_order`, so the triggers do not depend on how often the runtime advances time. Each
@@ -33,11 +35,11 @@ class Flow(StrEnum):
 class LifecycleRules:
     win_back_after: timedelta
     churn_factor: int
-    churn_min_gap: timedelta
+    churn_after: timedelta
 
     def __post_init__(self) -> None:
-        if self.win_back_after <= timedelta(0) or self.churn_min_gap <= timedelta(0):
-            raise ValueError("win_back_after and churn_min_gap must be positive")
+        if self.win_back_after <= timedelta(0) or self.churn_after <= timedelta(0):
+            raise ValueError("win_back_after and churn_after must be positive")
         if self.churn_factor < 1:
             raise ValueError("churn_factor must be at least 1")
 
@@ -94,11 +96,13 @@ def advance(
 
 
 def churn_risk_due(state: CustomerState, rules: LifecycleRules) -> datetime | None:
-    """When a repeat customer counts as at risk: the recency/frequency rule."""
+    """When a repeat customer counts as at risk (the recency/frequency rule), if ever."""
     if state.order_count < 2 or state.first_order_at is None or state.last_order_at is None:
         return None
     average_gap = (state.last_order_at - state.first_order_at) / (state.order_count - 1)
-    return state.last_order_at + max(rules.churn_min_gap, average_gap * rules.churn_factor)
+    if average_gap * rules.churn_factor > rules.churn_after:
+        return None  # they usually take longer than that: not overdue
+    return state.last_order_at + rules.churn_after
 
 
 def record_order(

@@ -61,6 +61,9 @@ def worker_application(
         consumer_group=group,
         processing_guarantee="exactly-once",
         commit_interval=settings.worker_commit_interval_seconds,
+        # A checkpoint is taken between polls: a long poll on an idle input would hold a
+        # committed output back for as long (quixstreams waits 1 s by default).
+        consumer_poll_timeout=settings.worker_poll_timeout_seconds,
         auto_offset_reset="earliest",
         state_dir=settings.state_dir / "streams" / instance_id,
         consumer_extra_config={
@@ -111,6 +114,23 @@ def output_topic(
         key_serializer="bytes",
         value_serializer=CatalogueRecord(serde, record_name),
         config=_config(settings, catalogued),
+    )
+
+
+def internal_topic(app: Application, settings: Settings, name: str, partitions: int) -> QuixTopic:
+    """A topic of the worker's own, between two of its stages, named after its group: JSON
+    values, string keys. Written and read inside the worker's transactions like quixstreams'
+    repartition topics; one of these ends a chain of joins whose generated topic names would
+    exceed Kafka's 249 characters."""
+    return app.topic(
+        f"{app.config.consumer_group}--{name}",
+        key_serializer="str",
+        key_deserializer="str",
+        value_serializer="json",
+        value_deserializer="json",
+        config=TopicConfig(
+            num_partitions=partitions, replication_factor=settings.topic_replication_factor
+        ),
     )
 
 

@@ -21,7 +21,7 @@ from streams.lifecycle import (
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 RULES = LifecycleRules(
-    win_back_after=timedelta(days=60), churn_factor=2, churn_min_gap=timedelta(days=14)
+    win_back_after=timedelta(days=60), churn_factor=2, churn_after=timedelta(days=30)
 )
 
 
@@ -55,11 +55,18 @@ def test_first_and_second_orders_trigger_post_purchase_and_repeat_customer() -> 
 
 
 def test_win_back_and_churn_risk_fire_once_each_when_due() -> None:
-    # Gaps of 10 days: at risk 20 days after the last order; win back after 60.
+    # Gaps of 10 days, so 30 days without an order is overdue; win back after 60.
     _, triggers = play([order(1, 0), order(2, 10), order(3, 20)], until_day=100)
-    assert flows(triggers)[2:] == [("churn_risk", 40), ("win_back", 80)]
+    assert flows(triggers)[2:] == [("churn_risk", 50), ("win_back", 80)]
     state, _ = play([order(1, 0), order(2, 10), order(3, 20)], until_day=100)
     assert advance(state, T0 + timedelta(days=400), RULES) == (state, [])
+
+
+def test_a_customer_whose_habit_is_slower_than_the_check_is_not_at_risk() -> None:
+    # Gaps of 20 days: waiting 30 is less than twice their habit.
+    _, triggers = play([order(1, 0), order(2, 20), order(3, 40)], until_day=200)
+    assert [f for f in flows(triggers) if f[0] == "churn_risk"] == []
+    assert ("win_back", 100) in flows(triggers)
 
 
 def test_an_order_inside_the_window_postpones_win_back() -> None:

@@ -1,0 +1,57 @@
+"""The whole `revloop` command: every layer contributes its own commands and sub-apps."""
+
+from __future__ import annotations
+
+import typer
+
+from demo import demo_command
+from infra.cli import app as infra_app
+from infra.supervisor_cli import down_command, status_command, supervise_command, up_command
+from ingest.server import serve
+from revloop.cli.schemas import schemas_app, topics_app
+from revloop.cli.stores import stores_app
+from streams.normalizer import normalize_command
+from streams.worker import worker_command
+
+app = typer.Typer(
+    name="revloop",
+    help="Closed-loop revenue pipeline for e-commerce on Apache Kafka.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.command("up")(up_command)
+app.command("down")(down_command)
+app.command("status")(status_command)
+app.command("supervise", hidden=True)(supervise_command)
+app.add_typer(infra_app, name="infra")
+app.add_typer(topics_app, name="topics")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(stores_app, name="stores")
+app.command("ingest")(serve)
+app.command("normalize")(normalize_command)
+app.command("worker")(worker_command)
+app.command("demo")(demo_command)
+
+try:
+    from bench import bench_app
+except ImportError as missing:
+    if missing.name not in ("bench", "bench.ingest", "bench.accept_path"):
+        raise
+
+    @app.command(
+        "bench",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        add_help_option=False,
+    )
+    def _no_bench() -> None:
+        """Benchmarks (a development tool; not installed here)."""
+        typer.secho(
+            "error: the benchmarks are a development tool and are not installed. From a checkout "
+            "of the repository run `make install`, or `pip install -e ./bench` beside revloop.",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(2)
+
+else:
+    app.add_typer(bench_app, name="bench")

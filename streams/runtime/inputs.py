@@ -1,0 +1,57 @@
+"""The worker's inputs: one stream per catalogue topic, shared by every processor that reads it
+(quixstreams allows one root dataframe per topic; processors branch from it), and each input
+record as the JSON the stateful steps keep."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quixstreams import Application
+from quixstreams.dataframe import StreamingDataFrame
+from quixstreams.state import State
+
+from revloop.settings import Settings
+from schemas.serde import AvroSerde
+from schemas.topics import topic
+from streams.runtime.quix import input_topic
+
+Stored = dict[str, Any]
+
+
+class Inputs:
+    def __init__(self, app: Application, settings: Settings, serde: AvroSerde) -> None:
+        self._app, self._settings, self._serde = app, settings, serde
+        self._streams: dict[str, StreamingDataFrame] = {}
+
+    def stream(self, name: str) -> StreamingDataFrame:
+        """The root stream of catalogue topic ``name``."""
+        if name not in self._streams:
+            catalogued = input_topic(self._app, self._settings, topic(name), self._serde)
+            self._streams[name] = self._app.dataframe(catalogued)
+        return self._streams[name]
+
+
+def stateful(step: Any) -> Any:
+    """A pure ``step(record, stored) -> (stored, outputs)`` as a quixstreams stateful apply: the
+    key's stored JSON in, the new one kept, the outputs returned (to expand)."""
+
+    def run(value: Stored, state: State[str, Stored]) -> list[Stored]:
+        stored, outputs = step(value, state.get("stored", {}))
+        state.set("stored", stored)
+        return list(outputs)
+
+    return run
+
+
+def link_record(link: Stored) -> Stored:
+    """A campaign-product link, as kept by the steps that need campaigns per product."""
+    envelope = link["envelope"]
+    return {
+        "kind": "link",
+        "store_id": envelope["store_id"],
+        "product_id": link["product_id"],
+        "campaign_id": link["campaign_id"],
+        "active": link["active"],
+        "at": envelope["occurred_at"].isoformat(),
+        "event_id": envelope["event_id"],
+    }
