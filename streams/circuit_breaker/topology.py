@@ -16,9 +16,10 @@ pure functions of (record, stored state); :func:`add_circuit_breaker` wires them
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import quixstreams.dataframe.windows.aggregations as agg
 from quixstreams import Application
 
 from revloop.ids import deterministic_id
@@ -29,6 +30,7 @@ from streams.circuit_breaker.breaker import (
     BreakerState,
     Decision,
     Transition,
+    advance,
     observe,
     state_from_json,
     state_to_json,
@@ -41,7 +43,7 @@ from streams.inventory.item_stock import (
     stock_from_json,
     stock_to_json,
 )
-from streams.runtime.inputs import Inputs, link_record, stateful
+from streams.runtime.inputs import Inputs, event_time_ms, link_record, quiet_when_late, stateful
 from streams.runtime.quix import output_topic
 
 ACTION = "dev.revloop.events.CircuitBreakerAction"
@@ -145,8 +147,9 @@ def item_step(record: Stored, stored: Stored, lateness: timedelta) -> tuple[Stor
 def product_step(
     record: Stored, stored: Stored, rules: BreakerRules
 ) -> tuple[Stored, list[Stored]]:
-    """One record for a product: an item's total or a campaign link. Out go the breaker's
-    pauses and resumes, as CircuitBreakerAction values."""
+    """One record for a product: an item's total or a campaign link. Out go the pauses and
+    resumes of the product's breaker and of the breaker of the item's variant, as
+    CircuitBreakerAction values (``variant_id`` null for the product's)."""
     at = datetime.fromisoformat(record["at"])
     if record["kind"] == "link":
         campaigns = dict(stored.get("campaigns", {}))
@@ -162,37 +165,88 @@ def product_step(
     known = items.get(record["item_id"])
     if known is not None and datetime.fromisoformat(known["at"]) > at:
         return stored, []  # an older total of this item
-    items[record["item_id"]] = {"available": record["available"], "at": record["at"]}
-    breaker = state_from_json(stored["breaker"]) if "breaker" in stored else None
-    total = sum(int(item["available"]) for item in items.values())
-    as_of = max(at, breaker.as_of) if breaker and breaker.as_of else at
-    breaker, decisions = observe(breaker or BreakerState(), total, as_of, rules)
-    stored = {**stored, "items": items, "breaker": state_to_json(breaker)}
+    variant_id = record.get("variant_id")
+    items[record["item_id"]] = {
+        "available": record["available"],
+        "at": record["at"],
+        "variant_id": variant_id,
+    }
+    stored = {
+        **stored,
+        "items": items,
+        "store_id": record["store_id"],
+        "product_id": record["product_id"],
+        "platform": record["platform"],
+        "cause": record.get("cause"),
+    }
+    breakers = dict(stored.get("breakers", {}))
+    actions = []
+    scopes = [PRODUCT] + ([variant_id] if variant_id else [])
+    for scope in scopes:
+        total = sum(
+            int(item["available"])
+            for item in items.values()
+            if scope == PRODUCT or item.get("variant_id") == scope
+        )
+        breaker = state_from_json(breakers[scope]) if scope in breakers else BreakerState()
+        as_of = max(at, breaker.as_of) if breaker.as_of else at
+        breaker, decisions = observe(breaker, total, as_of, rules)
+        breakers[scope] = state_to_json(breaker)
+        actions += _actions(stored, scope, decisions)
+    return {**stored, "breakers": breakers}, actions
+
+
+def dwell_timer_step(
+    window: Stored, stored: Stored, rules: BreakerRules
+) -> tuple[Stored, list[Stored]]:
+    """The product's timer fired: stream time passed its last update plus the dwell. A restock
+    that came inside a pause's dwell resumes now, as of the dwell's end, even if no further
+    update of this product arrives."""
+    if "breakers" not in stored:
+        return stored, []
+    now = datetime.fromtimestamp((window["end"] - 1) / 1000, UTC) + rules.dwell
+    breakers = dict(stored["breakers"])
+    actions = []
+    for scope, state in sorted(breakers.items()):
+        breaker, decisions = advance(state_from_json(state), now, rules)
+        breakers[scope] = state_to_json(breaker)
+        actions += _actions(stored, scope, decisions)
+    return {**stored, "breakers": breakers}, actions
+
+
+PRODUCT = "*"
+"""The product-wide breaker's scope (the others are variant ids)."""
+
+
+def _actions(stored: Stored, scope: str, decisions: list[Decision]) -> list[Stored]:
     running = sorted(c for c, link in stored.get("campaigns", {}).items() if link["active"])
-    actions = [
-        _action(record, d, running)
+    return [
+        _action(stored, scope, d, running)
         for d in decisions
         if d.transition is not Transition.LOW_STOCK  # the contract has no symbol for it yet
     ]
-    return stored, actions
 
 
-def _action(record: Stored, decision: Decision, campaigns: list[str]) -> Stored:
-    store_id, product_id, at = record["store_id"], record["product_id"], decision.at
-    name = f"derived/circuit-breaker/{store_id}/{product_id}/{decision.transition}/{at.isoformat()}"
+def _action(stored: Stored, scope: str, decision: Decision, campaigns: list[str]) -> Stored:
+    store_id, product_id, at = stored["store_id"], stored["product_id"], decision.at
+    name = (
+        f"derived/circuit-breaker/{store_id}/{product_id}/{scope}/{decision.transition}/"
+        f"{at.isoformat()}"
+    )
     return {
         "envelope": {
             "event_id": deterministic_id(name),
             "store_id": store_id,
-            "platform": record["platform"],
+            "platform": stored["platform"],
             # Derived in event time: a replay derives the same action, byte for byte.
             "occurred_at": at,
             "received_at": at,
             "source": "derived",
-            "caused_by": [record["cause"]] if record.get("cause") else [],
+            "caused_by": [stored["cause"]] if stored.get("cause") else [],
         },
         "action": decision.transition.value,
         "product_id": product_id,
+        "variant_id": None if scope == PRODUCT else scope,
         "campaign_ids": campaigns,
         "available": decision.available,
         "previous_available": decision.previous_available,
@@ -217,10 +271,25 @@ def add_circuit_breaker(
         .group_by(lambda r: f"{r['store_id']}/{r['item_id']}", name="by-item")
         .apply(stateful(lambda r, s: item_step(r, s, lateness)), stateful=True, expand=True)
     )
-    actions = (
+    per_product = (
         per_item.concat(links.apply(link_record))
         .group_by(lambda r: f"{r['store_id']}/{r['product_id']}", name="by-product")
-        .apply(stateful(lambda r, s: product_step(r, s, rules)), stateful=True, expand=True)
+        .set_timestamp(lambda value, key, ts, headers: event_time_ms(value["at"]))
     )
     out = output_topic(app, settings, ACTION, serde)
-    actions.to_topic(out, key=lambda a: f"{a['envelope']['store_id']}/{a['product_id']}".encode())
+
+    def key(action: Stored) -> bytes:
+        return f"{action['envelope']['store_id']}/{action['product_id']}".encode()
+
+    per_product.apply(
+        stateful(lambda r, s: product_step(r, s, rules)), stateful=True, expand=True
+    ).to_topic(out, key=key)
+    if rules.dwell > timedelta(0):
+        # A session closes when the partition's stream time passes its last record plus twice
+        # the gap: a timer due the dwell after the product's last update (docs/streams.md).
+        timer = per_product.session_window(
+            inactivity_gap_ms=rules.dwell / 2, name="dwell", on_late=quiet_when_late
+        )
+        timer.agg(records=agg.Count()).final(closing_strategy="partition").apply(
+            stateful(lambda w, s: dwell_timer_step(w, s, rules)), stateful=True, expand=True
+        ).to_topic(out, key=key)

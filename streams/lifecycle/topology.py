@@ -20,7 +20,6 @@ order since then has moved the due time, and that order's own timer fires instea
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,7 +37,7 @@ from streams.lifecycle.rules import (
     advance,
     record_order,
 )
-from streams.runtime.inputs import Inputs, Stored, stateful
+from streams.runtime.inputs import Inputs, Stored, event_time_ms, quiet_when_late, stateful
 from streams.runtime.quix import output_topic
 
 TRIGGER = "dev.revloop.events.LifecycleTrigger"
@@ -171,7 +170,7 @@ def add_lifecycle(app: Application, settings: Settings, serde: AvroSerde, inputs
         inputs.stream("commerce.orders.v1")
         .apply(placed_record, expand=True)
         .group_by(lambda r: f"{r['store_id']}/{r['customer_id']}", name="lifecycle-by-customer")
-        .set_timestamp(lambda value, key, ts, headers: _event_ms(value["at"]))
+        .set_timestamp(lambda value, key, ts, headers: event_time_ms(value["at"]))
     )
     out = output_topic(app, settings, TRIGGER, serde)
 
@@ -184,7 +183,10 @@ def add_lifecycle(app: Application, settings: Settings, serde: AvroSerde, inputs
     for name, span in (("churn-check", rules.churn_after), ("win-back", rules.win_back_after)):
         # Closes at last order + 2 * gap + grace = last order + span + grace.
         timer = per_customer.session_window(
-            inactivity_gap_ms=span / 2, grace_ms=grace, name=f"lifecycle-{name}"
+            inactivity_gap_ms=span / 2,
+            grace_ms=grace,
+            name=f"lifecycle-{name}",
+            on_late=quiet_when_late,
         )
         fired = timer.agg(orders=agg.Count()).final(closing_strategy="partition")
         fires_after = span + grace
@@ -193,10 +195,3 @@ def add_lifecycle(app: Application, settings: Settings, serde: AvroSerde, inputs
             stateful=True,
             expand=True,
         ).to_topic(out, key=key)
-
-
-def _event_ms(iso: str) -> int:
-    """The windows' time: the order's occurred_at, not when it was produced. It also stamps what
-    the timers produce, and brokers refuse stamps over an hour ahead of their clock, so an order
-    from a shop whose clock runs ahead is taken as happening now."""
-    return min(int(datetime.fromisoformat(iso).timestamp() * 1000), int(time.time() * 1000))

@@ -81,25 +81,44 @@ def test_a_product_that_sells_out_pauses_its_campaigns_and_resumes_on_restock(
     worker.publish("InventoryLevel", level("lv-3", 4, "i2", 9, None))  # back inside the dwell
     worker.publish("InventoryLevel", level("lv-4", 20, "i2", 4, None))  # after it: resume
     worker.publish("InventoryLevel", level("lv-5", 2, "i1", 0, "p2"))
-    wait_for(lambda: len(worker.actions()) >= 3, timeout=90)
+    # p3 sells out and is restocked inside the dwell, then nothing more comes for p3: other
+    # products' updates carry stream time past the dwell, and p3's timer resumes it.
+    worker.publish("InventoryLevel", level("lv-6", 10, "i3", 0, "p3"))
+    worker.publish("InventoryLevel", level("lv-7", 12, "i3", 5, "p3"))
+    wait_for(lambda: len(worker.actions()) >= 6, timeout=90)
+    for n in range(60):
+        worker.publish_quietly("InventoryLevel", level(f"other-{n}", 30, f"o{n}", 7, f"o{n}"))
+    worker.producer.flush(10)
+    wait_for(lambda: len(worker.actions()) >= 7, timeout=90)
     time.sleep(2)  # anything more would arrive now
     actions = worker.actions()
-    summary = [
-        (a["product_id"], a["action"], a["available"], a["previous_available"], a["campaign_ids"])
+    summary = sorted(
+        (
+            a["envelope"]["occurred_at"] - T0,
+            a["product_id"],
+            a["variant_id"] or "",
+            a["action"],
+            a["available"],
+            a["previous_available"],
+            a["campaign_ids"],
+        )
         for a in actions
-    ]
+    )
+    minute = timedelta(minutes=1)
     assert summary == [
-        ("p2", "pause", 0, None, []),
-        ("p1", "pause", 0, 2, ["c1"]),
-        ("p1", "resume", 9, None, ["c1"]),
+        (2 * minute, "p2", "", "pause", 0, None, []),
+        (3 * minute, "p1", "", "pause", 0, 2, ["c1"]),
+        (3 * minute, "p1", "v2", "pause", 0, 2, ["c1"]),
+        # The restock came inside the 5-minute dwell: the resume takes effect when it ends.
+        (8 * minute, "p1", "", "resume", 9, None, ["c1"]),
+        (8 * minute, "p1", "v2", "resume", 9, None, ["c1"]),
+        (10 * minute, "p3", "", "pause", 0, None, []),
+        (15 * minute, "p3", "", "resume", 5, None, []),
     ]
-    _, pause, resume = actions
-    assert pause["envelope"]["occurred_at"] == T0 + timedelta(minutes=3)
+    pause = next(a for a in actions if a["product_id"] == "p1" and a["variant_id"] is None)
     assert pause["envelope"]["caused_by"] == ["lv-2"]
-    # The restock came inside the 5-minute dwell: the resume takes effect when the dwell ends.
-    assert resume["envelope"]["occurred_at"] == T0 + timedelta(minutes=8)
     assert pause["envelope"]["source"] == "derived"
-    assert pause["envelope"]["event_id"] != resume["envelope"]["event_id"]
+    assert len({a["envelope"]["event_id"] for a in actions}) == len(actions)
 
 
 def expected_actions(updates: list[tuple[str, int, int]]) -> list[tuple[str, str, str, int]]:
