@@ -20,7 +20,7 @@ import secrets
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence, Set
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +34,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
+from demo.loop import LOOP_TOPICS, LoopOutcome, loop_outcome
 from demo.simulation import (
     MAX_ORDERS,
     MIN_ORDERS,
@@ -340,22 +341,33 @@ class Sent:
 
 
 async def _send_all(base_url: str, requests: Sequence[DemoRequest]) -> list[Sent]:
+    """Each store's requests in the story's order, the stores side by side. Platforms do not
+    promise order, and ingest and the processors take any (the tests shuffle); in order, the
+    story's sell-outs and restocks reach the breaker as they happened, so the demo can hold
+    the worker's answers to its table."""
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-    semaphore = asyncio.Semaphore(CONCURRENCY)  # waiters are served in order: roughly the story's
+    by_store: dict[str, list[int]] = {}
+    for index, request in enumerate(requests):
+        by_store.setdefault(request.store_id, []).append(index)
+    sent: list[Sent | None] = [None] * len(requests)
 
     async with httpx.AsyncClient(base_url=base_url, timeout=15.0, limits=limits) as client:
 
         async def send(request: DemoRequest) -> Sent:
-            async with semaphore:
-                try:
-                    response = await client.request(
-                        request.method, request.path, content=request.body, headers=request.headers
-                    )
-                except httpx.HTTPError as exc:
-                    return Sent(request, None, f"{type(exc).__name__}: {exc}")
-                return Sent(request, response.status_code, response.text[:500])
+            try:
+                response = await client.request(
+                    request.method, request.path, content=request.body, headers=request.headers
+                )
+            except httpx.HTTPError as exc:
+                return Sent(request, None, f"{type(exc).__name__}: {exc}")
+            return Sent(request, response.status_code, response.text[:500])
 
-        return await asyncio.gather(*(send(r) for r in requests))
+        async def send_in_order(indexes: list[int]) -> None:
+            for index in indexes:
+                sent[index] = await send(requests[index])
+
+        await asyncio.gather(*(send_in_order(indexes) for indexes in by_store.values()))
+    return [s for s in sent if s is not None]
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -376,6 +388,8 @@ class DemoReport:
     dead_letters: list[dict[str, str]]
     duplicates: list[str]
     stock: list[dict[str, Any]]
+    loop: dict[str, Any]
+    """What the worker made of the run (:class:`demo.loop.LoopOutcome`)."""
     problems: list[str]
     seconds: float
 
@@ -427,7 +441,9 @@ def run_demo(
     marks_reader = _marks_reader(settings)
     with ExitStack() as stack:
         stack.callback(marks_reader.close)
-        start_marks = _watermarks(marks_reader, [RAW_TOPIC, *OUTPUT_TOPICS], settings.topic_prefix)
+        start_marks = _watermarks(
+            marks_reader, [RAW_TOPIC, *OUTPUT_TOPICS, *LOOP_TOPICS], settings.topic_prefix
+        )
         backlog = _normalizer_backlog(settings, [p for t, p in start_marks if t == RAW_TOPIC])
         if backlog > 10_000:
             console.print(
@@ -437,12 +453,14 @@ def run_demo(
                 f"this run's (it waits up to --timeout {timeout:.0f}s)"
             )
         # Stopped in reverse: ingest first, so nothing arrives for a normalizer that is leaving.
+        worker = _child("worker", env, logs / "worker.log")
+        stack.callback(worker.stop)
         normalizer = _child("normalize", env, logs / "normalize.log")
         stack.callback(normalizer.stop)
         ingest = _child("ingest", env, logs / "ingest.log")
         stack.callback(ingest.stop)
-        children = (normalizer, ingest)
-        with console.status(f"starting ingest on {base_url} and the normalizer"):
+        children = (normalizer, worker, ingest)
+        with console.status(f"starting ingest on {base_url}, the normalizer and the worker"):
             _wait_ready(base_url, children, READY_TIMEOUT)
 
         now = datetime.now(UTC)
@@ -472,13 +490,21 @@ def run_demo(
         _wait_caught_up(settings, targets, children, timeout, console)
         end_marks = _watermarks(marks_reader, OUTPUT_TOPICS, settings.topic_prefix)
         with console.status("reading back what this run wrote"):
-            report = _report(
-                simulation,
-                expected,
-                sent,
-                _read_between(settings, serde, start_marks, end_marks),
-                time.monotonic() - began,
-            )
+            records = list(_read_between(settings, serde, start_marks, end_marks))
+        placed = _run_orders(records, expected)
+        loop = _wait_for_the_loop(
+            settings,
+            serde,
+            marks_reader,
+            start_marks,
+            simulation,
+            placed,
+            {v["envelope"]["store_id"] for n, v in records if n == "commerce.inventory-levels.v1"},
+            children,
+            timeout,
+            console,
+        )
+        report = _report(simulation, expected, sent, iter(records), loop, time.monotonic() - began)
         _print_summary(console, report, sent)
         write_private(
             directory / "last-run.json", (json.dumps(asdict(report), indent=2) + "\n").encode()
@@ -494,11 +520,56 @@ def run_demo(
     return report
 
 
+def _run_orders(
+    records: Sequence[tuple[str, dict[str, Any]]], expected: Expectation
+) -> dict[str, dict[str, str]]:
+    """Store id → order id → currency: the orders this run placed (created or paid)."""
+    orders: dict[str, dict[str, str]] = {}
+    wanted = expected.events.get("commerce.orders.v1", frozenset())
+    for name, value in records:
+        if (
+            name == "commerce.orders.v1"
+            and value["envelope"]["event_id"] in wanted
+            and value["kind"] in ("created", "paid")
+        ):
+            store = orders.setdefault(value["envelope"]["store_id"], {})
+            store[value["order_id"]] = value["currency"]
+    return orders
+
+
+def _wait_for_the_loop(
+    settings: Settings,
+    serde: AvroSerde,
+    marks_reader: Consumer,
+    start_marks: Mapping[tuple[str, int], int],
+    simulation: Simulation,
+    orders: Mapping[str, Mapping[str, str]],
+    stocked: Set[str],
+    children: Sequence[Child],
+    timeout: float,
+    console: Console,
+) -> LoopOutcome:
+    """Until the worker has answered every sell-out and restock and scored every order (or the
+    timeout passes: what is missing then is reported)."""
+    deadline = time.monotonic() + timeout
+    with console.status("waiting for the worker: pauses, resumes and scores") as status:
+        while True:
+            _check(children)
+            end = _watermarks(marks_reader, LOOP_TOPICS, settings.topic_prefix)
+            records = _read_between(settings, serde, start_marks, end)
+            outcome = loop_outcome(simulation.stock, orders, records, stocked)
+            if not outcome.missing or time.monotonic() > deadline:
+                return outcome
+            status.update(f"waiting for the worker: {len(outcome.missing)} answers to go")
+            time.sleep(1.0)
+
+
 def _report(
     simulation: Simulation,
     expected: Expectation,
     sent: Sequence[Sent],
     records: Iterator[tuple[str, dict[str, Any]]],
+    loop: LoopOutcome,
     seconds: float,
 ) -> DemoReport:
     written: Counter[str] = Counter()
@@ -546,6 +617,7 @@ def _report(
                 f"{name}: expected {counts['expected']} events, found {counts['written']}"
                 + (f" and {counts['unexpected']} unexpected ones" if counts["unexpected"] else "")
             )
+    problems += [f"the worker: {m}" for m in loop.missing] + loop.problems
     return DemoReport(
         seed=simulation.seed,
         orders=sum(simulation.orders.values()),
@@ -556,6 +628,7 @@ def _report(
         dead_letters=dead,
         duplicates=list(expected.duplicates),
         stock=[{**asdict(m), "at": m.at.isoformat()} for m in simulation.stock],
+        loop=asdict(loop),
         problems=problems,
         seconds=round(seconds, 1),
     )
@@ -639,32 +712,85 @@ def _print_summary(console: Console, report: DemoReport, sent: Sequence[Sent]) -
         )
     console.print()
 
-    stock = Table(title="Stock", title_justify="left", show_edge=False)
+    stock = Table(
+        title="Stock, and the circuit breaker's answer (actions.circuit-breaker.v1)",
+        title_justify="left",
+        show_edge=False,
+    )
     stock.add_column("store")
     stock.add_column("variant")
     stock.add_column("sold out")
+    stock.add_column("ads paused")
     stock.add_column("back in stock")
+    stock.add_column("ads resumed")
     open_rows: dict[tuple[str, str], list[str]] = {}
     rows: list[list[str]] = []
-    for moment in report.stock:
+    for moment, answer in zip(report.stock, report.loop["stock"], strict=True):
         key = (moment["store_id"], moment["sku"])
+        answered = _answer(answer)
         if moment["kind"] == "sold_out":
-            row = [
-                moment["store_id"],
-                moment["product"],
-                f"{_hhmm(moment['at'])} ({moment['cause']})",
-                "",
-            ]
+            when = f"{_hhmm(moment['at'])} ({moment['cause']})"
+            row = [moment["store_id"], moment["product"], when, answered, "", ""]
             open_rows[key] = row
             rows.append(row)
         elif key in open_rows:
-            open_rows.pop(key)[3] = f"{_hhmm(moment['at'])} ({moment['level']} units)"
+            row = open_rows.pop(key)
+            row[4] = f"{_hhmm(moment['at'])} ({moment['level']} units)"
+            row[5] = answered
     for row in rows:
         stock.add_row(*row)
     console.print(stock)
+    if any(answer["unanswerable"] for answer in report.loop["stock"]):
+        console.print(
+            "  ¹ BigCommerce's webhooks carry ids only: its stock reaches the topics once a "
+            "connector fetches the resources (ingest.hydration-requests.v1)."
+        )
+    for whole in report.loop["whole_products"]:
+        console.print(
+            f"  {whole['store_id']}: every variant of product {whole['product_id']} sold out: "
+            f"the product's own breaker: {whole['action']} at {_hhmm(whole['at'])}"
+        )
+    console.print()
+
+    scores = Table(
+        title="Attribution (analytics.attribution-scores.v1)", title_justify="left", show_edge=False
+    )
+    for column in ("store", "orders", "scored", "incremental", "incremental revenue"):
+        scores.add_column(column, justify="left" if column == "store" else "right")
+    scores.add_column("reversals", justify="right")
+    for store_id, row in report.loop["scores"].items():
+        scores.add_row(
+            store_id,
+            str(row["orders"]),
+            str(row["scored"]),
+            str(row["incremental"]),
+            _money(row["incremental_minor"], row["currency"]),
+            str(row["reversals"]),
+        )
+    console.print(scores)
+    console.print(
+        "  An order is incremental at confidence 7000 bp or above; refunds and corrections are "
+        "reversing scores, so the revenue shown is what stands."
+    )
+    flows = ", ".join(f"{n} {flow}" for flow, n in sorted(report.loop["triggers"].items()))
+    console.print(f"Lifecycle triggers (lifecycle.triggers.v1): {flows or 'none'}")
     console.print()
     if report.ok:
         console.print("[green]Every request was accepted and every expected event was written.[/]")
+
+
+def _money(minor: int, currency: str) -> str:
+    """Minor units as the demo's currencies (two decimals) print them; integers throughout."""
+    units, cents = divmod(abs(minor), 100)
+    return f"{'-' if minor < 0 else ''}{units:,}.{cents:02d} {currency}"
+
+
+def _answer(answer: dict[str, Any]) -> str:
+    if answer["unanswerable"]:
+        return "[dim]no stock events¹[/]"
+    if answer["action_at"] is None:
+        return "[red]none ✗[/]"
+    return f"{_hhmm(answer['action_at'])} [green]✓[/]"
 
 
 def _keep_running(

@@ -125,6 +125,7 @@ def _normalizer_problems(settings: Settings) -> list[str]:
 PIPELINE: tuple[ProcessSpec, ...] = (
     ProcessSpec("ingest", revloop_command("ingest"), _ingest_problems, _ingest_ready),
     ProcessSpec("normalize", revloop_command("normalize"), _normalizer_problems),
+    ProcessSpec("worker", revloop_command("worker")),
 )
 """Every long-running process of the pipeline, in start order."""
 

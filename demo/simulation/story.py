@@ -254,6 +254,7 @@ class _Story:
                 at,
                 variant.level,
                 "restock",
+                *variant.ids,
             )
         )
         self.platforms[platform].stock_changed(variant, at)

@@ -120,6 +120,10 @@ class StockMoment:
     level: int
     cause: str
     """The order that took the last unit, or ``restock``."""
+    product_id: str
+    variant_id: str | None
+    """The platform's variant id; None for a product of one variant (its stock is the
+    product's: its ads pause and resume as the product's)."""
 
 
 def money(value: Decimal) -> str:
@@ -279,6 +283,12 @@ class Variant:
     level: int
 
     @property
+    def ids(self) -> tuple[str, str | None]:
+        """(product id, variant id or None for a product of one variant), as events carry them."""
+        single = len(self.product.variants) == 1
+        return str(self.product.product_id), None if single else str(self.variant_id)
+
+    @property
     def label(self) -> str:
         if self.spec.title:
             return f"{self.product.spec.title} ({self.spec.title})"
@@ -420,6 +430,7 @@ class Day:
                         order.placed_at,
                         0,
                         f"order #{order.number}",
+                        *variant.ids,
                     )
                 )
                 self.schedule(index + self.rng.randint(2, 4), "restock", store.platform, variant)

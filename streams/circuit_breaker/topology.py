@@ -25,6 +25,7 @@ from quixstreams import Application
 from revloop.ids import deterministic_id
 from revloop.settings import Settings
 from schemas.serde import AvroSerde
+from schemas.topics import topic
 from streams.circuit_breaker.breaker import (
     BreakerRules,
     BreakerState,
@@ -44,9 +45,10 @@ from streams.inventory.item_stock import (
     stock_to_json,
 )
 from streams.runtime.inputs import Inputs, event_time_ms, link_record, quiet_when_late, stateful
-from streams.runtime.quix import output_topic
+from streams.runtime.quix import internal_topic, output_topic
 
 ACTION = "dev.revloop.events.CircuitBreakerAction"
+ACTION_TOPIC = "actions.circuit-breaker.v1"
 Stored = dict[str, Any]
 
 
@@ -84,16 +86,37 @@ def variant_records(product: Stored) -> list[Stored]:
     if product.get("record") != "ProductUpsert":
         return []
     envelope = product["envelope"]
+    single = len(product["variants"]) == 1
     return [
         {
             "kind": "variant",
             "store_id": envelope["store_id"],
             "item_id": variant["inventory_item_id"],
             "product_id": product["product_id"],
-            "variant_id": variant["variant_id"],
+            # A product of one variant has one breaker: the product's.
+            "variant_id": None if single else variant["variant_id"],
         }
         for variant in product["variants"]
         if variant.get("inventory_item_id")
+    ]
+
+
+def structure_record(product: Stored) -> list[Stored]:
+    """A product's inventory items, for its breakers to wait until each has reported: a total
+    summed over some of them would look sold out when it is not."""
+    if product.get("record") != "ProductUpsert":
+        return []
+    items = [v["inventory_item_id"] for v in product["variants"] if v.get("inventory_item_id")]
+    if not items:
+        return []
+    return [
+        {
+            "kind": "structure",
+            "store_id": product["envelope"]["store_id"],
+            "product_id": product["product_id"],
+            "items": sorted(items),
+            "at": product["envelope"]["occurred_at"].isoformat(),
+        }
     ]
 
 
@@ -102,16 +125,22 @@ def variant_records(product: Stored) -> list[Stored]:
 
 def item_step(record: Stored, stored: Stored, lateness: timedelta) -> tuple[Stored, list[Stored]]:
     """One record for an item: its stock and its owner change; out goes the item's total, keyed
-    for its product, whenever it changed and the product is known."""
+    for its product, whenever it changed and the product is known. Totals from before the
+    product was known (the products topic can be read after the levels) are kept, within the
+    lateness, and sent in order once it is, so the breaker sees the sell-outs they hold."""
     stock = stock_from_json(stored.get("stock", {}))
     owner = stored.get("owner")
+    pending: list[Stored] = list(stored.get("pending", []))
     before = stock.available if stock.locations else None
     if record["kind"] == "variant":
         owner = {"product_id": record["product_id"], "variant_id": record["variant_id"]}
         changed = owner != stored.get("owner")
     else:
         if owner is None and record["product_id"]:
-            owner = {"product_id": record["product_id"], "variant_id": record["variant_id"]}
+            variant_id = record["variant_id"]
+            if variant_id == record["product_id"]:  # a simple product's stock is the product's
+                variant_id = None
+            owner = {"product_id": record["product_id"], "variant_id": variant_id}
         update = LevelUpdate(
             record["event_id"],
             record["location_id"],
@@ -123,22 +152,41 @@ def item_step(record: Stored, stored: Stored, lateness: timedelta) -> tuple[Stor
         stock = settle(stock, (stock.updated_at or update.at) - lateness)
         changed = stock.available != before
         stored = {**stored, "platform": record["platform"], "cause": record["event_id"]}
-    stored = {**stored, "stock": stock_to_json(stock), "owner": owner}
+        if changed and owner is None and stock.updated_at is not None:
+            horizon = (stock.updated_at - lateness).isoformat()
+            pending = [p for p in pending if p["at"] >= horizon][-MAX_PENDING + 1 :]
+            pending.append(
+                {
+                    "available": stock.available,
+                    "at": stock.updated_at.isoformat(),
+                    "cause": record["event_id"],
+                }
+            )
+    stored = {**stored, "stock": stock_to_json(stock), "owner": owner, "pending": []}
     at = stock.updated_at
     if not changed or owner is None or at is None:
-        return stored, []
-    total = {
+        return {**stored, "pending": pending if owner is None else []}, []
+    history = [p for p in pending if p["at"] < at.isoformat()]
+    now = {"available": stock.available, "at": at.isoformat(), "cause": stored.get("cause")}
+    return stored, [_item_total(record, stored, owner, entry) for entry in [*history, now]]
+
+
+MAX_PENDING = 100
+"""Totals kept for an item whose product is not known yet, at most."""
+
+
+def _item_total(record: Stored, stored: Stored, owner: Stored, entry: Stored) -> Stored:
+    return {
         "kind": "item_total",
         "store_id": record["store_id"],
         "platform": stored.get("platform", "other"),
         "item_id": record["item_id"],
         "product_id": owner["product_id"],
         "variant_id": owner["variant_id"],
-        "available": stock.available,
-        "at": at.isoformat(),
-        "cause": stored.get("cause"),
+        "available": entry["available"],
+        "at": entry["at"],
+        "cause": entry["cause"],
     }
-    return stored, [total]
 
 
 # -- per product: the breaker ----------------------------------------------------------------------
@@ -151,6 +199,11 @@ def product_step(
     resumes of the product's breaker and of the breaker of the item's variant, as
     CircuitBreakerAction values (``variant_id`` null for the product's)."""
     at = datetime.fromisoformat(record["at"])
+    if record["kind"] == "structure":
+        known = stored.get("structure")
+        if known is None or known["at"] <= record["at"]:
+            stored = {**stored, "structure": {"items": record["items"], "at": record["at"]}}
+        return stored, []
     if record["kind"] == "link":
         campaigns = dict(stored.get("campaigns", {}))
         known = campaigns.get(record["campaign_id"])
@@ -182,6 +235,9 @@ def product_step(
     breakers = dict(stored.get("breakers", {}))
     actions = []
     scopes = [PRODUCT] + ([variant_id] if variant_id else [])
+    waiting = set(stored.get("structure", {}).get("items", ())) - set(items)
+    if waiting:
+        scopes.remove(PRODUCT)  # not every item of the product has reported yet
     for scope in scopes:
         total = sum(
             int(item["available"])
@@ -257,6 +313,10 @@ def _action(stored: Stored, scope: str, decision: Decision, campaigns: list[str]
 # -- wiring ----------------------------------------------------------------------------------------
 
 
+def _product_key(record: Stored) -> str:
+    return f"{record['store_id']}/{record['product_id']}"
+
+
 def add_circuit_breaker(
     app: Application, settings: Settings, serde: AvroSerde, inputs: Inputs
 ) -> None:
@@ -271,10 +331,20 @@ def add_circuit_breaker(
         .group_by(lambda r: f"{r['store_id']}/{r['item_id']}", name="by-item")
         .apply(stateful(lambda r, s: item_step(r, s, lateness)), stateful=True, expand=True)
     )
-    per_product = (
-        per_item.concat(links.apply(link_record))
-        .group_by(lambda r: f"{r['store_id']}/{r['product_id']}", name="by-product")
-        .set_timestamp(lambda value, key, ts, headers: event_time_ms(value["at"]))
+    # Item totals, links and product structures meet in one topic of the worker's own, keyed by
+    # product: a quixstreams group_by over the three would name its topics after every source,
+    # past Kafka's length limit under a topic prefix.
+    by_product = internal_topic(
+        app, settings, "circuit-breaker-by-product", topic(ACTION_TOPIC).partitions
+    )
+    for records in (
+        per_item,
+        links.apply(link_record),
+        products.apply(structure_record, expand=True),
+    ):
+        records.to_topic(by_product, key=_product_key)
+    per_product = app.dataframe(by_product).set_timestamp(
+        lambda value, key, ts, headers: event_time_ms(value["at"])
     )
     out = output_topic(app, settings, ACTION, serde)
 

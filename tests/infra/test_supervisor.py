@@ -169,7 +169,10 @@ def prepared(settings: Settings) -> Iterator[Deployment]:
         yield deployment
     finally:
         _force_cleanup(deployment)
-        delete_topics(settings, [t.name for t in prefixed(prefix)])
+        # The catalogue, and the worker's own topics (their names carry its prefixed group).
+        admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+        ours = [n for n in admin.list_topics(timeout=10).topics if prefix in n]
+        delete_topics(settings, sorted({*ours, *(t.name for t in prefixed(prefix))}))
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
@@ -239,7 +242,7 @@ def test_up_supervises_the_pipeline_and_down_stops_it(
     supervisor = running_supervisor(deployment.paths)
     assert supervisor is not None
     assert f"Supervisor: pid {supervisor}, running since" in table.stdout
-    for name in ("ingest", "normalize"):
+    for name in ("ingest", "normalize", "worker"):
         pid = deployment.pid_of(name)
         assert re.search(rf"{name}\s+running\s+{pid}\s+\d+s\s+0\s+-", table.stdout), table.stdout
         assert os.getpgid(pid) == supervisor  # in the supervisor's group
@@ -322,7 +325,7 @@ def test_down_kills_a_supervisor_that_does_not_answer(deployment: Deployment) ->
     up = deployment.revloop("up")
     assert up.returncode == 0, up.stdout + up.stderr
     pids = deployment.every_pid()
-    assert len(pids) == 3
+    assert len(pids) == 4  # the supervisor, ingest, the normalizer and the worker
     supervisor = running_supervisor(deployment.paths)
     assert supervisor is not None
     os.kill(supervisor, signal.SIGSTOP)  # alive, but deaf to SIGTERM
