@@ -1,9 +1,12 @@
-"""Benchmarks against the local stack (docs/benchmarks.md): `revloop bench ingest` and
-`revloop bench accept-path`. A development tool, not part of the revloop wheel."""
+"""Benchmarks against the local stack (docs/benchmarks.md): `revloop bench ingest`,
+`revloop bench accept-path` and `revloop bench streams`. A development tool, not part of the
+revloop wheel."""
 
 from bench.accept_path import accept_path_command
 from bench.ingest import bench_app
+from bench.streams import streams_command
 
 bench_app.command("accept-path")(accept_path_command)
+bench_app.command("streams")(streams_command)
 
 __all__ = ["bench_app"]

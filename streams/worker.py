@@ -1,16 +1,19 @@
 """`revloop worker`: the stateful stream processors, on quixstreams, exactly once (docs/streams.md).
 
-Today it runs the circuit breaker: inventory levels, product variants and campaign links in,
-pauses and resumes out on ``actions.circuit-breaker.v1``.
+It composes three processors over shared input streams: the circuit breaker
+(``actions.circuit-breaker.v1``), attribution (``analytics.attribution-scores.v1``) and lifecycle
+(``lifecycle.triggers.v1``).
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import time
 
 import typer
 from quixstreams import Application
+from quixstreams.models.topics.exceptions import TopicNotFoundError
 
 from revloop.settings import Settings, get_settings
 from schemas.registry import registry_for
@@ -20,6 +23,8 @@ from streams.circuit_breaker.topology import add_circuit_breaker
 from streams.lifecycle.topology import add_lifecycle
 from streams.runtime.inputs import Inputs
 from streams.runtime.quix import fence_previous_life, worker_application
+
+log = logging.getLogger(__name__)
 
 
 def build_worker(settings: Settings, instance_id: str) -> Application:
@@ -32,6 +37,21 @@ def build_worker(settings: Settings, instance_id: str) -> Application:
     return app
 
 
+def _built(settings: Settings, instance_id: str, attempts: int = 5) -> Application:
+    """The worker, its topics made. quixstreams creates a missing topic and then looks it up at
+    once, and a broker that has just started can answer that it does not exist yet: so a few
+    tries, a second apart."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return build_worker(settings, instance_id)
+        except TopicNotFoundError as exc:
+            if attempt == attempts:
+                raise
+            log.warning("topic setup: %s; trying again (%d of %d)", exc, attempt, attempts)
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
 def worker_command(
     instance_id: str | None = typer.Option(
         None,
@@ -39,9 +59,9 @@ def worker_command(
         "and its transactional id, so a restart takes its partitions back at once.",
     ),
 ) -> None:
-    """Run the stream processors (the circuit breaker today) until interrupted."""
+    """Run the stream processors (circuit breaker, attribution, lifecycle) until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = get_settings()
-    app = build_worker(settings, instance_id or socket.gethostname())
+    app = _built(settings, instance_id or socket.gethostname())
     fence_previous_life(app, settings)
     app.run()

@@ -35,7 +35,7 @@ app.command("demo")(demo_command)
 try:
     from bench import bench_app
 except ImportError as missing:
-    if missing.name not in ("bench", "bench.ingest", "bench.accept_path"):
+    if missing.name not in ("bench", "bench.ingest", "bench.accept_path", "bench.streams"):
         raise
 
     @app.command(

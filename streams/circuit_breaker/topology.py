@@ -16,10 +16,9 @@ pure functions of (record, stored state); :func:`add_circuit_breaker` wires them
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-import quixstreams.dataframe.windows.aggregations as agg
 from quixstreams import Application
 
 from revloop.ids import deterministic_id
@@ -44,7 +43,7 @@ from streams.inventory.item_stock import (
     stock_from_json,
     stock_to_json,
 )
-from streams.runtime.inputs import Inputs, event_time_ms, link_record, quiet_when_late, stateful
+from streams.runtime.inputs import Inputs, event_time_ms, link_record, stateful, timer
 from streams.runtime.quix import internal_topic, output_topic
 
 ACTION = "dev.revloop.events.CircuitBreakerAction"
@@ -253,14 +252,13 @@ def product_step(
 
 
 def dwell_timer_step(
-    window: Stored, stored: Stored, rules: BreakerRules
+    now: datetime, stored: Stored, rules: BreakerRules
 ) -> tuple[Stored, list[Stored]]:
-    """The product's timer fired: stream time passed its last update plus the dwell. A restock
-    that came inside a pause's dwell resumes now, as of the dwell's end, even if no further
+    """The product's timer fired: stream time is ``now``, its last update plus the dwell. A
+    restock that came inside a pause's dwell resumes, as of the dwell's end, even if no further
     update of this product arrives."""
     if "breakers" not in stored:
         return stored, []
-    now = datetime.fromtimestamp((window["end"] - 1) / 1000, UTC) + rules.dwell
     breakers = dict(stored["breakers"])
     actions = []
     for scope, state in sorted(breakers.items()):
@@ -355,11 +353,12 @@ def add_circuit_breaker(
         stateful(lambda r, s: product_step(r, s, rules)), stateful=True, expand=True
     ).to_topic(out, key=key)
     if rules.dwell > timedelta(0):
-        # A session closes when the partition's stream time passes its last record plus twice
-        # the gap: a timer due the dwell after the product's last update (docs/streams.md).
-        timer = per_product.session_window(
-            inactivity_gap_ms=rules.dwell / 2, name="dwell", on_late=quiet_when_late
-        )
-        timer.agg(records=agg.Count()).final(closing_strategy="partition").apply(
-            stateful(lambda w, s: dwell_timer_step(w, s, rules)), stateful=True, expand=True
+        # A restock inside the dwell resumes when it ends, even if no update of the product
+        # follows: the timer fires the dwell after its last update.
+        timer(
+            per_product,
+            "dwell",
+            rules.dwell,
+            timedelta(0),
+            lambda now, s: dwell_timer_step(now, s, rules),
         ).to_topic(out, key=key)

@@ -20,10 +20,9 @@ order since then has moved the due time, and that order's own timer fires instea
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-import quixstreams.dataframe.windows.aggregations as agg
 from quixstreams import Application
 
 from revloop.ids import deterministic_id
@@ -37,7 +36,7 @@ from streams.lifecycle.rules import (
     advance,
     record_order,
 )
-from streams.runtime.inputs import Inputs, Stored, event_time_ms, quiet_when_late, stateful
+from streams.runtime.inputs import Inputs, Stored, event_time_ms, stateful, timer
 from streams.runtime.quix import output_topic
 
 TRIGGER = "dev.revloop.events.LifecycleTrigger"
@@ -92,15 +91,12 @@ def order_step(
     return stored, outputs
 
 
-def timer_step(
-    window: Stored, stored: Stored, rules: LifecycleRules, fires_after: timedelta
-) -> tuple[Stored, list[Stored]]:
-    """A customer's session timer fired: the partition's stream time passed the session's last
-    order plus ``fires_after``."""
+def timer_step(now: datetime, stored: Stored, rules: LifecycleRules) -> tuple[Stored, list[Stored]]:
+    """A customer's timer fired: the partition's stream time is ``now``, a span (and the
+    lateness) after their last order. What fell due by then is triggered."""
     if "state" not in stored:
         return stored, []
-    last_order = datetime.fromtimestamp((window["end"] - 1) / 1000, UTC)  # end is exclusive
-    state, triggers = advance(state_from_json(stored["state"]), last_order + fires_after, rules)
+    state, triggers = advance(state_from_json(stored["state"]), now, rules)
     stored = {**stored, "state": state_to_json(state)}
     return stored, [_trigger(t, stored) for t in triggers]
 
@@ -181,17 +177,7 @@ def add_lifecycle(app: Application, settings: Settings, serde: AvroSerde, inputs
         stateful(lambda r, s: order_step(r, s, rules)), stateful=True, expand=True
     ).to_topic(out, key=key)
     for name, span in (("churn-check", rules.churn_after), ("win-back", rules.win_back_after)):
-        # Closes at last order + 2 * gap + grace = last order + span + grace.
-        timer = per_customer.session_window(
-            inactivity_gap_ms=span / 2,
-            grace_ms=grace,
-            name=f"lifecycle-{name}",
-            on_late=quiet_when_late,
+        due = timer(
+            per_customer, f"lifecycle-{name}", span, grace, lambda now, s: timer_step(now, s, rules)
         )
-        fired = timer.agg(orders=agg.Count()).final(closing_strategy="partition")
-        fires_after = span + grace
-        fired.apply(
-            stateful(lambda w, s, after=fires_after: timer_step(w, s, rules, after)),
-            stateful=True,
-            expand=True,
-        ).to_topic(out, key=key)
+        due.to_topic(out, key=key)

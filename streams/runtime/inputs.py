@@ -5,9 +5,11 @@ record as the JSON the stateful steps keep."""
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import quixstreams.dataframe.windows.aggregations as agg
 from quixstreams import Application
 from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.state import State
@@ -52,9 +54,33 @@ def event_time_ms(iso: str) -> int:
     return min(int(datetime.fromisoformat(iso).timestamp() * 1000), int(time.time() * 1000))
 
 
-def quiet_when_late(*args: Any, **kwargs: Any) -> bool:
-    """A timer window's ``on_late``: a record behind the partition's stream time starts no timer
-    (its own step still ran), which is expected of out-of-order keys; no log line for each."""
+def timer(
+    stream: StreamingDataFrame,
+    name: str,
+    after: timedelta,
+    grace: timedelta,
+    step: Callable[[datetime, Stored], tuple[Stored, list[Stored]]],
+) -> StreamingDataFrame:
+    """Calls ``step(now, stored)`` for a key once the partition's stream time passes the key's
+    last record plus ``after`` (plus ``grace``, for records out of order), with ``now`` that
+    time; its outputs come out. quixstreams has no punctuation: a session window with half that
+    gap closes then, on any key's record (``closing_strategy="partition"``, docs/streams.md)."""
+    window = stream.session_window(
+        inactivity_gap_ms=after / 2, grace_ms=grace, name=name, on_late=_quiet_when_late
+    )
+
+    def fire(closed: Stored, stored: Stored) -> tuple[Stored, list[Stored]]:
+        last = datetime.fromtimestamp((closed["end"] - 1) / 1000, UTC)  # end is exclusive
+        return step(last + after + grace, stored)
+
+    closed = window.agg(records=agg.Count()).final(closing_strategy="partition")
+    fired: StreamingDataFrame = closed.apply(stateful(fire), stateful=True, expand=True)
+    return fired
+
+
+def _quiet_when_late(*args: Any, **kwargs: Any) -> bool:
+    # A record behind the partition's stream time starts no timer (its own step still ran),
+    # which is expected of out-of-order keys: no log line for each.
     return False
 
 

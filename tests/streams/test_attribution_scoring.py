@@ -23,25 +23,10 @@ from streams.attribution.scoring import (
     observe,
     standing_minor,
 )
+from tests.streams.test_attribution_rules import rules
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-LOOKBACK = {
-    TouchKind.AD_CLICK: timedelta(days=30),
-    TouchKind.AD_VIEW: timedelta(days=1),
-    TouchKind.ENGAGED_VIEW: timedelta(days=3),
-    TouchKind.CONTENT_VIEW: timedelta(days=7),
-}
 LATENESS = timedelta(days=7)
-
-
-def rules(model: Model = Model.LINEAR, holdout_bp: int = 0) -> AttributionRules:
-    return AttributionRules(
-        lookback=LOOKBACK,
-        incremental_at_bp=7000,
-        model=model,
-        time_decay_half_life=timedelta(days=7),
-        holdout_bp=holdout_bp,
-    )
 
 
 def name(what: str) -> str:
