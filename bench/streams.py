@@ -34,6 +34,7 @@ from revloop.kafka import (
     ensure_topics,
     high_watermarks,
     producer_config,
+    read_ranges,
 )
 from revloop.settings import Settings, get_settings
 from schemas.registry import registry_for
@@ -91,12 +92,12 @@ def level(event_id: str, at: datetime, item: int, quantity: int) -> dict[str, An
     }
 
 
-def order(event_id: str, at: datetime, n: int, customer: int, product: int) -> dict[str, Any]:
-    money = {"amount_minor": 1000 + n % 5000, "currency": "USD"}
+def order(event_id: str, at: datetime, n: str, customer: int, product: int) -> dict[str, Any]:
+    money = {"amount_minor": 1000 + len(n) * 100, "currency": "USD"}
     return {
         "envelope": _envelope(event_id, at),
         "kind": "created",
-        "order_id": f"o{n}",
+        "order_id": n,
         "order_number": None,
         "customer_id": f"c{customer}",
         "customer_key": f"k{customer}",
@@ -111,7 +112,7 @@ def order(event_id: str, at: datetime, n: int, customer: int, product: int) -> d
         "cancelled_at": None,
         "line_items": [
             {
-                "line_item_id": f"o{n}-1",
+                "line_item_id": f"{n}-1",
                 "product_id": f"p{product}",
                 "variant_id": None,
                 "sku": None,
@@ -126,22 +127,20 @@ def order(event_id: str, at: datetime, n: int, customer: int, product: int) -> d
     }
 
 
-def inputs(count: int, seed: int, start: datetime) -> Iterator[tuple[str, dict[str, Any]]]:
+def inputs(
+    count: int, seed: int, start: datetime, tag: str = ""
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """``count`` canonical events: two inventory updates for each order, over 2,000 items and
     2,000 customers, a second apart in event time."""
     rng = random.Random(seed)  # noqa: S311  # a benchmark's inputs, not secrets
     for n in range(count):
         at = start + timedelta(seconds=n)
         if n % 3 == 2:
-            yield (
-                "OrderEvent",
-                order(f"bench-o{n}", at, n, rng.randrange(2000), rng.randrange(2000)),
-            )
+            customer, product = rng.randrange(2000), rng.randrange(2000)
+            yield "OrderEvent", order(f"bench-o{tag}{n}", at, f"o{tag}{n}", customer, product)
         else:
-            yield (
-                "InventoryLevel",
-                level(f"bench-l{n}", at, rng.randrange(2000), rng.choice((0, 1, 3, 7))),
-            )
+            item, quantity = rng.randrange(2000), rng.choice((0, 1, 3, 7))
+            yield "InventoryLevel", level(f"bench-l{tag}{n}", at, item, quantity)
 
 
 class Publisher:
@@ -226,8 +225,10 @@ def ensure_topics_named(settings: Settings, names: list[str]) -> None:
 
 
 @contextmanager
-def worker(settings: Settings, state_dir: Path, **env: str) -> Iterator[subprocess.Popen[bytes]]:
-    log = (state_dir / "worker.log").open("ab")
+def worker(
+    settings: Settings, state_dir: Path, log_path: Path, **env: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    log = log_path.open("ab")
     process = subprocess.Popen(
         [sys.executable, "-P", "-m", "revloop", "worker", "--instance-id", "bench"],
         env={
@@ -261,6 +262,20 @@ def output_marks(settings: Settings, reader: Consumer) -> int:
     ]
     written = [n for n in names if any(n.endswith(o) for o in OUTPUTS) or "--" in n]
     return sum(sum(high_watermarks(reader, n).values()) for n in written)
+
+
+def count_scores(settings: Settings, serde: AvroSerde) -> int:
+    """Orders of the run with a score (read_committed)."""
+    name = f"{settings.topic_prefix}analytics.attribution-scores.v1"
+    reader = Consumer(consumer_config(settings, f"bench-count-{uuid.uuid4().hex[:6]}"))
+    try:
+        ranges = {(name, p): (0, end) for p, end in high_watermarks(reader, name).items()}
+        scored = {
+            serde.decode(m.value() or b"").value["order_id"] for m in read_ranges(reader, ranges)
+        }
+        return sum(1 for order_id in scored if not order_id.startswith("owarm-"))
+    finally:
+        reader.close()
 
 
 def drain_time(settings: Settings, reader: Consumer, began: float, quiet: float = 3.0) -> float:
@@ -355,15 +370,18 @@ def run_bench(
     serde = AvroSerde(registry_for(settings.schema_registry_url))
     ensure_topics(settings, prefixed(settings.topic_prefix))
     reader = Consumer(consumer_config(settings, f"bench-marks-{uuid.uuid4().hex[:6]}"))
+    log_path = settings.state_dir / "bench-streams-worker.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_bytes(b"")
+    progress(f"the worker's log: {log_path}")
     try:
         with tempfile.TemporaryDirectory(prefix="revloop-bench-") as tmp:
             state_dir = Path(tmp)
-            with worker(settings, state_dir):
+            with worker(settings, state_dir, log_path):
                 progress("worker starting (a first start creates its topics)")
                 publisher = Publisher(settings, serde)
                 warm = datetime.now(UTC) - timedelta(days=30)
-                for record, value in inputs(30, seed + 1, warm):
-                    value["envelope"]["event_id"] += "-warm"
+                for record, value in inputs(30, seed + 1, warm, tag="warm-"):
                     publisher.publish(record, value)
                 publisher.flush()
                 deadline = time.monotonic() + 120
@@ -377,10 +395,19 @@ def run_bench(
                 publisher.flush()
                 took = drain_time(settings, reader, began)
                 worker_rate = events / took
+                scored = count_scores(settings, serde)
+                orders = sum(
+                    1 for record, _ in inputs(events, seed, warm) if record == "OrderEvent"
+                )
+                if scored < orders:
+                    raise RuntimeError(
+                        f"the worker went quiet with {scored} of {orders} orders scored: "
+                        f"not a throughput (see {log_path})"
+                    )
             progress("the ceiling: a bare consume-and-produce loop over the same topics")
             ceiling_rate = ceiling(settings, events + 30)
             progress(f"latency: {latency_rate:.0f} inventory updates/s for {latency_seconds:.0f} s")
-            with worker(settings, state_dir, REVLOOP_BREAKER_DWELL_SECONDS="0"):
+            with worker(settings, state_dir, log_path, REVLOOP_BREAKER_DWELL_SECONDS="0"):
                 time.sleep(12)  # the restart (about 7 s; docs/streams.md)
                 samples, sent = latency(settings, serde, latency_rate, latency_seconds)
     finally:

@@ -4,14 +4,14 @@ and each order's scores go to ``analytics.attribution-scores.v1``.
 ::
 
     commerce.orders.v1 ── lines ──────────┐ (store/product)
-    marketing.campaign-product-links.v1 ──┴─ group_by store/product ─► promotions ─┐
+    marketing.campaign-product-links.v1 ──┴─ meet store/product ─────► promotions ─┐
     commerce.orders.v1 ── placed, refunded, cancelled ─────────────────────────────┤
-    marketing.touchpoints.v1 ──────────────────────────────────────────────────────┴─ group_by
+    marketing.touchpoints.v1 ──────────────────────────────────────────────────────┴─ meet
         store/customer ─► customer book ─► analytics.attribution-scores.v1
 
-Both joins merge their inputs into one stream repartitioned by the join key, as the circuit
-breaker's do. The customer is the salted customer key; a guest order without one is its own
-customer (``order/<id>``), scored on its lines' promotions alone.
+Both joins meet their inputs in a topic keyed by the join key, as the circuit breaker's do.
+The customer is the salted customer key; a guest order without one is its own customer
+(``order/<id>``), scored on its lines' promotions alone.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from quixstreams import Application
 from revloop.ids import deterministic_id
 from revloop.settings import Settings
 from schemas.serde import AvroSerde
-from schemas.topics import topic
 from streams.attribution.promotion import promotion_step
 from streams.attribution.rules import AttributionRules, Model, TouchKind
 from streams.attribution.scoring import (
@@ -39,11 +38,10 @@ from streams.attribution.scoring import (
     TouchFact,
     observe,
 )
-from streams.runtime.inputs import Inputs, Stored, link_record, stateful
-from streams.runtime.quix import internal_topic, output_topic
+from streams.runtime.inputs import Inputs, Stored, link_record, meet, stateful
+from streams.runtime.quix import output_topic
 
 SCORE = "dev.revloop.events.AttributionScore"
-SCORE_TOPIC = "analytics.attribution-scores.v1"
 
 
 def rules_from(settings: Settings) -> AttributionRules:
@@ -256,26 +254,30 @@ def add_attribution(app: Application, settings: Settings, serde: AvroSerde, inpu
     rules = rules_from(settings)
     lateness = timedelta(hours=settings.attribution_lateness_hours)
     orders = inputs.stream("commerce.orders.v1")
-    promotions = internal_topic(
-        app, settings, "attribution-promotions", topic(SCORE_TOPIC).partitions
+    lines = meet(
+        app,
+        settings,
+        "attribution-by-product",
+        [
+            orders.apply(line_records, expand=True),
+            inputs.stream("marketing.campaign-product-links.v1").apply(link_record),
+        ],
+        _product_key,
     )
-    (
-        orders.apply(line_records, expand=True)
-        .concat(inputs.stream("marketing.campaign-product-links.v1").apply(link_record))
-        .group_by(_product_key, name="attribution-by-product")
-        .apply(stateful(lambda r, s: promotion_step(r, s, lateness)), stateful=True, expand=True)
-        .to_topic(promotions, key=lambda r: f"{r['store_id']}/{r['customer']}")
+    promotions = lines.apply(
+        stateful(lambda r, s: promotion_step(r, s, lateness)), stateful=True, expand=True
     )
-    scores = (
-        inputs.stream("marketing.touchpoints.v1")
-        .apply(touch_record)
-        .concat(orders.apply(order_records, expand=True))
-        .concat(app.dataframe(promotions))
-        .group_by(lambda r: f"{r['store_id']}/{r['customer']}", name="attribution-by-customer")
-        .apply(
-            stateful(lambda r, s: customer_step(r, s, rules, lateness)), stateful=True, expand=True
-        )
-    )
+    scores = meet(
+        app,
+        settings,
+        "attribution-by-customer",
+        [
+            inputs.stream("marketing.touchpoints.v1").apply(touch_record),
+            orders.apply(order_records, expand=True),
+            promotions,
+        ],
+        lambda r: f"{r['store_id']}/{r['customer']}",
+    ).apply(stateful(lambda r, s: customer_step(r, s, rules, lateness)), stateful=True, expand=True)
     out = output_topic(app, settings, SCORE, serde)
     scores.to_topic(out, key=_score_key)
 

@@ -5,12 +5,14 @@ totals and campaign links meet per product, and the breaker's decisions go to
 ::
 
     commerce.inventory-levels.v1 ─┐ (store/item)
-    commerce.products.v1 ─────────┴─ group_by store/item ─► item stock ─┐ (store/product)
-    marketing.campaign-product-links.v1 ────────────────────────────────┴─ group_by store/product
-        ─► product breaker ─► actions.circuit-breaker.v1
+    commerce.products.v1 ─────────┴─ meet store/item ─► item stock ─┐ (store/product)
+    commerce.products.v1 ── structure ──────────────────────────────┤
+    marketing.campaign-product-links.v1 ────────────────────────────┴─ meet store/product
+        ─► product and variant breakers (and the dwell timer) ─► actions.circuit-breaker.v1
 
-Both joins merge the two inputs into one stream and repartition it by the join key, so the two
-sides of each join always share a partition and a state store (docs/streams.md). The steps are
+Each join writes its inputs, keyed by the join key, to one topic of the worker's own
+(:func:`streams.runtime.inputs.meet`), so the sides of a join share a partition and a state
+store (docs/streams.md). The steps are
 pure functions of (record, stored state); :func:`add_circuit_breaker` wires them to the runtime.
 """
 
@@ -24,7 +26,6 @@ from quixstreams import Application
 from revloop.ids import deterministic_id
 from revloop.settings import Settings
 from schemas.serde import AvroSerde
-from schemas.topics import topic
 from streams.circuit_breaker.breaker import (
     BreakerRules,
     BreakerState,
@@ -43,8 +44,8 @@ from streams.inventory.item_stock import (
     stock_from_json,
     stock_to_json,
 )
-from streams.runtime.inputs import Inputs, event_time_ms, link_record, stateful, timer
-from streams.runtime.quix import internal_topic, output_topic
+from streams.runtime.inputs import Inputs, event_time_ms, link_record, meet, stateful, timer
+from streams.runtime.quix import output_topic
 
 ACTION = "dev.revloop.events.CircuitBreakerAction"
 ACTION_TOPIC = "actions.circuit-breaker.v1"
@@ -323,25 +324,25 @@ def add_circuit_breaker(
     levels = inputs.stream("commerce.inventory-levels.v1")
     products = inputs.stream("commerce.products.v1")
     links = inputs.stream("marketing.campaign-product-links.v1")
-    per_item = (
-        levels.apply(level_record)
-        .concat(products.apply(variant_records, expand=True))
-        .group_by(lambda r: f"{r['store_id']}/{r['item_id']}", name="by-item")
-        .apply(stateful(lambda r, s: item_step(r, s, lateness)), stateful=True, expand=True)
+    per_item = meet(
+        app,
+        settings,
+        "circuit-breaker-by-item",
+        [levels.apply(level_record), products.apply(variant_records, expand=True)],
+        lambda r: f"{r['store_id']}/{r['item_id']}",
     )
-    # Item totals, links and product structures meet in one topic of the worker's own, keyed by
-    # product: a quixstreams group_by over the three would name its topics after every source,
-    # past Kafka's length limit under a topic prefix.
-    by_product = internal_topic(
-        app, settings, "circuit-breaker-by-product", topic(ACTION_TOPIC).partitions
+    totals = per_item.apply(
+        stateful(lambda r, s: item_step(r, s, lateness)), stateful=True, expand=True
     )
-    for records in (
-        per_item,
-        links.apply(link_record),
-        products.apply(structure_record, expand=True),
-    ):
-        records.to_topic(by_product, key=_product_key)
-    per_product = app.dataframe(by_product).set_timestamp(
+    # Item totals, links and product structures meet per product.
+    by_product = meet(
+        app,
+        settings,
+        "circuit-breaker-by-product",
+        [totals, links.apply(link_record), products.apply(structure_record, expand=True)],
+        _product_key,
+    )
+    per_product = by_product.set_timestamp(
         lambda value, key, ts, headers: event_time_ms(value["at"])
     )
     out = output_topic(app, settings, ACTION, serde)

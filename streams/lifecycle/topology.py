@@ -3,7 +3,7 @@
 
 ::
 
-    commerce.orders.v1 ─ placed ─ group_by store/customer ─┬─► customer state ─► post_purchase,
+    commerce.orders.v1 ─ placed ─ meet store/customer ─────┬─► customer state ─► post_purchase,
                                                            │                    repeat_customer
                                                            ├─ session timer (churn check) ─┐
                                                            └─ session timer (win back) ────┴─►
@@ -36,7 +36,7 @@ from streams.lifecycle.rules import (
     advance,
     record_order,
 )
-from streams.runtime.inputs import Inputs, Stored, event_time_ms, stateful, timer
+from streams.runtime.inputs import Inputs, Stored, event_time_ms, meet, stateful, timer
 from streams.runtime.quix import output_topic
 
 TRIGGER = "dev.revloop.events.LifecycleTrigger"
@@ -162,12 +162,14 @@ def state_from_json(stored: Stored) -> CustomerState:
 def add_lifecycle(app: Application, settings: Settings, serde: AvroSerde, inputs: Inputs) -> None:
     rules = rules_from(settings)
     grace = timedelta(hours=settings.lifecycle_lateness_hours)
-    per_customer = (
-        inputs.stream("commerce.orders.v1")
-        .apply(placed_record, expand=True)
-        .group_by(lambda r: f"{r['store_id']}/{r['customer_id']}", name="lifecycle-by-customer")
-        .set_timestamp(lambda value, key, ts, headers: event_time_ms(value["at"]))
-    )
+    placed = inputs.stream("commerce.orders.v1").apply(placed_record, expand=True)
+    per_customer = meet(
+        app,
+        settings,
+        "lifecycle-by-customer",
+        [placed],
+        lambda r: f"{r['store_id']}/{r['customer_id']}",
+    ).set_timestamp(lambda value, key, ts, headers: event_time_ms(value["at"]))
     out = output_topic(app, settings, TRIGGER, serde)
 
     def key(trigger: Any) -> bytes:

@@ -5,7 +5,7 @@ record as the JSON the stateful steps keep."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +17,7 @@ from quixstreams.state import State
 from revloop.settings import Settings
 from schemas.serde import AvroSerde
 from schemas.topics import topic
-from streams.runtime.quix import input_topic
+from streams.runtime.quix import input_topic, internal_topic
 
 Stored = dict[str, Any]
 
@@ -33,6 +33,30 @@ class Inputs:
             catalogued = input_topic(self._app, self._settings, topic(name), self._serde)
             self._streams[name] = self._app.dataframe(catalogued)
         return self._streams[name]
+
+
+def meet(
+    app: Application,
+    settings: Settings,
+    name: str,
+    streams: Sequence[StreamingDataFrame],
+    key: Callable[[Stored], str],
+) -> StreamingDataFrame:
+    """A join's inputs, written keyed by the join key to one topic of the worker's own, read
+    back as one stream: every record of a key reaches the same partition and state store.
+
+    This is quixstreams' ``concat(...).group_by(...)`` by hand, because that names its topics
+    (and their changelogs) after every source upstream: under a topic prefix a chain of joins
+    passed Kafka's 249-character limit. These topics are ``<group>--<name>``, written in the
+    worker's transactions like any output."""
+    topic = internal_topic(app, settings, name, JOIN_PARTITIONS)
+    for stream in streams:
+        stream.to_topic(topic, key=key)
+    return app.dataframe(topic)
+
+
+JOIN_PARTITIONS = 6
+"""Partitions of each join topic: the most any catalogue input has."""
 
 
 def stateful(step: Any) -> Any:

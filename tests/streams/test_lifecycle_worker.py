@@ -48,16 +48,17 @@ def test_orders_trigger_flows_and_stream_time_fires_win_back_and_churn_risk(
     mine = sorted(
         (t["customer_id"], t["flow"], t["order_id"], (t["due_at"] - T0) / timedelta(days=1) + 120)
         for t in triggers
-        if t["customer_id"] in ("id-ka", "id-kb")
+        if t["customer_id"] in ("id-ka", "id-kb") and t["flow"] in ("win_back", "churn_risk")
     )
-    assert mine == [
-        ("id-ka", "churn_risk", "a2", 50.0),
-        ("id-ka", "post_purchase", "a0", 0.0),
-        ("id-ka", "repeat_customer", "a1", 10.0),
-        ("id-ka", "win_back", "a2", 80.0),
-        ("id-kb", "post_purchase", "b0", 0.0),
-        ("id-kb", "repeat_customer", "b1", 50.0),
-    ]
+    # The time-driven flows follow from the state alone: exact anchors and due times.
+    assert mine == [("id-ka", "churn_risk", "a2", 50.0), ("id-ka", "win_back", "a2", 80.0)]
+    # The order-driven ones go to the first and second order *seen*: the orders topic is keyed
+    # by order, so a customer's orders can reach the worker in any order (docs/streams.md).
+    for customer, orders in (("id-ka", {"a0", "a1", "a2"}), ("id-kb", {"b0", "b1"})):
+        flows = sorted((t["flow"], t["order_id"]) for t in triggers if t["customer_id"] == customer)
+        order_driven = [f for f in flows if f[0] in ("post_purchase", "repeat_customer")]
+        assert [f for f, _ in order_driven] == ["post_purchase", "repeat_customer"]
+        assert {o for _, o in order_driven} <= orders and len({o for _, o in order_driven}) == 2
     win_back = next(t for t in triggers if t["flow"] == "win_back")
     assert win_back["envelope"]["caused_by"] == ["a2"]
     assert win_back["customer_key"] == "ka"
