@@ -290,6 +290,18 @@ def drain_time(settings: Settings, reader: Consumer, began: float, quiet: float 
     return changed - began
 
 
+def wait_started(settings: Settings, reader: Consumer, serde: AvroSerde) -> None:
+    """Until a fresh worker writes: one inventory update that pauses a product of its own."""
+    publisher = Publisher(settings, serde)
+    before = output_marks(settings, reader)
+    publisher.publish("InventoryLevel", level("start-probe", datetime.now(UTC), 99_999, 0))
+    publisher.flush()
+    deadline = time.monotonic() + 120
+    while output_marks(settings, reader) == before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)
+
+
 def latency(
     settings: Settings, serde: AvroSerde, rate: float, seconds: float
 ) -> tuple[list[float], int]:
@@ -359,6 +371,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def run_bench(
     settings: Settings,
+    commit_interval: float,
     events: int,
     seed: int,
     latency_rate: float,
@@ -377,7 +390,10 @@ def run_bench(
     try:
         with tempfile.TemporaryDirectory(prefix="revloop-bench-") as tmp:
             state_dir = Path(tmp)
-            with worker(settings, state_dir, log_path):
+            interval = str(commit_interval)
+            with worker(
+                settings, state_dir, log_path, REVLOOP_WORKER_COMMIT_INTERVAL_SECONDS=interval
+            ):
                 progress("worker starting (a first start creates its topics)")
                 publisher = Publisher(settings, serde)
                 warm = datetime.now(UTC) - timedelta(days=30)
@@ -407,8 +423,17 @@ def run_bench(
             progress("the ceiling: a bare consume-and-produce loop over the same topics")
             ceiling_rate = ceiling(settings, events + 30)
             progress(f"latency: {latency_rate:.0f} inventory updates/s for {latency_seconds:.0f} s")
-            with worker(settings, state_dir, log_path, REVLOOP_BREAKER_DWELL_SECONDS="0"):
-                time.sleep(12)  # the restart (about 7 s; docs/streams.md)
+            # A worker of its own: a dwell of 0 changes the topology (no dwell timer), and
+            # quixstreams cannot take back the old group's partitions with another topology.
+            with worker(
+                settings,
+                state_dir / "latency",
+                log_path,
+                REVLOOP_BREAKER_DWELL_SECONDS="0",
+                REVLOOP_WORKER_GROUP_ID="bench.latency",
+                REVLOOP_WORKER_COMMIT_INTERVAL_SECONDS=interval,
+            ):
+                wait_started(settings, reader, serde)
                 samples, sent = latency(settings, serde, latency_rate, latency_seconds)
     finally:
         reader.close()
@@ -425,7 +450,7 @@ def run_bench(
         latency_events=len(samples),
         latency_p50_ms=round(percentile(samples, 0.50), 1),
         latency_p99_ms=round(percentile(samples, 0.99), 1),
-        commit_interval_s=settings.worker_commit_interval_seconds,
+        commit_interval_s=commit_interval,
     )
 
 
@@ -443,6 +468,11 @@ def streams_command(
     seed: int = typer.Option(7, help="Seed of the generated events."),
     latency_rate: float = typer.Option(1000.0, help="Inventory updates per second, paced.", min=1),
     latency_seconds: float = typer.Option(20.0, help="Seconds of paced updates.", min=1),
+    commit_interval: float = typer.Option(
+        0.25,
+        help="The workers' commit interval (REVLOOP_WORKER_COMMIT_INTERVAL_SECONDS).",
+        min=0.01,
+    ),
     json_path: Path | None = typer.Option(  # noqa: B008
         None, "--json", help="Also write the figures as JSON to this file."
     ),
@@ -452,6 +482,7 @@ def streams_command(
     console = Console()
     report = run_bench(
         get_settings(),
+        commit_interval,
         events,
         seed,
         latency_rate,
