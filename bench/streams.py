@@ -423,18 +423,20 @@ def run_bench(
             progress("the ceiling: a bare consume-and-produce loop over the same topics")
             ceiling_rate = ceiling(settings, events + 30)
             progress(f"latency: {latency_rate:.0f} inventory updates/s for {latency_seconds:.0f} s")
-            # A worker of its own: a dwell of 0 changes the topology (no dwell timer), and
-            # quixstreams cannot take back the old group's partitions with another topology.
+            # Topics and a worker of their own: a fresh group would first read the throughput
+            # run's events, and a dwell of 0 changes the topology, which quixstreams cannot
+            # resume a group with.
+            quiet = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}lat."})
+            ensure_topics(quiet, prefixed(quiet.topic_prefix))
             with worker(
-                settings,
+                quiet,
                 state_dir / "latency",
                 log_path,
                 REVLOOP_BREAKER_DWELL_SECONDS="0",
-                REVLOOP_WORKER_GROUP_ID="bench.latency",
                 REVLOOP_WORKER_COMMIT_INTERVAL_SECONDS=interval,
             ):
-                wait_started(settings, reader, serde)
-                samples, sent = latency(settings, serde, latency_rate, latency_seconds)
+                wait_started(quiet, reader, serde)
+                samples, sent = latency(quiet, serde, latency_rate, latency_seconds)
     finally:
         reader.close()
         names = admin_client(settings).list_topics(timeout=10).topics
