@@ -556,10 +556,18 @@ def _wait_for_the_loop(
         while True:
             _check(children)
             end = _watermarks(marks_reader, LOOP_TOPICS, settings.topic_prefix)
-            records = _read_between(settings, serde, start_marks, end)
+            records = list(_read_between(settings, serde, start_marks, end))
             outcome = loop_outcome(simulation.stock, orders, records, stocked)
-            if not outcome.missing or time.monotonic() > deadline:
+            if time.monotonic() > deadline:
                 return outcome
+            if not outcome.missing:
+                # Answered; corrections (a late touch re-scores an order) may still be on their
+                # way: done once a second and a half brings nothing more.
+                time.sleep(1.5)
+                later = _watermarks(marks_reader, LOOP_TOPICS, settings.topic_prefix)
+                if later == end:
+                    return outcome
+                continue
             status.update(f"waiting for the worker: {len(outcome.missing)} answers to go")
             time.sleep(1.0)
 
