@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from revloop.kafka import (
 from revloop.settings import Settings, get_settings
 from schemas.registry import registry_for
 from schemas.serde import AvroSerde
-from schemas.topics import prefixed, topic_for_record
+from schemas.topics import prefixed, topic, topic_for_record
 
 E = "dev.revloop.events."
 INPUTS = ("commerce.inventory-levels.v1", "commerce.orders.v1")
@@ -143,6 +143,17 @@ def inputs(
             yield "InventoryLevel", level(f"bench-l{tag}{n}", at, item, quantity)
 
 
+def produce(producer: Producer, name: str, key: bytes | None, value: bytes | None) -> None:
+    """Produce, waiting for room when the client's queue is full."""
+    while True:
+        try:
+            producer.produce(name, key=key, value=value)
+            break
+        except BufferError:
+            producer.poll(0.05)
+    producer.poll(0)
+
+
 class Publisher:
     def __init__(self, settings: Settings, serde: AvroSerde) -> None:
         self.settings, self.serde = settings, serde
@@ -150,17 +161,12 @@ class Publisher:
 
     def publish(self, record: str, value: dict[str, Any]) -> None:
         catalogued = topic_for_record(E + record)
-        while True:
-            try:
-                self.producer.produce(
-                    self.settings.topic_name(catalogued),
-                    key=catalogued.message_key(value),
-                    value=self.serde.encode(E + record, value),
-                )
-                break
-            except BufferError:
-                self.producer.poll(0.05)
-        self.producer.poll(0)
+        produce(
+            self.producer,
+            self.settings.topic_name(catalogued),
+            catalogued.message_key(value),
+            self.serde.encode(E + record, value),
+        )
 
     def flush(self) -> None:
         self.producer.flush(60)
@@ -173,7 +179,7 @@ def ceiling(settings: Settings, events: int) -> float:
     """Consume the run's inputs from the start and produce each record again (to a topic of
     the run's), in batches: the same client library, no state, no transactions."""
     sink = f"{settings.topic_prefix}bench.ceiling"
-    ensure_topics_named(settings, [sink])
+    ensure_topics(settings, [replace(topic(INPUTS[0]), name=sink)])
     consumer = Consumer(consumer_config(settings, f"bench-ceiling-{uuid.uuid4().hex[:6]}"))
     producer = Producer(producer_config(settings))
     consumer.subscribe([settings.topic_prefix + name for name in INPUTS])
@@ -188,37 +194,13 @@ def ceiling(settings: Settings, events: int) -> float:
             for message in batch:
                 if message.error():
                     continue
-                while True:
-                    try:
-                        producer.produce(sink, key=message.key(), value=message.value())
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
+                produce(producer, sink, message.key(), message.value())
                 seen += 1
-            producer.poll(0)
         producer.flush(60)
         consumer.commit(asynchronous=False)
         return seen / (time.perf_counter() - started)
     finally:
         consumer.close()
-
-
-def ensure_topics_named(settings: Settings, names: list[str]) -> None:
-    from confluent_kafka.admin import NewTopic
-
-    admin = admin_client(settings)
-    futures = admin.create_topics(
-        [
-            NewTopic(n, num_partitions=6, replication_factor=settings.topic_replication_factor)
-            for n in names
-        ]
-    )
-    for future in futures.values():
-        try:
-            future.result(30)
-        except Exception as exc:  # already there is fine
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise
 
 
 # -- the worker ----------------------------------------------------------------------------------
@@ -352,7 +334,6 @@ def latency(
             "InventoryLevel",
             level(event_id, start + timedelta(milliseconds=n), 10_000 + item, stock[item]),
         )
-        publisher.producer.poll(0)
     publisher.flush()
     deadline = time.perf_counter() + 30
     while len(seen) < count and time.perf_counter() < deadline:

@@ -17,7 +17,6 @@ The customer is the salted customer key; a guest order without one is its own cu
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from quixstreams import Application
 
@@ -38,8 +37,8 @@ from streams.attribution.scoring import (
     TouchFact,
     observe,
 )
-from streams.runtime.inputs import Inputs, Stored, link_record, meet, stateful
-from streams.runtime.quix import output_topic
+from streams.runtime.inputs import Inputs, Stored, link_record, meet, product_key, stateful
+from streams.runtime.quix import catalogue_key, output_topic
 
 SCORE = "dev.revloop.events.AttributionScore"
 
@@ -262,7 +261,7 @@ def add_attribution(app: Application, settings: Settings, serde: AvroSerde, inpu
             orders.apply(line_records, expand=True),
             inputs.stream("marketing.campaign-product-links.v1").apply(link_record),
         ],
-        _product_key,
+        product_key,
     )
     promotions = lines.apply(
         stateful(lambda r, s: promotion_step(r, s, lateness)), stateful=True, expand=True
@@ -279,12 +278,4 @@ def add_attribution(app: Application, settings: Settings, serde: AvroSerde, inpu
         lambda r: f"{r['store_id']}/{r['customer']}",
     ).apply(stateful(lambda r, s: customer_step(r, s, rules, lateness)), stateful=True, expand=True)
     out = output_topic(app, settings, SCORE, serde)
-    scores.to_topic(out, key=_score_key)
-
-
-def _product_key(record: Stored) -> str:
-    return f"{record['store_id']}/{record['product_id']}"
-
-
-def _score_key(score: Any) -> bytes:
-    return f"{score['envelope']['store_id']}/{score['order_id']}".encode()
+    scores.to_topic(out, key=catalogue_key(SCORE))

@@ -19,7 +19,6 @@ pure functions of (record, stored state); :func:`add_circuit_breaker` wires them
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from quixstreams import Application
 
@@ -44,12 +43,19 @@ from streams.inventory.item_stock import (
     stock_from_json,
     stock_to_json,
 )
-from streams.runtime.inputs import Inputs, event_time_ms, link_record, meet, stateful, timer
-from streams.runtime.quix import output_topic
+from streams.runtime.inputs import (
+    Inputs,
+    Stored,
+    event_time_ms,
+    link_record,
+    meet,
+    product_key,
+    stateful,
+    timer,
+)
+from streams.runtime.quix import catalogue_key, output_topic
 
 ACTION = "dev.revloop.events.CircuitBreakerAction"
-ACTION_TOPIC = "actions.circuit-breaker.v1"
-Stored = dict[str, Any]
 
 
 def rules_from(settings: Settings) -> BreakerRules:
@@ -162,10 +168,11 @@ def item_step(record: Stored, stored: Stored, lateness: timedelta) -> tuple[Stor
                     "cause": record["event_id"],
                 }
             )
-    stored = {**stored, "stock": stock_to_json(stock), "owner": owner, "pending": []}
+    kept = pending if owner is None else []  # sent below once the owner is known
+    stored = {**stored, "stock": stock_to_json(stock), "owner": owner, "pending": kept}
     at = stock.updated_at
     if not changed or owner is None or at is None:
-        return {**stored, "pending": pending if owner is None else []}, []
+        return stored, []
     history = [p for p in pending if p["at"] < at.isoformat()]
     now = {"available": stock.available, "at": at.isoformat(), "cause": stored.get("cause")}
     return stored, [_item_total(record, stored, owner, entry) for entry in [*history, now]]
@@ -312,10 +319,6 @@ def _action(stored: Stored, scope: str, decision: Decision, campaigns: list[str]
 # -- wiring ----------------------------------------------------------------------------------------
 
 
-def _product_key(record: Stored) -> str:
-    return f"{record['store_id']}/{record['product_id']}"
-
-
 def add_circuit_breaker(
     app: Application, settings: Settings, serde: AvroSerde, inputs: Inputs
 ) -> None:
@@ -340,16 +343,12 @@ def add_circuit_breaker(
         settings,
         "circuit-breaker-by-product",
         [totals, links.apply(link_record), products.apply(structure_record, expand=True)],
-        _product_key,
+        product_key,
     )
     per_product = by_product.set_timestamp(
         lambda value, key, ts, headers: event_time_ms(value["at"])
     )
-    out = output_topic(app, settings, ACTION, serde)
-
-    def key(action: Stored) -> bytes:
-        return f"{action['envelope']['store_id']}/{action['product_id']}".encode()
-
+    out, key = output_topic(app, settings, ACTION, serde), catalogue_key(ACTION)
     per_product.apply(
         stateful(lambda r, s: product_step(r, s, rules)), stateful=True, expand=True
     ).to_topic(out, key=key)

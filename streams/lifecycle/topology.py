@@ -21,7 +21,6 @@ order since then has moved the due time, and that order's own timer fires instea
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from quixstreams import Application
 
@@ -37,7 +36,7 @@ from streams.lifecycle.rules import (
     record_order,
 )
 from streams.runtime.inputs import Inputs, Stored, event_time_ms, meet, stateful, timer
-from streams.runtime.quix import output_topic
+from streams.runtime.quix import catalogue_key, output_topic
 
 TRIGGER = "dev.revloop.events.LifecycleTrigger"
 
@@ -170,11 +169,7 @@ def add_lifecycle(app: Application, settings: Settings, serde: AvroSerde, inputs
         [placed],
         lambda r: f"{r['store_id']}/{r['customer_id']}",
     ).set_timestamp(lambda value, key, ts, headers: event_time_ms(value["at"]))
-    out = output_topic(app, settings, TRIGGER, serde)
-
-    def key(trigger: Any) -> bytes:
-        return f"{trigger['envelope']['store_id']}/{trigger['customer_id']}".encode()
-
+    out, key = output_topic(app, settings, TRIGGER, serde), catalogue_key(TRIGGER)
     per_customer.apply(
         stateful(lambda r, s: order_step(r, s, rules)), stateful=True, expand=True
     ).to_topic(out, key=key)

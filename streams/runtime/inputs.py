@@ -108,6 +108,11 @@ def _quiet_when_late(*args: Any, **kwargs: Any) -> bool:
     return False
 
 
+def product_key(record: Stored) -> str:
+    """The join key of the stages that meet per product."""
+    return f"{record['store_id']}/{record['product_id']}"
+
+
 def link_record(link: Stored) -> Stored:
     """A campaign-product link, as kept by the steps that need campaigns per product."""
     envelope = link["envelope"]

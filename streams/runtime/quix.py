@@ -9,7 +9,7 @@ partitions back at once and fences whatever its previous life left open.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from confluent_kafka import Producer
@@ -125,11 +125,14 @@ def output_topic(
     )
 
 
+def catalogue_key(record_name: str) -> Callable[[Mapping[str, Any]], bytes]:
+    """The message key the catalogue gives records of ``record_name`` (``Topic.key``)."""
+    return topic_for_record(record_name).message_key
+
+
 def internal_topic(app: Application, settings: Settings, name: str, partitions: int) -> QuixTopic:
-    """A topic of the worker's own, between two of its stages, named after its group: JSON
-    values, string keys. Written and read inside the worker's transactions like quixstreams'
-    repartition topics; one of these ends a chain of joins whose generated topic names would
-    exceed Kafka's 249 characters."""
+    """A topic of the worker's own, between two of its stages (``<group>--<name>``): JSON values,
+    string keys, written and read inside the worker's transactions."""
     return app.topic(
         f"{app.config.consumer_group}--{name}",
         key_serializer="str",
