@@ -6,12 +6,13 @@ Values come from the environment (``REVLOOP_*``, plus the conventional ``KAFKA_B
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal, Self
 from urllib.parse import quote
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.topics import Topic, prefixed
@@ -95,8 +96,11 @@ class Settings(BaseSettings):
             "REVLOOP_INGEST_STORES_CHECK_SECONDS",  # its name when only ingest read it
         ),
     )
-    """How often ingest and the normalizer check the stores file for changes (a new store, a
-    rotated key, a currency)."""
+    """How often ingest, the normalizer and the worker check the stores file for changes (a new
+    store, a rotated key, a currency, a store's settings)."""
+    stores_settings_lead_seconds: float = Field(default=60.0, ge=0)
+    """How far ahead `revloop stores settings` puts a change's effective time by default, so
+    every running worker has read it before events of that time arrive."""
 
     customer_key_salt: SecretStr | None = None
     """``REVLOOP_CUSTOMER_KEY_SALT``: the secret that turns emails into customer keys
@@ -158,7 +162,9 @@ class Settings(BaseSettings):
     attribution_content_view_days: float = Field(default=7.0, gt=0)
     attribution_incremental_at_bp: int = Field(default=7000, ge=0, le=10_000)
     """An order is incremental at this confidence (basis points) or above."""
-    attribution_model: str = "last_click"
+    attribution_model: Literal[
+        "last_click", "first_click", "linear", "time_decay", "position_based"
+    ] = "last_click"
     """How credit splits over the touches: last_click, first_click, linear, time_decay or
     position_based."""
     attribution_half_life_days: float = Field(default=7.0, gt=0)
@@ -205,6 +211,35 @@ class Settings(BaseSettings):
     supervisor_start_timeout_seconds: float = Field(default=60.0, gt=0)
     """How long `revloop up` waits for every process to run (and ingest to answer /readyz)."""
 
+    @model_validator(mode="after")
+    def _breaker_thresholds_in_order(self) -> Self:
+        if self.breaker_restock_at <= self.breaker_out_of_stock_at:
+            raise ValueError("breaker_restock_at must be above breaker_out_of_stock_at")
+        low = self.breaker_low_stock_below
+        if low is not None and low <= self.breaker_out_of_stock_at:
+            raise ValueError("breaker_low_stock_below must be above breaker_out_of_stock_at")
+        return self
+
+    def for_store(self, overrides: Mapping[str, Any]) -> Settings:
+        """These settings with one store's own values (``STORE_SETTINGS`` only), validated as a
+        whole: a store's restock threshold must still be above its out-of-stock one."""
+        unknown = set(overrides) - STORE_SETTINGS
+        if unknown:
+            raise ValueError(
+                f"not settable per store: {', '.join(sorted(unknown))} "
+                f"(these are: {', '.join(sorted(STORE_SETTINGS))})"
+            )
+        if not overrides:
+            return self
+        try:
+            return type(self).model_validate({**self.model_dump(), **overrides})
+        except ValidationError as exc:  # its message quotes every setting: name the faults only
+            faults = "; ".join(
+                ": ".join(filter(None, (".".join(map(str, e["loc"])), _plain(e["msg"]))))
+                for e in exc.errors()
+            )
+            raise ValueError(faults) from None
+
     @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap_servers or f"{self.kafka_host}:{self.kafka_port}"
@@ -241,6 +276,30 @@ class Settings(BaseSettings):
     @property
     def uses_local_stack(self) -> bool:
         return self.kafka_bootstrap_servers is None and self.database_url is None
+
+
+def _plain(message: str) -> str:
+    return message.removeprefix("Value error, ")
+
+
+STORE_SETTINGS: Final = frozenset(
+    {
+        "breaker_out_of_stock_at",
+        "breaker_restock_at",
+        "breaker_low_stock_below",
+        "breaker_dwell_seconds",
+        "attribution_click_days",
+        "attribution_view_days",
+        "attribution_engaged_view_days",
+        "attribution_content_view_days",
+        "attribution_incremental_at_bp",
+        "attribution_model",
+        "attribution_half_life_days",
+        "attribution_holdout_bp",
+    }
+)
+"""The settings a store may set for itself (`revloop stores settings`, docs/streams.md); the
+values above are the defaults of every store that does not."""
 
 
 @lru_cache(maxsize=1)

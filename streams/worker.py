@@ -16,6 +16,7 @@ from quixstreams import Application
 from quixstreams.models.topics.exceptions import TopicNotFoundError
 
 from revloop.settings import Settings, get_settings
+from revloop.stores import LiveStoreSettings
 from schemas.registry import registry_for
 from schemas.serde import AvroSerde
 from streams.attribution.topology import add_attribution
@@ -30,7 +31,8 @@ log = logging.getLogger(__name__)
 def build_worker(settings: Settings, instance_id: str) -> Application:
     app = worker_application(settings, instance_id)
     serde = AvroSerde(registry_for(settings.schema_registry_url))
-    inputs = Inputs(app, settings, serde)
+    stores = LiveStoreSettings(settings.stores_file, settings, settings.stores_check_seconds)
+    inputs = Inputs(app, settings, serde, stores)
     add_circuit_breaker(app, settings, serde, inputs)
     add_attribution(app, settings, serde, inputs)
     add_lifecycle(app, settings, serde, inputs)

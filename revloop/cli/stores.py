@@ -3,9 +3,11 @@ API key is printed once, when it is made, and only its digest is stored."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import wraps
 from pathlib import Path
@@ -16,12 +18,14 @@ from rich.console import Console
 from rich.table import Table
 
 from revloop.crypto import CryptoError, Secret, SecretBox, new_master_key
-from revloop.settings import get_settings
+from revloop.settings import STORE_SETTINGS, Settings, get_settings
 from revloop.stores import (
     Platform,
     RegistryError,
+    SettingsVersion,
     Store,
     StoreRegistry,
+    StoreSettings,
     api_key_digest,
     new_api_key,
 )
@@ -175,6 +179,7 @@ def _added_or_rotated(
         existing.previous_secret_expires_at,
         existing.api_key_hashes,
         (currency and currency.upper()) or existing.currency,
+        existing.settings,
     ).rotated(new, now=now, window=window)
     if store.secrets == existing.secrets:
         return store, f"updated {store_id}; its webhook secret is unchanged"
@@ -236,11 +241,7 @@ def api_key(
     counts: list[int] = []
 
     def change(registry: StoreRegistry) -> StoreRegistry:
-        store = registry.get(store_id)
-        if store is None:
-            raise RegistryError(
-                f"no store {store_id!r} in {path} (add it with `revloop stores add`)"
-            )
+        store = _known(registry, store_id, path)
         counts.append(len(store.api_key_hashes))
         if revoke_all:
             return registry.with_store(store.without_api_keys())
@@ -259,6 +260,101 @@ def api_key(
         style="dim",
         markup=False,
     )
+
+
+@stores_app.command("settings")
+@_registry_errors
+def store_settings(
+    store_id: str = typer.Option(..., "--store-id", help="The store whose settings change."),
+    assignments: list[str] = typer.Option(  # noqa: B008
+        [],
+        "--set",
+        help="NAME=VALUE, e.g. breaker_dwell_seconds=600 or attribution_model=linear "
+        "(VALUE is read as JSON when it parses, so null clears an optional threshold). Repeat "
+        "for more.",
+        show_default=False,
+    ),
+    unset: list[str] = typer.Option(  # noqa: B008
+        [], "--unset", help="NAME: back to the deployment's value. Repeat for more."
+    ),
+    effective_from: datetime | None = typer.Option(  # noqa: B008
+        None,
+        "--from",
+        help="When the change takes effect, in event time (ISO 8601, with a zone; not in the "
+        "past). Default: now plus REVLOOP_STORES_SETTINGS_LEAD_SECONDS.",
+        formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"],
+        show_default=False,
+    ),
+) -> None:
+    """Show a store's own settings, or change them from a time still to come. Events keep the
+    settings in effect at their time, so replays derive the same pauses and scores. Settable:
+    """
+    settings = get_settings()
+    path, box = _location()
+    if not assignments and not unset:
+        _, _, registry = _open()
+        _show_settings(_known(registry, store_id, path), settings)
+        return
+    changes = dict(_assignment(a) for a in assignments)
+    now = datetime.now(UTC)
+    start = effective_from or now + timedelta(seconds=settings.stores_settings_lead_seconds)
+    if start.tzinfo is None:
+        raise ValueError("--from needs a zone, e.g. 2026-12-24T00:00:00+00:00")
+    if start < now:
+        raise ValueError("--from is in the past: events already processed would change on replay")
+    added: list[SettingsVersion] = []
+
+    def change(registry: StoreRegistry) -> StoreRegistry:
+        store = _known(registry, store_id, path)
+        values = dict(store.settings[-1].values) if store.settings else {}
+        values.update(changes)
+        for name in unset:
+            values.pop(name, None)
+        resolved = settings.for_store(values)  # raises on an unknown name or a bad value
+        version = SettingsVersion(start, {name: getattr(resolved, name) for name in values})
+        added.append(version)
+        return registry.with_store(replace(store, settings=(*store.settings, version)))
+
+    StoreRegistry.update(path, box, change)
+    shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(added[0].values.items()))
+    typer.echo(
+        f"{store_id}: from {start.isoformat()} its settings are "
+        f"{shown or 'the deployment defaults'} (in {path})"
+    )
+
+
+store_settings.__doc__ = (store_settings.__doc__ or "") + ", ".join(sorted(STORE_SETTINGS)) + "."
+
+
+def _known(registry: StoreRegistry, store_id: str, path: Path) -> Store:
+    store = registry.get(store_id)
+    if store is None:
+        raise RegistryError(f"no store {store_id!r} in {path} (add it with `revloop stores add`)")
+    return store
+
+
+def _assignment(text: str) -> tuple[str, object]:
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise ValueError(f"--set wants NAME=VALUE, got {text!r}")
+    try:
+        return name.strip(), json.loads(raw)
+    except json.JSONDecodeError:
+        return name.strip(), raw
+
+
+def _show_settings(store: Store, settings: Settings) -> None:
+    if not store.settings:
+        typer.echo(f"{store.store_id} uses the deployment's settings")
+    resolved = StoreSettings(settings, {store.store_id: store.settings})
+    table = Table("setting", "deployment", "now", title=f"{store.store_id}")
+    current = resolved.at(store.store_id, datetime.now(UTC))
+    for name in sorted(STORE_SETTINGS):
+        table.add_row(name, json.dumps(getattr(settings, name)), json.dumps(getattr(current, name)))
+    Console(highlight=False).print(table)
+    for version in store.settings:
+        values = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(version.values.items()))
+        typer.echo(f"from {version.effective_from.isoformat()}: {values or 'defaults'}")
 
 
 @stores_app.command("rotate-keys")

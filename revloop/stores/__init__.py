@@ -4,23 +4,28 @@ Ingest turns a delivery's identifying header into an identity with :func:`normal
 finds the :class:`Store` with :meth:`StoreRegistry.lookup`, and checks the signature against
 :meth:`Store.verification_keys`. The marketing feeds authenticate with per-store API keys
 (:mod:`revloop.stores.api_keys`). Services read the file through the live views, which follow
-its changes without a restart.
+its changes without a restart. A store's own settings (thresholds, windows, model) are versions
+in effect from a given time (:mod:`revloop.stores.store_settings`).
 """
 
 from revloop.stores.api_keys import MAX_API_KEYS, api_key_digest, api_key_store_id, new_api_key
 from revloop.stores.identity import Platform, normalize_identity
 from revloop.stores.live import LiveCurrencies, LiveStoreRegistry
-from revloop.stores.model import RegistryError, Store, secret_context
+from revloop.stores.model import RegistryError, SettingsVersion, Store, secret_context
 from revloop.stores.registry import StoreRegistry, store_currencies
+from revloop.stores.store_settings import LiveStoreSettings, StoreSettings
 
 __all__ = [
     "MAX_API_KEYS",
     "LiveCurrencies",
     "LiveStoreRegistry",
+    "LiveStoreSettings",
     "Platform",
     "RegistryError",
+    "SettingsVersion",
     "Store",
     "StoreRegistry",
+    "StoreSettings",
     "api_key_digest",
     "api_key_store_id",
     "new_api_key",

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from itertools import pairwise
+from typing import Any
 
 from revloop.crypto import Secret
+from revloop.settings import STORE_SETTINGS
 from revloop.stores.api_keys import MAX_API_KEYS, SHA256_HEX, api_key_digest
 from revloop.stores.identity import CURRENCY, STORE_ID, normalize_identity, platform_of
 
@@ -37,6 +41,8 @@ class Store:
     api_key_hashes: tuple[str, ...] = field(default=(), repr=False)
     currency: str | None = None
     """The shop currency (ISO 4217): product payloads carry prices without one."""
+    settings: tuple[SettingsVersion, ...] = ()
+    """The store's own settings over time (revloop/stores/store_settings.py)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.store_id, str) or not STORE_ID.fullmatch(self.store_id):
@@ -65,6 +71,11 @@ class Store:
             isinstance(self.currency, str) and CURRENCY.fullmatch(self.currency)
         ):
             raise ValueError(f"store {self.store_id!r}: currency must be an ISO 4217 code like USD")
+        if not isinstance(self.settings, tuple) or not all(
+            isinstance(v, SettingsVersion) for v in self.settings
+        ):
+            raise ValueError(f"store {self.store_id!r}: settings must be a tuple of versions")
+        check_history(self.settings)
         hashes = self.api_key_hashes
         if not isinstance(hashes, tuple) or not all(
             isinstance(h, str) and SHA256_HEX.fullmatch(h) for h in hashes
@@ -122,6 +133,39 @@ class Store:
     def _with(self, *, secrets: tuple[Secret, ...], expires: datetime | None) -> Store:
         # replace() keeps every other field (the API keys among them) and re-runs the checks.
         return replace(self, secrets=secrets, previous_secret_expires_at=expires)
+
+
+@dataclass(frozen=True)
+class SettingsVersion:
+    """A store's own values from ``effective_from`` on (until its next version); a setting
+    missing from ``values`` takes the deployment's value."""
+
+    effective_from: datetime
+    values: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        require_aware(self.effective_from)
+        unknown = set(self.values) - STORE_SETTINGS
+        if unknown:
+            raise ValueError(f"not settable per store: {', '.join(sorted(unknown))}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"effective_from": self.effective_from.isoformat(), "values": dict(self.values)}
+
+    @classmethod
+    def from_json(cls, entry: Any) -> SettingsVersion:
+        if not isinstance(entry, dict) or set(entry) != {"effective_from", "values"}:
+            raise ValueError('a settings version is {"effective_from": ..., "values": {...}}')
+        if not isinstance(entry["values"], dict) or not isinstance(entry["effective_from"], str):
+            raise ValueError("effective_from must be ISO 8601 and values an object")
+        return cls(datetime.fromisoformat(entry["effective_from"]), dict(entry["values"]))
+
+
+def check_history(versions: Sequence[SettingsVersion]) -> None:
+    """Versions must be in strictly increasing ``effective_from`` order."""
+    for earlier, later in pairwise(versions):
+        if later.effective_from <= earlier.effective_from:
+            raise ValueError("settings versions must take effect in increasing time order")
 
 
 def require_aware(now: datetime) -> None:

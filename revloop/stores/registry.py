@@ -16,7 +16,13 @@ from typing import Any, Final
 from revloop.crypto import CryptoError, Secret, SecretBox
 from revloop.files import write_private
 from revloop.stores.identity import CURRENCY
-from revloop.stores.model import RegistryError, Store, require_aware, secret_context
+from revloop.stores.model import (
+    RegistryError,
+    SettingsVersion,
+    Store,
+    require_aware,
+    secret_context,
+)
 
 _FILE_KEYS: Final = frozenset(
     {
@@ -27,9 +33,12 @@ _FILE_KEYS: Final = frozenset(
         "previous_secret_expires_at",
         "api_key_hashes",
         "currency",
+        "settings",
     }
 )
-_OPTIONAL_FILE_KEYS: Final = frozenset({"previous_secret_expires_at", "api_key_hashes", "currency"})
+_OPTIONAL_FILE_KEYS: Final = frozenset(
+    {"previous_secret_expires_at", "api_key_hashes", "currency", "settings"}
+)
 
 
 class _PlatformKeys:
@@ -116,7 +125,7 @@ class StoreRegistry:
     def load(cls, path: Path, box: SecretBox) -> StoreRegistry:
         """Read and decrypt a ``stores.json``. Raises RegistryError (or CryptoError) naming the
         file and the store at fault; FileNotFoundError when there is no file."""
-        entries = _file_entries(path)
+        entries = file_entries(path)
         try:
             return cls(_store_from_json(entry, n, box) for n, entry in enumerate(entries, start=1))
         except (RegistryError, CryptoError) as exc:
@@ -157,7 +166,7 @@ def store_currencies(path: Path) -> dict[str, str]:
     if not Path(path).exists():
         return {}
     currencies = {}
-    for n, entry in enumerate(_file_entries(path), start=1):
+    for n, entry in enumerate(file_entries(path), start=1):
         store_id = entry.get("store_id") if isinstance(entry, dict) else None
         if not isinstance(store_id, str):
             raise RegistryError(f"{path}: store #{n} has no store_id")
@@ -170,7 +179,7 @@ def store_currencies(path: Path) -> dict[str, str]:
     return currencies
 
 
-def _file_entries(path: Path) -> list[Any]:
+def file_entries(path: Path) -> list[Any]:
     try:
         document = json.loads(Path(path).read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -208,6 +217,9 @@ def _store_from_json(entry: Any, position: int, box: SecretBox) -> Store:
         secrets = tuple(Secret(box.decrypt(t, context=secret_context(store_id))) for t in tokens)
     except CryptoError as exc:
         raise CryptoError(f"{where}: cannot decrypt its webhook secrets: {exc}") from None
+    versions = entry.get("settings", [])
+    if not isinstance(versions, list):
+        raise RegistryError(f"{where}: settings must be a list of versions")
     try:
         return Store(
             store_id=store_id,
@@ -217,6 +229,7 @@ def _store_from_json(entry: Any, position: int, box: SecretBox) -> Store:
             previous_secret_expires_at=None if expires is None else datetime.fromisoformat(expires),
             api_key_hashes=tuple(api_key_hashes),
             currency=entry.get("currency"),
+            settings=tuple(SettingsVersion.from_json(v) for v in versions),
         )
     except (TypeError, ValueError) as exc:
         raise RegistryError(f"{where}: {exc}") from None
@@ -240,4 +253,6 @@ def _store_to_json(store: Store, box: SecretBox) -> dict[str, Any]:
         entry["api_key_hashes"] = list(store.api_key_hashes)
     if store.currency:
         entry["currency"] = store.currency
+    if store.settings:
+        entry["settings"] = [version.to_json() for version in store.settings]
     return entry

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -81,6 +81,10 @@ class AttributionRules:
             raise ValueError("holdout_bp must be within 0..10000")
         if self.time_decay_half_life <= timedelta(0):
             raise ValueError("time_decay_half_life must be positive")
+
+
+RulesAt = Callable[[datetime], AttributionRules]
+"""A store's rules over time: those in effect at an event time (revloop/stores/)."""
 
 
 @dataclass(frozen=True)

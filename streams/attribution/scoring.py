@@ -28,6 +28,7 @@ from revloop.money import allocate
 from streams.attribution.rules import (
     AttributionRules,
     Model,
+    RulesAt,
     Touch,
     TouchKind,
     confidence,
@@ -185,17 +186,28 @@ Name = Callable[[str], str]
 def observe(
     book: CustomerBook,
     event: Input,
-    rules: AttributionRules,
+    rules: AttributionRules | RulesAt,
     lateness: timedelta,
     name: Name,
 ) -> tuple[CustomerBook, list[Score]]:
-    """One input for this customer: the new book, and the scores it emits."""
+    """One input for this customer: the new book, and the scores it emits. ``rules`` may be
+    the store's rules over time: each order is scored by those in effect when it was placed."""
     before = book
     book = _added(book, event)
     if book == before:
         return book, []  # a duplicate, or an input that changes nothing
-    book = _aged(book, event.at, max(rules.lookback.values()) + lateness)
-    return _settle(book, rules, lateness, name, (event.event_id, event.at))
+    rules_at = rules if callable(rules) else _constant(rules)
+    # Touches are kept for the longest window in effect over the span still correctable.
+    windows = [
+        *rules_at(event.at).lookback.values(),
+        *rules_at(event.at - lateness).lookback.values(),
+    ]
+    book = _aged(book, event.at, max(windows) + lateness)
+    return _settle(book, rules_at, lateness, name, (event.event_id, event.at))
+
+
+def _constant(rules: AttributionRules) -> RulesAt:
+    return lambda _: rules
 
 
 def standing_minor(scores: list[Score]) -> dict[str, int]:
@@ -272,7 +284,7 @@ def _aged(book: CustomerBook, at: datetime, keep: timedelta) -> CustomerBook:
 
 def _settle(
     book: CustomerBook,
-    rules: AttributionRules,
+    rules: RulesAt,
     lateness: timedelta,
     name: Name,
     cause: tuple[str, datetime],
@@ -287,10 +299,11 @@ def _settle(
     return book.model_copy(update={"orders": orders}), out
 
 
-def _desired(book: CustomerBook, order: OrderBook, rules: AttributionRules) -> Score | None:
+def _desired(book: CustomerBook, order: OrderBook, rules_at: RulesAt) -> Score | None:
     placed = order.placed
     if placed is None or order.cancelled is not None:
         return None
+    rules = rules_at(placed.at)
     promoted = dict(order.promoted)
     lines = placed.product_lines
     if any(line not in promoted for line, _ in lines):
@@ -333,7 +346,7 @@ def _desired(book: CustomerBook, order: OrderBook, rules: AttributionRules) -> S
 def _settle_order(
     book: CustomerBook,
     order: OrderBook,
-    rules: AttributionRules,
+    rules: RulesAt,
     lateness: timedelta,
     name: Name,
     cause: tuple[str, datetime],

@@ -37,7 +37,15 @@ from streams.attribution.scoring import (
     TouchFact,
     observe,
 )
-from streams.runtime.inputs import Inputs, Stored, link_record, meet, product_key, stateful
+from streams.runtime.inputs import (
+    Inputs,
+    RulesFor,
+    Stored,
+    link_record,
+    meet,
+    product_key,
+    stateful,
+)
 from streams.runtime.quix import catalogue_key, output_topic
 
 SCORE = "dev.revloop.events.AttributionScore"
@@ -188,7 +196,7 @@ def scoring_input(record: Stored) -> Input:
 
 
 def customer_step(
-    record: Stored, stored: Stored, rules: AttributionRules, lateness: timedelta
+    record: Stored, stored: Stored, rules: RulesFor[AttributionRules], lateness: timedelta
 ) -> tuple[Stored, list[Stored]]:
     store_id = record["store_id"]
     book = CustomerBook.model_validate(stored["book"]) if "book" in stored else None
@@ -199,7 +207,9 @@ def customer_step(
     def name(what: str) -> str:
         return deterministic_id(f"derived/attribution/{store_id}/{what}")
 
-    book, scores = observe(book, scoring_input(record), rules, lateness, name)
+    book, scores = observe(
+        book, scoring_input(record), lambda at: rules(store_id, at), lateness, name
+    )
     stored = {"book": book.model_dump(mode="json"), "platform": platform}
     return stored, [_score_value(s, store_id, platform, book.customer_key) for s in scores]
 
@@ -250,7 +260,9 @@ def _score_value(score: Score, store_id: str, platform: str, customer_key: str |
 
 
 def add_attribution(app: Application, settings: Settings, serde: AvroSerde, inputs: Inputs) -> None:
-    rules = rules_from(settings)
+    def rules(store_id: str, at: datetime) -> AttributionRules:
+        return inputs.store_settings.build(store_id, at, rules_from)
+
     lateness = timedelta(hours=settings.attribution_lateness_hours)
     orders = inputs.stream("commerce.orders.v1")
     lines = meet(

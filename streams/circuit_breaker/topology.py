@@ -45,6 +45,7 @@ from streams.inventory.item_stock import (
 )
 from streams.runtime.inputs import (
     Inputs,
+    RulesFor,
     Stored,
     event_time_ms,
     link_record,
@@ -200,11 +201,12 @@ def _item_total(record: Stored, stored: Stored, owner: Stored, entry: Stored) ->
 
 
 def product_step(
-    record: Stored, stored: Stored, rules: BreakerRules
+    record: Stored, stored: Stored, rules_for: RulesFor[BreakerRules]
 ) -> tuple[Stored, list[Stored]]:
     """One record for a product: an item's total or a campaign link. Out go the pauses and
     resumes of the product's breaker and of the breaker of the item's variant, as
-    CircuitBreakerAction values (``variant_id`` null for the product's)."""
+    CircuitBreakerAction values (``variant_id`` null for the product's). Each observation
+    uses the store's rules in effect at its time."""
     at = datetime.fromisoformat(record["at"])
     if record["kind"] == "structure":
         known = stored.get("structure")
@@ -253,20 +255,21 @@ def product_step(
         )
         breaker = state_from_json(breakers[scope]) if scope in breakers else BreakerState()
         as_of = max(at, breaker.as_of) if breaker.as_of else at
-        breaker, decisions = observe(breaker, total, as_of, rules)
+        breaker, decisions = observe(breaker, total, as_of, rules_for(record["store_id"], as_of))
         breakers[scope] = state_to_json(breaker)
         actions += _actions(stored, scope, decisions)
     return {**stored, "breakers": breakers}, actions
 
 
 def dwell_timer_step(
-    now: datetime, stored: Stored, rules: BreakerRules
+    now: datetime, stored: Stored, rules_for: RulesFor[BreakerRules]
 ) -> tuple[Stored, list[Stored]]:
-    """The product's timer fired: stream time is ``now``, its last update plus the dwell. A
-    restock that came inside a pause's dwell resumes, as of the dwell's end, even if no further
-    update of this product arrives."""
+    """The product's timer fired: stream time is ``now``, its last update plus the deployment's
+    dwell. A restock that came inside a pause's dwell resumes, as of the dwell's end, even if no
+    further update of this product arrives."""
     if "breakers" not in stored:
         return stored, []
+    rules = rules_for(stored["store_id"], now)
     breakers = dict(stored["breakers"])
     actions = []
     for scope, state in sorted(breakers.items()):
@@ -322,7 +325,9 @@ def _action(stored: Stored, scope: str, decision: Decision, campaigns: list[str]
 def add_circuit_breaker(
     app: Application, settings: Settings, serde: AvroSerde, inputs: Inputs
 ) -> None:
-    rules = rules_from(settings)
+    def rules(store_id: str, at: datetime) -> BreakerRules:
+        return inputs.store_settings.build(store_id, at, rules_from)
+
     lateness = timedelta(hours=settings.inventory_lateness_hours)
     levels = inputs.stream("commerce.inventory-levels.v1")
     products = inputs.stream("commerce.products.v1")
@@ -352,13 +357,15 @@ def add_circuit_breaker(
     per_product.apply(
         stateful(lambda r, s: product_step(r, s, rules)), stateful=True, expand=True
     ).to_topic(out, key=key)
-    if rules.dwell > timedelta(0):
+    dwell = timedelta(seconds=settings.breaker_dwell_seconds)
+    if dwell > timedelta(0):
         # A restock inside the dwell resumes when it ends, even if no update of the product
-        # follows: the timer fires the dwell after its last update.
+        # follows: the timer fires the (deployment's) dwell after its last update. Its span
+        # shapes the topology, so a store's own dwell does not change it (docs/streams.md).
         timer(
             per_product,
             "dwell",
-            rules.dwell,
+            dwell,
             timedelta(0),
             lambda now, s: dwell_timer_step(now, s, rules),
         ).to_topic(out, key=key)

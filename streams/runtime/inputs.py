@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import quixstreams.dataframe.windows.aggregations as agg
 from quixstreams import Application
@@ -15,17 +15,29 @@ from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.state import State
 
 from revloop.settings import Settings
+from revloop.stores import LiveStoreSettings, StoreSettings
 from schemas.serde import AvroSerde
 from schemas.topics import topic
 from streams.runtime.quix import input_topic, internal_topic
 
 Stored = dict[str, Any]
+R = TypeVar("R")
+RulesFor = Callable[[str, datetime], R]
+"""A store's rules in effect at an event time: ``rules(store_id, at)``."""
 
 
 class Inputs:
-    def __init__(self, app: Application, settings: Settings, serde: AvroSerde) -> None:
+    def __init__(
+        self, app: Application, settings: Settings, serde: AvroSerde, stores: LiveStoreSettings
+    ) -> None:
         self._app, self._settings, self._serde = app, settings, serde
+        self._stores = stores
         self._streams: dict[str, StreamingDataFrame] = {}
+
+    @property
+    def store_settings(self) -> StoreSettings:
+        """Every store's settings over time, as of the stores file's last change."""
+        return self._stores.current
 
     def stream(self, name: str) -> StreamingDataFrame:
         """The root stream of catalogue topic ``name``."""

@@ -3,6 +3,7 @@ pauses and resumes out, exactly once, read with read_committed."""
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from datetime import timedelta
@@ -10,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from revloop.crypto import Secret, SecretBox
+from revloop.stores import SettingsVersion, Store, StoreRegistry
 from streams.circuit_breaker.breaker import BreakerRules, BreakerState, observe
 from tests.normalizer_support import wait_for
 from tests.worker_support import T0, Worker, envelope
@@ -127,6 +130,55 @@ def test_a_product_that_sells_out_pauses_its_campaigns_and_resumes_on_restock(
     assert pause["envelope"]["caused_by"] == ["lv-2"]
     assert pause["envelope"]["source"] == "derived"
     assert len({a["envelope"]["event_id"] for a in actions}) == len(actions)
+
+
+def test_each_store_pauses_at_its_own_threshold_and_a_change_applies_while_running(
+    worker: Worker,
+) -> None:
+    """acme pauses at 3 or below from minute 10 (the file says so before the worker starts);
+    beta keeps the default, 0, until a version written while the worker runs, from minute 20."""
+    path, box = worker.state_dir / "stores.json", SecretBox({"k1": os.urandom(32)}, "k1")
+    threshold = {"breaker_out_of_stock_at": 3, "breaker_restock_at": 6}
+
+    def store(store_id: str, *versions: SettingsVersion) -> Store:
+        secret = (Secret(b"secret"),)
+        return Store(store_id, "shopify", f"{store_id}.myshopify.com", secret, settings=versions)
+
+    acme = store("acme", SettingsVersion(T0 + timedelta(minutes=10), threshold))
+    StoreRegistry([acme, store("beta")]).save(path, box)
+    worker.start()
+    for shop in ("acme", "beta"):
+        for n, (minute, quantity) in enumerate([(1, 9), (2, 3), (5, 9), (11, 3)]):
+            worker.publish(
+                "InventoryLevel",
+                {
+                    **level(f"{shop}-{n}", minute, "i1", quantity, "p1"),
+                    "envelope": envelope(f"{shop}-{n}", minute, store=shop),
+                },
+            )
+    wait_for(lambda: worker.actions(), timeout=90)
+    later = store("beta", SettingsVersion(T0 + timedelta(minutes=20), threshold))
+    StoreRegistry([acme, later]).save(path, box)
+    time.sleep(3)  # the worker reads the file again within stores_check_seconds (1 s)
+    for n, (minute, quantity) in enumerate([(21, 9), (22, 2)]):
+        worker.publish(
+            "InventoryLevel",
+            {
+                **level(f"beta-late-{n}", minute, "i1", quantity, "p1"),
+                "envelope": envelope(f"beta-late-{n}", minute, store="beta"),
+            },
+        )
+    wait_for(lambda: len(worker.actions()) >= 2, timeout=90)
+    time.sleep(2)  # anything more would arrive now
+    found = [
+        (a["envelope"]["store_id"], a["action"], a["envelope"]["occurred_at"] - T0, a["available"])
+        for a in worker.actions()
+    ]
+    # acme's 3 at minute 2 came before its change; beta's 3 at minute 11 before beta's.
+    assert found == [
+        ("acme", "pause", timedelta(minutes=11), 3),
+        ("beta", "pause", timedelta(minutes=22), 2),
+    ]
 
 
 def expected_actions(updates: list[tuple[str, int, int]]) -> list[tuple[str, str, str, int]]:

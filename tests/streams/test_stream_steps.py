@@ -3,12 +3,18 @@ in, stored JSON and outputs out."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from revloop.settings import Settings
+from revloop.stores import SettingsVersion, StoreSettings
 from streams.attribution.promotion import promotion_step
+from streams.attribution.rules import AttributionRules
+from streams.attribution.topology import customer_step
+from streams.attribution.topology import rules_from as attribution_rules_from
 from streams.circuit_breaker.breaker import BreakerRules
 from streams.circuit_breaker.topology import item_step, product_step, variant_records
+from streams.circuit_breaker.topology import rules_from as breaker_rules_from
 
 LATENESS = timedelta(days=7)
 RULES = BreakerRules(out_of_stock_at=0, restock_at=1, low_stock_below=None, dwell=timedelta(0))
@@ -98,7 +104,7 @@ def test_the_product_breaker_waits_for_every_item_of_the_product() -> None:
         "at": at(0),
     }
     out = run(
-        lambda r, s: product_step(r, s, RULES),
+        lambda r, s: product_step(r, s, lambda *_: RULES),
         [structure, total("a", 1, 0, "va"), total("b", 2, 0, "vb")],
     )
     # a's sell-out pauses variant va only: b had not reported, so p1's total was not known.
@@ -144,3 +150,89 @@ def test_a_late_campaign_link_promotes_the_lines_it_covers_again() -> None:
     # A link that changes after the order changes nothing for it.
     out = run(lambda r, s: promotion_step(r, s, LATENESS), [link(1, True), line(5), link(9, False)])
     assert [o["promoted"] for o in out] == [True]
+
+
+# -- a store's own settings, resolved per event time ----------------------------------------------
+
+SETTINGS = Settings(_env_file=None)  # type: ignore[call-arg]
+T_CHANGE = datetime.fromisoformat(at(30))
+
+
+def test_each_observation_uses_its_stores_thresholds_in_effect_at_its_time() -> None:
+    """Store s pauses at 3 or below from minute 30; store t keeps the default (0)."""
+    stores = StoreSettings(
+        SETTINGS,
+        {
+            "s": (
+                SettingsVersion(T_CHANGE, {"breaker_out_of_stock_at": 3, "breaker_restock_at": 6}),
+            )
+        },
+    )
+
+    def rules(store_id: str, when: datetime) -> BreakerRules:
+        return stores.build(store_id, when, breaker_rules_from)
+
+    def of(store: str, minute: int, available: int) -> dict[str, Any]:
+        return {**total("a", minute, available, "va"), "store_id": store}
+
+    for store, expected in [("s", [("pause", 31)]), ("t", [])]:
+        out = run(
+            lambda r, s: product_step(r, s, rules),
+            [of(store, 10, 3), of(store, 20, 9), of(store, 31, 3)],
+        )
+        actions = [
+            (o["action"], o["envelope"]["occurred_at"].minute) for o in out if o["variant_id"]
+        ]
+        assert actions == expected, store  # 3 at minute 10 was before s's change: no pause
+
+
+def test_an_order_keeps_the_rules_of_its_time_when_later_events_settle_it_again() -> None:
+    """From minute 30 the store counts an order as incremental from 5000 bp (was 7000). A
+    repeat order (5000 bp) placed before stays not incremental, even when an event after the
+    change settles the customer's orders again; one placed after is incremental."""
+    stores = StoreSettings(
+        SETTINGS, {"s": (SettingsVersion(T_CHANGE, {"attribution_incremental_at_bp": 5000}),)}
+    )
+
+    def rules(store_id: str, when: datetime) -> AttributionRules:
+        return stores.build(store_id, when, attribution_rules_from)
+
+    def touch(minute: int) -> dict[str, Any]:
+        return {
+            "kind": "touch",
+            "store_id": "s",
+            "platform": "shopify",
+            "customer": "k",
+            "touchpoint_id": f"t{minute}",
+            "event_id": f"touch-{minute}",
+            "touch_kind": "ad_click",
+            "at": at(minute),
+            "campaign_id": "c1",
+            "channel": "meta",
+        }
+
+    def placed(order: str, minute: int) -> dict[str, Any]:
+        return {
+            "kind": "placed",
+            "store_id": "s",
+            "platform": "shopify",
+            "customer": "k",
+            "customer_key": "k",
+            "order_id": order,
+            "event_id": f"{order}-created",
+            "at": at(minute),
+            "total_minor": 5000,
+            "currency": "USD",
+            "lines": [],
+        }
+
+    # o1 is the first order after a campaign touch: 10000 bp; o2 and o3 are repeats: 5000 bp.
+    out = run(
+        lambda r, s: customer_step(r, s, rules, LATENESS),
+        [touch(1), placed("o1", 5), placed("o2", 10), placed("o3", 40), touch(45)],
+    )
+    assert [(o["order_id"], o["confidence_bp"], o["is_incremental"]) for o in out] == [
+        ("o1", 10_000, True),
+        ("o2", 5000, False),
+        ("o3", 5000, True),
+    ]  # and no correction of o2 when touch t45 settled it again
