@@ -178,6 +178,18 @@ TOPICS: tuple[Topic, ...] = (
         description="Pause and resume commands for the ads of a product.",
     ),
     Topic(
+        name="alerts.low-stock.v1",
+        key=("envelope.store_id", "product_id"),
+        values=(E + "LowStockWarning",),
+        partitions=3,
+        cleanup=Cleanup.DELETE,
+        retention_ms=90 * DAY_MS,
+        producers=("streams.circuit_breaker",),
+        consumers=("connectors.notifications", "sinks.postgres"),
+        description="Products whose stock fell below their store's low-stock threshold: "
+        "warnings for merchants, apart from the ad commands so no executor mistakes one.",
+    ),
+    Topic(
         name="analytics.attribution-scores.v1",
         key=("envelope.store_id", "order_id"),
         values=(E + "AttributionScore",),

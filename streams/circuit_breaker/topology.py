@@ -9,6 +9,7 @@ totals and campaign links meet per product, and the breaker's decisions go to
     commerce.products.v1 ── structure ──────────────────────────────┤
     marketing.campaign-product-links.v1 ────────────────────────────┴─ meet store/product
         ─► product and variant breakers (and the dwell timer) ─► actions.circuit-breaker.v1
+                                                               └─► alerts.low-stock.v1
 
 Each join writes its inputs, keyed by the join key, to one topic of the worker's own
 (:func:`streams.runtime.inputs.meet`), so the sides of a join share a partition and a state
@@ -57,6 +58,7 @@ from streams.runtime.inputs import (
 from streams.runtime.quix import catalogue_key, output_topic
 
 ACTION = "dev.revloop.events.CircuitBreakerAction"
+WARNING = "dev.revloop.events.LowStockWarning"
 
 
 def rules_from(settings: Settings) -> BreakerRules:
@@ -205,7 +207,8 @@ def product_step(
 ) -> tuple[Stored, list[Stored]]:
     """One record for a product: an item's total or a campaign link. Out go the pauses and
     resumes of the product's breaker and of the breaker of the item's variant, as
-    CircuitBreakerAction values (``variant_id`` null for the product's). Each observation
+    CircuitBreakerAction values (``variant_id`` null for the product's), and their low-stock
+    warnings as LowStockWarning values. Each observation
     uses the store's rules in effect at its time."""
     at = datetime.fromisoformat(record["at"])
     if record["kind"] == "structure":
@@ -255,9 +258,10 @@ def product_step(
         )
         breaker = state_from_json(breakers[scope]) if scope in breakers else BreakerState()
         as_of = max(at, breaker.as_of) if breaker.as_of else at
-        breaker, decisions = observe(breaker, total, as_of, rules_for(record["store_id"], as_of))
+        rules = rules_for(record["store_id"], as_of)
+        breaker, decisions = observe(breaker, total, as_of, rules)
         breakers[scope] = state_to_json(breaker)
-        actions += _actions(stored, scope, decisions)
+        actions += _actions(stored, scope, decisions, rules)
     return {**stored, "breakers": breakers}, actions
 
 
@@ -275,7 +279,7 @@ def dwell_timer_step(
     for scope, state in sorted(breakers.items()):
         breaker, decisions = advance(state_from_json(state), now, rules)
         breakers[scope] = state_to_json(breaker)
-        actions += _actions(stored, scope, decisions)
+        actions += _actions(stored, scope, decisions, rules)
     return {**stored, "breakers": breakers}, actions
 
 
@@ -283,22 +287,23 @@ PRODUCT = "*"
 """The product-wide breaker's scope (the others are variant ids)."""
 
 
-def _actions(stored: Stored, scope: str, decisions: list[Decision]) -> list[Stored]:
+def _actions(
+    stored: Stored, scope: str, decisions: list[Decision], rules: BreakerRules
+) -> list[Stored]:
     running = sorted(c for c, link in stored.get("campaigns", {}).items() if link["active"])
-    return [
-        _action(stored, scope, d, running)
-        for d in decisions
-        if d.transition is not Transition.LOW_STOCK  # the contract has no symbol for it yet
-    ]
+    return [_output(stored, scope, d, running, rules) for d in decisions]
 
 
-def _action(stored: Stored, scope: str, decision: Decision, campaigns: list[str]) -> Stored:
+def _output(
+    stored: Stored, scope: str, decision: Decision, campaigns: list[str], rules: BreakerRules
+) -> Stored:
+    """A CircuitBreakerAction value, or a LowStockWarning one (see :func:`is_warning`)."""
     store_id, product_id, at = stored["store_id"], stored["product_id"], decision.at
     name = (
         f"derived/circuit-breaker/{store_id}/{product_id}/{scope}/{decision.transition}/"
         f"{at.isoformat()}"
     )
-    return {
+    value: Stored = {
         "envelope": {
             "event_id": deterministic_id(name),
             "store_id": store_id,
@@ -309,7 +314,6 @@ def _action(stored: Stored, scope: str, decision: Decision, campaigns: list[str]
             "source": "derived",
             "caused_by": [stored["cause"]] if stored.get("cause") else [],
         },
-        "action": decision.transition.value,
         "product_id": product_id,
         "variant_id": None if scope == PRODUCT else scope,
         "campaign_ids": campaigns,
@@ -317,6 +321,15 @@ def _action(stored: Stored, scope: str, decision: Decision, campaigns: list[str]
         "previous_available": decision.previous_available,
         "reason": decision.reason,
     }
+    if decision.transition is Transition.LOW_STOCK:
+        assert rules.low_stock_below is not None  # no warning without a threshold
+        return {**value, "threshold": rules.low_stock_below}
+    return {**value, "action": decision.transition.value}
+
+
+def is_warning(value: Stored) -> bool:
+    """Whether a breaker output is a LowStockWarning (it has no ``action``)."""
+    return "action" not in value
 
 
 # -- wiring ----------------------------------------------------------------------------------------
@@ -354,9 +367,12 @@ def add_circuit_breaker(
         lambda value, key, ts, headers: event_time_ms(value["at"])
     )
     out, key = output_topic(app, settings, ACTION, serde), catalogue_key(ACTION)
-    per_product.apply(
+    decided = per_product.apply(
         stateful(lambda r, s: product_step(r, s, rules)), stateful=True, expand=True
-    ).to_topic(out, key=key)
+    )
+    decided.filter(lambda v: not is_warning(v)).to_topic(out, key=key)
+    warnings = output_topic(app, settings, WARNING, serde)
+    decided.filter(is_warning).to_topic(warnings, key=catalogue_key(WARNING))
     dwell = timedelta(seconds=settings.breaker_dwell_seconds)
     if dwell > timedelta(0):
         # A restock inside the dwell resumes when it ends, even if no update of the product

@@ -45,6 +45,7 @@ def test_the_catalogue_covers_every_canonical_event() -> None:
         "Touchpoint",
         "CampaignProductLink",
         "CircuitBreakerAction",
+        "LowStockWarning",
         "AttributionScore",
         "LifecycleTrigger",
         "LedgerEntry",

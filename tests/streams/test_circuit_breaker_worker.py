@@ -136,7 +136,8 @@ def test_each_store_pauses_at_its_own_threshold_and_a_change_applies_while_runni
     worker: Worker,
 ) -> None:
     """acme pauses at 3 or below from minute 10 (the file says so before the worker starts);
-    beta keeps the default, 0, until a version written while the worker runs, from minute 20."""
+    beta keeps the default, 0, until a version written while the worker runs: from minute 20
+    it pauses at 3 and warns below 5."""
     path, box = worker.state_dir / "stores.json", SecretBox({"k1": os.urandom(32)}, "k1")
     threshold = {"breaker_out_of_stock_at": 3, "breaker_restock_at": 6}
 
@@ -157,10 +158,11 @@ def test_each_store_pauses_at_its_own_threshold_and_a_change_applies_while_runni
                 },
             )
     wait_for(lambda: worker.actions(), timeout=90)
-    later = store("beta", SettingsVersion(T0 + timedelta(minutes=20), threshold))
+    low = {**threshold, "breaker_low_stock_below": 5}
+    later = store("beta", SettingsVersion(T0 + timedelta(minutes=20), low))
     StoreRegistry([acme, later]).save(path, box)
     time.sleep(3)  # the worker reads the file again within stores_check_seconds (1 s)
-    for n, (minute, quantity) in enumerate([(21, 9), (22, 2)]):
+    for n, (minute, quantity) in enumerate([(21, 9), (22, 4), (23, 2)]):
         worker.publish(
             "InventoryLevel",
             {
@@ -177,8 +179,13 @@ def test_each_store_pauses_at_its_own_threshold_and_a_change_applies_while_runni
     # acme's 3 at minute 2 came before its change; beta's 3 at minute 11 before beta's.
     assert found == [
         ("acme", "pause", timedelta(minutes=11), 3),
-        ("beta", "pause", timedelta(minutes=22), 2),
+        ("beta", "pause", timedelta(minutes=23), 2),
     ]
+    (warning,) = worker.read("alerts.low-stock.v1")
+    assert warning["envelope"]["occurred_at"] == T0 + timedelta(minutes=22)
+    assert (warning["envelope"]["store_id"], warning["product_id"]) == ("beta", "p1")
+    assert (warning["available"], warning["previous_available"], warning["threshold"]) == (4, 9, 5)
+    assert warning["envelope"]["caused_by"] == ["beta-late-1"]
 
 
 def expected_actions(updates: list[tuple[str, int, int]]) -> list[tuple[str, str, str, int]]:
