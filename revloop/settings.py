@@ -198,6 +198,17 @@ class Settings(BaseSettings):
     """How long a delivery's event ids are remembered: a platform retry within it is dropped.
     Shopify and BigCommerce retry for about 48 hours."""
 
+    # The Postgres sink (`revloop sink postgres`, docs/sinks.md).
+    sink_group_id: str = "revloop.sinks.postgres"
+    """Its consumer group, and the key of its offsets in the ``kafka_offsets`` table."""
+    sink_batch_size: int = Field(default=5000, gt=0)
+    """Records per Postgres transaction, at most."""
+    sink_poll_timeout_seconds: float = Field(default=0.2, gt=0)
+    """How long a batch waits to fill before it is written as it is."""
+    sink_session_timeout_ms: int = Field(default=45_000, gt=0)
+    sink_webhook_log_days: float = Field(default=90.0, gt=0)
+    """How long ``webhook_log`` keeps a delivery's row."""
+
     # Supervisor (revloop up); see docs/operations.md.
     supervisor_backoff_initial_seconds: float = Field(default=1.0, gt=0)
     """The wait before restarting a process that died; it doubles with each quick death."""

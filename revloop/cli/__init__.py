@@ -14,20 +14,21 @@ from typing import Any
 import typer
 
 PROCESSES = {
-    "ingest": ("ingest.server", "serve"),
-    "normalize": ("streams.normalizer", "normalize_command"),
-    "worker": ("streams.worker", "worker_command"),
+    ("ingest",): ("ingest.server", "serve"),
+    ("normalize",): ("streams.normalizer", "normalize_command"),
+    ("worker",): ("streams.worker", "worker_command"),
+    ("sink", "postgres"): ("sinks.postgres.service", "sink_postgres_command"),
 }
 
 
 def main() -> None:
     args = sys.argv[1:]
-    if args and args[0] in PROCESSES and not {"--help", "-h"} & set(args):
-        module, name = PROCESSES[args[0]]
-        single = typer.Typer(pretty_exceptions_show_locals=False, add_completion=False)
-        single.command()(getattr(importlib.import_module(module), name))
-        single(args=args[1:], prog_name=f"revloop {args[0]}")
-        return
+    for words, (module, name) in PROCESSES.items():
+        if tuple(args[: len(words)]) == words and not {"--help", "-h"} & set(args):
+            single = typer.Typer(pretty_exceptions_show_locals=False, add_completion=False)
+            single.command()(getattr(importlib.import_module(module), name))
+            single(args=args[len(words) :], prog_name=f"revloop {' '.join(words)}")
+            return
     from revloop.cli.root import app
 
     app()

@@ -1,0 +1,336 @@
+"""The tables `revloop sink postgres` writes, as SQLAlchemy 2 models: the one home of the
+database schema. Alembic migrations (sinks/postgres/migrations/) create them; the sink writes
+them with COPY and ``INSERT … ON CONFLICT`` (sinks/postgres/writer.py).
+
+Conventions (docs/sinks.md):
+- money is ``*_minor`` (BIGINT, the currency's minor units) beside a ``currency`` (ISO 4217);
+- platform ids are TEXT;
+- a table that holds an entity's latest state carries ``source_at`` and ``source_event_id``,
+  the event time and id of the change it shows: an older event never overwrites it;
+- a table of facts (actions, scores, triggers, deliveries) has one row per event, keyed by its
+  ``event_id``, and never changes, except where a redaction blanks personal data.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "pk": "%(table_name)s_pkey",
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+        }
+    )
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: DateTime(timezone=True),
+        list[str]: ARRAY(Text),
+    }
+
+
+def _text(primary: bool = False, nullable: bool = False) -> Any:
+    return mapped_column(Text, primary_key=primary, nullable=nullable)
+
+
+class _Versioned:
+    """The latest state of an entity: the event time and id of the change it shows."""
+
+    source_at: Mapped[datetime]
+    source_event_id: Mapped[str] = mapped_column(Text)
+
+
+# -- the store and its catalogue --------------------------------------------------------------
+
+
+class StoreRow(Base):
+    __tablename__ = "stores"
+    store_id: Mapped[str] = _text(primary=True)
+    platform: Mapped[str] = _text()
+    identity: Mapped[str] = _text()
+    currency: Mapped[str | None] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(Text, server_default="active")
+    baseline_monthly_revenue_minor: Mapped[int | None] = mapped_column(BigInteger)
+    baseline_roas_bp: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
+
+
+class ProductRow(_Versioned, Base):
+    __tablename__ = "products"
+    store_id: Mapped[str] = _text(primary=True)
+    product_id: Mapped[str] = _text(primary=True)
+    title: Mapped[str | None] = _text(nullable=True)
+    handle: Mapped[str | None] = _text(nullable=True)
+    status: Mapped[str | None] = _text(nullable=True)
+    vendor: Mapped[str | None] = _text(nullable=True)
+    product_type: Mapped[str | None] = _text(nullable=True)
+    tags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    url_path: Mapped[str | None] = _text(nullable=True)
+    deleted_at: Mapped[datetime | None]
+
+
+class VariantRow(_Versioned, Base):
+    __tablename__ = "variants"
+    store_id: Mapped[str] = _text(primary=True)
+    variant_id: Mapped[str] = _text(primary=True)
+    product_id: Mapped[str] = _text()
+    sku: Mapped[str | None] = _text(nullable=True)
+    title: Mapped[str | None] = _text(nullable=True)
+    price_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    inventory_item_id: Mapped[str | None] = _text(nullable=True)
+    removed_at: Mapped[datetime | None]
+    """Set when a newer version of its product no longer lists it (or the product is deleted)."""
+
+    __table_args__ = (Index(None, "store_id", "product_id"),)
+
+
+class InventoryLevelRow(Base):
+    __tablename__ = "inventory_levels"
+    store_id: Mapped[str] = _text(primary=True)
+    inventory_item_id: Mapped[str] = _text(primary=True)
+    location_id: Mapped[str] = _text(primary=True)
+    available: Mapped[int] = mapped_column(BigInteger)
+    snapshot_at: Mapped[datetime | None]
+    """The time of the last absolute level; relative adjustments older than it are in it."""
+    source_at: Mapped[datetime]
+    source_event_id: Mapped[str] = _text()
+    product_id: Mapped[str | None] = _text(nullable=True)
+    variant_id: Mapped[str | None] = _text(nullable=True)
+
+
+# -- customers and orders -----------------------------------------------------------------------
+
+
+class CustomerRow(_Versioned, Base):
+    __tablename__ = "customers"
+    store_id: Mapped[str] = _text(primary=True)
+    customer_id: Mapped[str] = _text(primary=True)
+    customer_key: Mapped[str | None] = _text(nullable=True)
+    email: Mapped[str | None] = _text(nullable=True)
+    """Personal data: kept only until the customer is redacted."""
+    accepts_marketing: Mapped[bool] = mapped_column(Boolean)
+    orders_count: Mapped[int | None] = mapped_column(BigInteger)
+    total_spent_minor: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    acquisition_source: Mapped[str | None] = _text(nullable=True)
+    """The campaign credited on the customer's first order when attribution found them acquired
+    through one; 'organic' when their first order was scored without."""
+    created_at: Mapped[datetime | None]
+    redacted_at: Mapped[datetime | None]
+
+    __table_args__ = (Index(None, "store_id", "customer_key"),)
+
+
+class OrderRow(_Versioned, Base):
+    __tablename__ = "orders"
+    store_id: Mapped[str] = _text(primary=True)
+    order_id: Mapped[str] = _text(primary=True)
+    order_number: Mapped[str | None] = _text(nullable=True)
+    customer_id: Mapped[str | None] = _text(nullable=True)
+    customer_key: Mapped[str | None] = _text(nullable=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    total_minor: Mapped[int | None] = mapped_column(BigInteger)
+    subtotal_minor: Mapped[int | None] = mapped_column(BigInteger)
+    tax_minor: Mapped[int | None] = mapped_column(BigInteger)
+    discounts_minor: Mapped[int | None] = mapped_column(BigInteger)
+    shipping_minor: Mapped[int | None] = mapped_column(BigInteger)
+    financial_status: Mapped[str | None] = _text(nullable=True)
+    fulfillment_status: Mapped[str | None] = _text(nullable=True)
+    placed_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    # Attribution, from analytics.attribution-scores.v1: the standing score.
+    confidence_bp: Mapped[int | None] = mapped_column(Integer)
+    is_incremental: Mapped[bool | None] = mapped_column(Boolean)
+    attribution_model: Mapped[str | None] = _text(nullable=True)
+    incremental_minor: Mapped[int | None] = mapped_column(BigInteger)
+    """The sum of the order's scores and reversals: what stands to be billed on."""
+    holdout: Mapped[bool | None] = mapped_column(Boolean)
+
+    __table_args__ = (Index(None, "store_id", "customer_key"), Index(None, "placed_at"))
+
+
+class OrderItemRow(_Versioned, Base):
+    __tablename__ = "order_items"
+    store_id: Mapped[str] = _text(primary=True)
+    order_id: Mapped[str] = _text(primary=True)
+    line_item_id: Mapped[str] = _text(primary=True)
+    product_id: Mapped[str | None] = _text(nullable=True)
+    variant_id: Mapped[str | None] = _text(nullable=True)
+    sku: Mapped[str | None] = _text(nullable=True)
+    title: Mapped[str | None] = _text(nullable=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price_minor: Mapped[int] = mapped_column(BigInteger)
+    total_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+
+
+class RefundRow(Base):
+    __tablename__ = "refunds"
+    store_id: Mapped[str] = _text(primary=True)
+    order_id: Mapped[str] = _text(primary=True)
+    refund_id: Mapped[str] = _text(primary=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    refunded_at: Mapped[datetime]
+    event_id: Mapped[str] = _text()
+
+
+# -- marketing ----------------------------------------------------------------------------------
+
+
+class TouchpointRow(Base):
+    __tablename__ = "touchpoints"
+    store_id: Mapped[str] = _text(primary=True)
+    touchpoint_id: Mapped[str] = _text(primary=True)
+    event_id: Mapped[str] = _text()
+    occurred_at: Mapped[datetime]
+    kind: Mapped[str] = _text()
+    channel: Mapped[str] = _text()
+    customer_key: Mapped[str | None] = _text(nullable=True)
+    campaign_id: Mapped[str | None] = _text(nullable=True)
+    ad_id: Mapped[str | None] = _text(nullable=True)
+    content_id: Mapped[str | None] = _text(nullable=True)
+    product_ids: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    click_id: Mapped[str | None] = _text(nullable=True)
+    landing_url: Mapped[str | None] = _text(nullable=True)
+    cost_minor: Mapped[int | None] = mapped_column(BigInteger)
+    cost_currency: Mapped[str | None] = mapped_column(String(3))
+
+    __table_args__ = (Index(None, "store_id", "customer_key"), Index(None, "campaign_id"))
+
+
+class CampaignProductRow(_Versioned, Base):
+    __tablename__ = "campaign_products"
+    store_id: Mapped[str] = _text(primary=True)
+    campaign_id: Mapped[str] = _text(primary=True)
+    product_id: Mapped[str] = _text(primary=True)
+    channel: Mapped[str] = _text()
+    active: Mapped[bool] = mapped_column(Boolean)
+
+
+# -- what the pipeline derived ------------------------------------------------------------------
+
+
+class _Fact:
+    """One row per derived event, never changed (a redaction may blank personal data)."""
+
+    event_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    store_id: Mapped[str] = _text()
+    occurred_at: Mapped[datetime]
+    caused_by: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+
+
+class CircuitBreakerActionRow(_Fact, Base):
+    __tablename__ = "circuit_breaker_actions"
+    product_id: Mapped[str] = _text()
+    variant_id: Mapped[str | None] = _text(nullable=True)
+    action: Mapped[str] = _text()
+    campaign_ids: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    available: Mapped[int] = mapped_column(BigInteger)
+    previous_available: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str] = _text()
+
+    __table_args__ = (Index(None, "store_id", "product_id", "occurred_at"),)
+
+
+class LowStockWarningRow(_Fact, Base):
+    __tablename__ = "low_stock_warnings"
+    product_id: Mapped[str] = _text()
+    variant_id: Mapped[str | None] = _text(nullable=True)
+    available: Mapped[int] = mapped_column(BigInteger)
+    threshold: Mapped[int] = mapped_column(BigInteger)
+    campaign_ids: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    reason: Mapped[str] = _text()
+
+
+class AttributionScoreRow(_Fact, Base):
+    __tablename__ = "attribution_scores"
+    order_id: Mapped[str] = _text()
+    customer_key: Mapped[str | None] = _text(nullable=True)
+    confidence_bp: Mapped[int] = mapped_column(Integer)
+    is_incremental: Mapped[bool] = mapped_column(Boolean)
+    model: Mapped[str] = _text()
+    order_total_minor: Mapped[int] = mapped_column(BigInteger)
+    incremental_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    credits: Mapped[Any] = mapped_column(JSONB)
+    """Per credited touch: touchpoint_id, campaign_id, channel, weight_bp, amount_minor."""
+    signals: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    holdout: Mapped[bool] = mapped_column(Boolean)
+    reverses: Mapped[str | None] = _text(nullable=True)
+
+    __table_args__ = (Index(None, "store_id", "order_id"),)
+
+
+class LifecycleTriggerRow(_Fact, Base):
+    __tablename__ = "lifecycle_triggers"
+    trigger_id: Mapped[str] = _text()
+    flow: Mapped[str] = _text()
+    customer_id: Mapped[str | None] = _text(nullable=True)
+    customer_key: Mapped[str | None] = _text(nullable=True)
+    order_id: Mapped[str | None] = _text(nullable=True)
+    product_id: Mapped[str | None] = _text(nullable=True)
+    due_at: Mapped[datetime | None]
+
+
+class WebhookLogRow(Base):
+    """A raw delivery's metadata, never its body: what arrived when, for debugging. Rows older
+    than ``sink_webhook_log_days`` are deleted by the sink."""
+
+    __tablename__ = "webhook_log"
+    event_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    store_id: Mapped[str] = _text()
+    platform: Mapped[str] = _text()
+    topic: Mapped[str] = _text()
+    delivery_id: Mapped[str | None] = _text(nullable=True)
+    content_type: Mapped[str] = _text()
+    body_bytes: Mapped[int] = mapped_column(Integer)
+    occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+
+    __table_args__ = (Index(None, "received_at"),)
+
+
+# -- the sink's own bookkeeping ----------------------------------------------------------------
+
+
+class RedactionRow(Base):
+    """Each CustomerRedact applied: the record that the data is gone, and what keeps it gone
+    when an older event of the customer arrives after it."""
+
+    __tablename__ = "redactions"
+    event_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    store_id: Mapped[str] = _text()
+    scope: Mapped[str] = _text()
+    customer_id: Mapped[str | None] = _text(nullable=True)
+    customer_key: Mapped[str | None] = _text(nullable=True)
+    orders: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    request_id: Mapped[str | None] = _text(nullable=True)
+    requested_at: Mapped[datetime]
+
+
+class KafkaOffsetRow(Base):
+    """Where the sink's group has read to, committed in the same transaction as the rows."""
+
+    __tablename__ = "kafka_offsets"
+    group_id: Mapped[str] = _text(primary=True)
+    topic: Mapped[str] = _text(primary=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]

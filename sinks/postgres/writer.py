@@ -1,0 +1,325 @@
+"""One batch of rows into Postgres, inside the caller's transaction.
+
+Each table's rows are collapsed to one per key (a statement may touch a row once), copied into
+a staging table (COPY), and merged with one ``INSERT … SELECT … ON CONFLICT``. How a table
+merges is its :class:`TableWrite`:
+
+- ``latest``: the row shows the newest change by (``source_at``, ``source_event_id``); an older
+  event changes nothing, and a row of some columns (a ProductDelete) changes only those;
+- ``once``: a fact, written the first time and never again (``DO NOTHING``);
+- ``inventory``: an absolute level replaces the quantity if newer; a relative adjustment adds
+  to it unless the last absolute level is newer (it is already counted in it).
+
+A table's rows that Postgres refuses (a NUL byte in a text, say) are found by writing the rows
+one by one, each under a savepoint: they come back as :class:`Rejected`, the others are written.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from sqlalchemy import Column
+from sqlalchemy.dialects import postgresql
+
+from sinks.postgres.rows import Row
+from sinks.postgres.tables import Base
+
+Mode = Literal["latest", "once", "inventory"]
+
+
+@dataclass(frozen=True)
+class TableWrite:
+    name: str
+    keys: tuple[str, ...]
+    mode: Mode
+    earliest: tuple[str, ...] = ()
+    """Columns that keep the earliest value whatever the order (an order's ``placed_at``)."""
+
+
+TABLES: dict[str, TableWrite] = {
+    t.name: t
+    for t in (
+        TableWrite("products", ("store_id", "product_id"), "latest"),
+        TableWrite("variants", ("store_id", "variant_id"), "latest"),
+        TableWrite(
+            "inventory_levels", ("store_id", "inventory_item_id", "location_id"), "inventory"
+        ),
+        TableWrite("customers", ("store_id", "customer_id"), "latest"),
+        TableWrite("orders", ("store_id", "order_id"), "latest", earliest=("placed_at",)),
+        TableWrite("order_items", ("store_id", "order_id", "line_item_id"), "latest"),
+        TableWrite("refunds", ("store_id", "order_id", "refund_id"), "once"),
+        TableWrite("touchpoints", ("store_id", "touchpoint_id"), "once"),
+        TableWrite("campaign_products", ("store_id", "campaign_id", "product_id"), "latest"),
+        TableWrite("circuit_breaker_actions", ("event_id",), "once"),
+        TableWrite("low_stock_warnings", ("event_id",), "once"),
+        TableWrite("attribution_scores", ("event_id",), "once"),
+        TableWrite("lifecycle_triggers", ("event_id",), "once"),
+        TableWrite("webhook_log", ("event_id",), "once"),
+        TableWrite("redactions", ("event_id",), "once"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A row Postgres refused, with why (the SQLSTATE and what it names; never the values)."""
+
+    row: Row
+    reason: str
+    origin: Any = None
+
+
+@dataclass
+class Written:
+    rows: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+    keys: dict[str, set[tuple[Any, ...]]] = field(default_factory=lambda: defaultdict(set))
+    """The keys written per table: what the follow-up statements need to look at."""
+
+
+# -- collapsing a batch to one row per key (pure) ------------------------------------------------
+
+
+def collapse(table: TableWrite, rows: Sequence[tuple[Row, Any]]) -> list[tuple[Row, Any]]:
+    """One row per key, as the batch's rows of that key would leave it in that order."""
+    by_key: dict[tuple[Any, ...], tuple[Row, Any]] = {}
+    for row, origin in rows:
+        key = tuple(row.values[k] for k in table.keys)
+        held = by_key.get(key)
+        if held is None:
+            by_key[key] = (row, origin)
+        elif table.mode == "latest":
+            by_key[key] = _merged_latest(table, held, (row, origin))
+        elif table.mode == "inventory":
+            by_key[key] = _merged_inventory(held, (row, origin))
+    return list(by_key.values())
+
+
+def _version(row: Row) -> tuple[Any, str]:
+    return row.values["source_at"], row.values["source_event_id"]
+
+
+def _merged_latest(table: TableWrite, a: tuple[Row, Any], b: tuple[Row, Any]) -> tuple[Row, Any]:
+    older, newer = sorted((a, b), key=lambda pair: _version(pair[0]))
+    values = {**older[0].values, **newer[0].values}
+    for column in table.earliest:
+        present = [v for v in (older[0].values.get(column), newer[0].values.get(column)) if v]
+        if present:
+            values[column] = min(present)
+    return Row(table.name, values), newer[1]
+
+
+def _merged_inventory(a: tuple[Row, Any], b: tuple[Row, Any]) -> tuple[Row, Any]:
+    first, second = sorted((a, b), key=lambda pair: _version(pair[0]))
+    if second[0].values["snapshot"] is not None:
+        return second  # an absolute level: the earlier change is in it
+    # An adjustment after ``first``: its level (or its adjustment) plus this one.
+    values = {
+        **second[0].values,
+        "quantity": first[0].values["quantity"] + second[0].values["quantity"],
+        "snapshot": first[0].values["snapshot"],
+    }
+    return Row("inventory_levels", values), second[1]
+
+
+# -- writing --------------------------------------------------------------------------------------
+
+
+def write_rows(conn: psycopg.Connection[Any], rows: Iterable[tuple[Row, Any]]) -> Written:
+    """Write every row (``origin`` travels with it to a rejection) in the open transaction."""
+    written = Written()
+    grouped: dict[str, list[tuple[Row, Any]]] = defaultdict(list)
+    for row, origin in rows:
+        grouped[row.table].append((row, origin))
+    for name in TABLES:  # a fixed order: the same locks in the same order in every batch
+        if name not in grouped:
+            continue
+        table = TABLES[name]
+        collapsed = collapse(table, grouped[name])
+        by_columns: dict[tuple[str, ...], list[tuple[Row, Any]]] = defaultdict(list)
+        for row, origin in collapsed:
+            by_columns[tuple(row.values)].append((row, origin))
+        for columns, group in by_columns.items():
+            _write_group(conn, table, columns, group, written)
+    return written
+
+
+def _write_group(
+    conn: psycopg.Connection[Any],
+    table: TableWrite,
+    columns: tuple[str, ...],
+    group: list[tuple[Row, Any]],
+    written: Written,
+) -> None:
+    stage = _stage(table)
+    merge = _merge_sql(table, columns, stage)
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            with cur.copy(
+                sql.SQL("COPY {} ({}) FROM STDIN").format(
+                    stage, sql.SQL(", ").join(map(sql.Identifier, columns))
+                )
+            ) as copy:
+                for row, _ in group:
+                    copy.write_row(_values(table, row, columns))
+            cur.execute(merge)
+            cur.execute(sql.SQL("TRUNCATE {}").format(stage))
+    except psycopg.Error:
+        _write_one_by_one(conn, table, columns, group, written)
+        return
+    _record(table, group, written)
+
+
+def _write_one_by_one(
+    conn: psycopg.Connection[Any],
+    table: TableWrite,
+    columns: tuple[str, ...],
+    group: list[tuple[Row, Any]],
+    written: Written,
+) -> None:
+    stage = _stage(table)
+    insert = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+        stage,
+        sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+    )
+    merge = _merge_sql(table, columns, stage)
+    for row, origin in group:
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(insert, _values(table, row, columns))
+                cur.execute(merge)
+                cur.execute(sql.SQL("TRUNCATE {}").format(stage))
+        except psycopg.Error as exc:
+            written.rejected.append(Rejected(row, _reason(table, exc), origin))
+        else:
+            _record(table, [(row, origin)], written)
+
+
+def _record(table: TableWrite, group: list[tuple[Row, Any]], written: Written) -> None:
+    written.rows += len(group)
+    keys = written.keys[table.name]
+    for row, _ in group:
+        keys.add(tuple(row.values[k] for k in table.keys))
+
+
+def _reason(table: TableWrite, exc: psycopg.Error) -> str:
+    """Why Postgres refused a row, without the row's values (they may be personal data)."""
+    diag = exc.diag
+    parts = [f"table {table.name}", f"sqlstate {exc.sqlstate or 'client'}", type(exc).__name__]
+    if diag.column_name:
+        parts.append(f"column {diag.column_name}")
+    if diag.constraint_name:
+        parts.append(f"constraint {diag.constraint_name}")
+    if exc.sqlstate is None and "NUL" in str(exc):
+        parts.append("a text holds a NUL (0x00) character")
+    return "; ".join(parts)
+
+
+def _values(table: TableWrite, row: Row, columns: tuple[str, ...]) -> list[Any]:
+    return [Jsonb(row.values[c]) if (table.name, c) in _JSON else row.values[c] for c in columns]
+
+
+# -- SQL -------------------------------------------------------------------------------------------
+
+
+def prepare_staging(conn: psycopg.Connection[Any]) -> None:
+    """Create this connection's staging tables (temporary: one set per connection)."""
+    with conn.transaction():
+        for table in TABLES.values():
+            definitions: list[sql.Composable] = [
+                sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(_type(c)))
+                for c in Base.metadata.tables[table.name].columns
+            ]
+            if table.mode == "inventory":
+                definitions.append(sql.SQL("quantity bigint, snapshot timestamptz"))
+            conn.execute(
+                sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
+                    _stage(table), sql.SQL(", ").join(definitions)
+                )
+            )
+
+
+def _stage(table: TableWrite) -> sql.Identifier:
+    """The staging table of ``table``: its columns, without constraints."""
+    return sql.Identifier(f"stage_{table.name}")
+
+
+def _type(column: Column[Any]) -> str:
+    return str(column.type.compile(dialect=_DIALECT))
+
+
+_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+_JSON = {
+    (table.name, column.name)
+    for table in Base.metadata.tables.values()
+    for column in table.columns
+    if isinstance(column.type, postgresql.JSONB)
+}
+
+
+def _merge_sql(table: TableWrite, columns: tuple[str, ...], stage: sql.Identifier) -> sql.Composed:
+    target = sql.Identifier(table.name)
+    keys = sql.SQL(", ").join(map(sql.Identifier, table.keys))
+    if table.mode == "inventory":
+        return _inventory_sql(target, stage)
+    listed = sql.SQL(", ").join(map(sql.Identifier, columns))
+    insert = sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM {s} ON CONFLICT ({k}) ").format(
+        t=target, c=listed, s=stage, k=keys
+    )
+    if table.mode == "once":
+        return insert + sql.SQL("DO NOTHING")
+    newer = sql.SQL(
+        "(EXCLUDED.source_at, EXCLUDED.source_event_id) > ({t}.source_at, {t}.source_event_id)"
+    ).format(t=target)
+    sets = []
+    for column in columns:
+        if column in table.keys:
+            continue
+        c = sql.Identifier(column)
+        if column in table.earliest:
+            sets.append(sql.SQL("{c} = LEAST({t}.{c}, EXCLUDED.{c})").format(c=c, t=target))
+        else:
+            sets.append(
+                sql.SQL("{c} = CASE WHEN {n} THEN EXCLUDED.{c} ELSE {t}.{c} END").format(
+                    c=c, n=newer, t=target
+                )
+            )
+    return insert + sql.SQL("DO UPDATE SET ") + sql.SQL(", ").join(sets)
+
+
+def _inventory_sql(target: sql.Identifier, stage: sql.Identifier) -> sql.Composed:
+    # ``available`` and ``snapshot_at`` from the staged method; see the module docstring.
+    return sql.SQL(
+        """
+        INSERT INTO {t} AS t (store_id, inventory_item_id, location_id, available, snapshot_at,
+                              source_at, source_event_id, product_id, variant_id)
+        SELECT store_id, inventory_item_id, location_id, quantity, snapshot,
+               source_at, source_event_id, product_id, variant_id
+        FROM {s}
+        ON CONFLICT (store_id, inventory_item_id, location_id) DO UPDATE SET
+            available = CASE
+                WHEN EXCLUDED.snapshot_at IS NOT NULL
+                     AND EXCLUDED.snapshot_at >= COALESCE(t.snapshot_at, '-infinity')
+                     AND (EXCLUDED.source_at, EXCLUDED.source_event_id)
+                         > (t.source_at, t.source_event_id)
+                    THEN EXCLUDED.available
+                WHEN EXCLUDED.snapshot_at IS NULL
+                     AND EXCLUDED.source_at > COALESCE(t.snapshot_at, '-infinity')
+                    THEN t.available + EXCLUDED.available
+                ELSE t.available END,
+            snapshot_at = GREATEST(t.snapshot_at, EXCLUDED.snapshot_at),
+            source_at = GREATEST(t.source_at, EXCLUDED.source_at),
+            source_event_id = CASE WHEN (EXCLUDED.source_at, EXCLUDED.source_event_id)
+                > (t.source_at, t.source_event_id) THEN EXCLUDED.source_event_id
+                ELSE t.source_event_id END,
+            product_id = COALESCE(EXCLUDED.product_id, t.product_id),
+            variant_id = COALESCE(EXCLUDED.variant_id, t.variant_id)
+        """
+    ).format(t=target, s=stage)
