@@ -68,6 +68,7 @@ class Sink:
 
     def __init__(self, settings: Settings, topics: tuple[Topic, ...], dsn: str, tmp: Path) -> None:
         self.settings = settings
+        self.topics = topics
         self.prefix = topics[0].name.removesuffix(TOPICS[0].name)
         self.dsn = dsn
         self.group = f"sink-{uuid.uuid4().hex[:8]}"
@@ -87,7 +88,7 @@ class Sink:
         if flush:
             self.producer.flush(10)
 
-    def start(self, group: str | None = None) -> None:
+    def start(self, group: str | None = None, **extra: str) -> None:
         env = {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers,
@@ -95,6 +96,7 @@ class Sink:
             "REVLOOP_TOPIC_PREFIX": self.prefix,
             "REVLOOP_STATE_DIR": str(self.tmp),
             "REVLOOP_SINK_GROUP_ID": group or self.group,
+            **extra,
         }
         self.process = subprocess.Popen(
             [sys.executable, "-P", "-m", "revloop", "sink", "postgres"],
@@ -154,3 +156,22 @@ class Sink:
     def query(self, statement: str, *params: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.dsn) as conn:
             return list(conn.execute(statement, params).fetchall())  # type: ignore[arg-type]
+
+
+def table_contents(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every sink table's rows, in key order (the offsets table aside)."""
+    from sinks.postgres.writer import TABLES
+
+    found = {}
+    with psycopg.connect(dsn) as conn:
+        for name, table in TABLES.items():
+            order = sql.SQL(", ").join(map(sql.Identifier, table.keys))
+            found[name] = list(
+                conn.execute(
+                    sql.SQL("SELECT * FROM {} ORDER BY {}").format(sql.Identifier(name), order)
+                ).fetchall()
+            )
+        found["inventory_levels"] = list(
+            conn.execute("SELECT * FROM inventory_levels ORDER BY 1, 2, 3").fetchall()
+        )
+    return found

@@ -56,14 +56,18 @@ def _pairs(pairs: set[tuple[str, str]]) -> tuple[list[str], list[str]]:
 def _remove_unlisted_variants(
     conn: psycopg.Connection[Any], products: set[tuple[str, str]]
 ) -> None:
+    # Removed: not listed by the product's newest upsert, or the product deleted after it.
     conn.execute(
         """
-        UPDATE variants v SET removed_at = p.source_at
-        FROM products p, unnest(%s::text[], %s::text[]) AS k(store_id, product_id)
-        WHERE p.store_id = k.store_id AND p.product_id = k.product_id
-          AND v.store_id = p.store_id AND v.product_id = p.product_id
-          AND v.source_at < p.source_at
-          AND v.removed_at IS DISTINCT FROM p.source_at
+        UPDATE variants v SET removed_at =
+            CASE WHEN v.source_at < p.source_at THEN p.source_at ELSE p.deleted_at END
+        FROM products p
+        JOIN unnest(%s::text[], %s::text[]) AS k(store_id, product_id)
+          ON p.store_id = k.store_id AND p.product_id = k.product_id
+        WHERE v.store_id = p.store_id AND v.product_id = p.product_id
+          AND (v.source_at < p.source_at OR p.deleted_at > v.source_at)
+          AND v.removed_at IS DISTINCT FROM
+              CASE WHEN v.source_at < p.source_at THEN p.source_at ELSE p.deleted_at END
         """,
         _pairs(products),
     )
@@ -128,7 +132,13 @@ def _acquisition(conn: psycopg.Connection[Any], customers: set[tuple[str, str]])
 
 _BLANKED = (
     # table, what it blanks, how a redaction finds the customer's rows there
-    ("customers", "email = NULL, customer_key = NULL, redacted_at = %(at)s", "id_or_key"),
+    (
+        "customers",
+        # The acquisition source ties the person to the ads they saw: it goes too.
+        "email = NULL, customer_key = NULL, acquisition_source = NULL,"
+        " redacted_at = LEAST(redacted_at, %(at)s)",
+        "id_or_key",
+    ),
     ("orders", "customer_id = NULL, customer_key = NULL", "id_key_or_order"),
     ("touchpoints", "customer_key = NULL, click_id = NULL, landing_url = NULL", "key"),
     ("attribution_scores", "customer_key = NULL", "key"),
@@ -143,7 +153,10 @@ _MATCH = {
     ),
 }
 _STILL_THERE = {
-    "customers": "(email IS NOT NULL OR customer_key IS NOT NULL OR redacted_at IS NULL)",
+    "customers": (
+        "(email IS NOT NULL OR customer_key IS NOT NULL OR acquisition_source IS NOT NULL"
+        " OR redacted_at IS NULL OR redacted_at > %(at)s)"
+    ),
     "orders": "(customer_id IS NOT NULL OR customer_key IS NOT NULL)",
     "touchpoints": "(customer_key IS NOT NULL OR click_id IS NOT NULL OR landing_url IS NOT NULL)",
     "attribution_scores": "customer_key IS NOT NULL",

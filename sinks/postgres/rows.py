@@ -65,7 +65,6 @@ def product_rows(value: Value) -> list[Row]:
         "product_type": value["product_type"],
         "tags": list(value["tags"]),
         "url_path": f"/products/{value['handle']}" if value["handle"] else None,
-        "deleted_at": None,
     }
     variants = [
         Row(
@@ -88,30 +87,36 @@ def product_rows(value: Value) -> list[Row]:
 
 
 def product_delete_rows(value: Value) -> list[Row]:
-    # Only these columns change: the product's last known details stay readable.
-    at = _envelope(value)["occurred_at"]
-    return [
-        Row("products", {**_version(value), "product_id": value["product_id"], "deleted_at": at})
-    ]
+    # Only the deletion's time: the product's last known details stay readable.
+    envelope = _envelope(value)
+    deleted = {
+        "store_id": envelope["store_id"],
+        "product_id": value["product_id"],
+        "deleted_at": envelope["occurred_at"],
+    }
+    return [Row("products", deleted)]
 
 
 def inventory_rows(value: Value) -> list[Row]:
-    absolute = value["method"] == "absolute"
-    return [
-        Row(
-            "inventory_levels",
-            {
-                **_version(value),
-                "inventory_item_id": value["inventory_item_id"],
-                "location_id": value["location_id"],
-                "quantity": int(value["quantity"]),
-                # An absolute level is a snapshot as of its time; an adjustment adds to one.
-                "snapshot": _envelope(value)["occurred_at"] if absolute else None,
-                "product_id": value["product_id"],
-                "variant_id": value["variant_id"],
-            },
-        )
-    ]
+    envelope = _envelope(value)
+    where = {
+        "store_id": envelope["store_id"],
+        "inventory_item_id": value["inventory_item_id"],
+        "location_id": value["location_id"],
+        "product_id": value["product_id"],
+        "variant_id": value["variant_id"],
+    }
+    if value["method"] == "absolute":
+        return [
+            Row("inventory_snapshots", {**_version(value), **where, "quantity": value["quantity"]})
+        ]
+    adjustment = {
+        **where,
+        "event_id": envelope["event_id"],
+        "delta": int(value["quantity"]),
+        "occurred_at": envelope["occurred_at"],
+    }
+    return [Row("inventory_adjustments", adjustment)]
 
 
 # -- customers and orders -------------------------------------------------------------------------

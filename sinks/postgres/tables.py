@@ -70,7 +70,7 @@ class StoreRow(Base):
     updated_at: Mapped[datetime]
 
 
-class ProductRow(_Versioned, Base):
+class ProductRow(Base):
     __tablename__ = "products"
     store_id: Mapped[str] = _text(primary=True)
     product_id: Mapped[str] = _text(primary=True)
@@ -81,7 +81,11 @@ class ProductRow(_Versioned, Base):
     product_type: Mapped[str | None] = _text(nullable=True)
     tags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
     url_path: Mapped[str | None] = _text(nullable=True)
+    source_at: Mapped[datetime | None]
+    """The newest upsert's time; null for a product known only by its deletion."""
+    source_event_id: Mapped[str | None] = _text(nullable=True)
     deleted_at: Mapped[datetime | None]
+    """The newest deletion's time: the product is deleted when this is after ``source_at``."""
 
 
 class VariantRow(_Versioned, Base):
@@ -100,18 +104,36 @@ class VariantRow(_Versioned, Base):
     __table_args__ = (Index(None, "store_id", "product_id"),)
 
 
-class InventoryLevelRow(Base):
-    __tablename__ = "inventory_levels"
+class InventorySnapshotRow(_Versioned, Base):
+    """The newest absolute level per item and location (``inventory_levels``, a view, adds the
+    adjustments after it)."""
+
+    __tablename__ = "inventory_snapshots"
     store_id: Mapped[str] = _text(primary=True)
     inventory_item_id: Mapped[str] = _text(primary=True)
     location_id: Mapped[str] = _text(primary=True)
-    available: Mapped[int] = mapped_column(BigInteger)
-    snapshot_at: Mapped[datetime | None]
-    """The time of the last absolute level; relative adjustments older than it are in it."""
-    source_at: Mapped[datetime]
-    source_event_id: Mapped[str] = _text()
+    quantity: Mapped[int] = mapped_column(BigInteger)
     product_id: Mapped[str | None] = _text(nullable=True)
     variant_id: Mapped[str | None] = _text(nullable=True)
+
+
+class InventoryAdjustmentRow(Base):
+    """A relative change of a level (BigCommerce): one row per event."""
+
+    __tablename__ = "inventory_adjustments"
+    store_id: Mapped[str] = _text(primary=True)
+    inventory_item_id: Mapped[str] = _text(primary=True)
+    location_id: Mapped[str] = _text(primary=True)
+    event_id: Mapped[str] = _text(primary=True)
+    delta: Mapped[int] = mapped_column(BigInteger)
+    occurred_at: Mapped[datetime]
+    product_id: Mapped[str | None] = _text(nullable=True)
+    variant_id: Mapped[str | None] = _text(nullable=True)
+
+
+# ``inventory_levels`` is a view over these two (migration 0001): each level is its newest
+# absolute snapshot plus the adjustments after it (one older than the snapshot is counted in
+# it), the stream processors' fold, whatever order the events arrived in.
 
 
 # -- customers and orders -----------------------------------------------------------------------

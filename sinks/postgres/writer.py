@@ -5,10 +5,13 @@ a staging table (COPY), and merged with one ``INSERT … SELECT … ON CONFLICT`
 merges is its :class:`TableWrite`:
 
 - ``latest``: the row shows the newest change by (``source_at``, ``source_event_id``); an older
-  event changes nothing, and a row of some columns (a ProductDelete) changes only those;
-- ``once``: a fact, written the first time and never again (``DO NOTHING``);
-- ``inventory``: an absolute level replaces the quantity if newer; a relative adjustment adds
-  to it unless the last absolute level is newer (it is already counted in it).
+  event changes nothing. A few columns merge on their own: ``earliest`` keep the least value
+  (an order's ``placed_at``), ``greatest`` the largest (a product's ``deleted_at``, which a
+  ProductDelete sets alone, without a version);
+- ``once``: a fact, written the first time and never again (``DO NOTHING``).
+
+Every merge is commutative, so the tables after a set of events do not depend on the order the
+events arrived in or how they were cut into batches (the SIGKILL test holds the sink to it).
 
 A table's rows that Postgres refuses (a NUL byte in a text, say) are found by writing the rows
 one by one, each under a savepoint: they come back as :class:`Rejected`, the others are written.
@@ -19,6 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import psycopg
@@ -30,7 +34,7 @@ from sqlalchemy.dialects import postgresql
 from sinks.postgres.rows import Row
 from sinks.postgres.tables import Base
 
-Mode = Literal["latest", "once", "inventory"]
+Mode = Literal["latest", "once"]
 
 
 @dataclass(frozen=True)
@@ -39,16 +43,23 @@ class TableWrite:
     keys: tuple[str, ...]
     mode: Mode
     earliest: tuple[str, ...] = ()
-    """Columns that keep the earliest value whatever the order (an order's ``placed_at``)."""
+    """Columns that keep their least value whatever the order (an order's ``placed_at``)."""
+    greatest: tuple[str, ...] = ()
+    """Columns that keep their largest value whatever the order (a product's ``deleted_at``)."""
 
 
 TABLES: dict[str, TableWrite] = {
     t.name: t
     for t in (
-        TableWrite("products", ("store_id", "product_id"), "latest"),
+        TableWrite("products", ("store_id", "product_id"), "latest", greatest=("deleted_at",)),
         TableWrite("variants", ("store_id", "variant_id"), "latest"),
         TableWrite(
-            "inventory_levels", ("store_id", "inventory_item_id", "location_id"), "inventory"
+            "inventory_snapshots", ("store_id", "inventory_item_id", "location_id"), "latest"
+        ),
+        TableWrite(
+            "inventory_adjustments",
+            ("store_id", "inventory_item_id", "location_id", "event_id"),
+            "once",
         ),
         TableWrite("customers", ("store_id", "customer_id"), "latest"),
         TableWrite("orders", ("store_id", "order_id"), "latest", earliest=("placed_at",)),
@@ -96,36 +107,26 @@ def collapse(table: TableWrite, rows: Sequence[tuple[Row, Any]]) -> list[tuple[R
             by_key[key] = (row, origin)
         elif table.mode == "latest":
             by_key[key] = _merged_latest(table, held, (row, origin))
-        elif table.mode == "inventory":
-            by_key[key] = _merged_inventory(held, (row, origin))
     return list(by_key.values())
 
 
 def _version(row: Row) -> tuple[Any, str]:
-    return row.values["source_at"], row.values["source_event_id"]
+    # A row without a version (a ProductDelete's) sorts first: any versioned row beats it.
+    return row.values.get("source_at") or _NEVER, row.values.get("source_event_id") or ""
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 def _merged_latest(table: TableWrite, a: tuple[Row, Any], b: tuple[Row, Any]) -> tuple[Row, Any]:
     older, newer = sorted((a, b), key=lambda pair: _version(pair[0]))
     values = {**older[0].values, **newer[0].values}
-    for column in table.earliest:
-        present = [v for v in (older[0].values.get(column), newer[0].values.get(column)) if v]
-        if present:
-            values[column] = min(present)
+    for columns, pick in ((table.earliest, min), (table.greatest, max)):
+        for column in columns:
+            present = [v for v in (older[0].values.get(column), newer[0].values.get(column)) if v]
+            if present:
+                values[column] = pick(present)
     return Row(table.name, values), newer[1]
-
-
-def _merged_inventory(a: tuple[Row, Any], b: tuple[Row, Any]) -> tuple[Row, Any]:
-    first, second = sorted((a, b), key=lambda pair: _version(pair[0]))
-    if second[0].values["snapshot"] is not None:
-        return second  # an absolute level: the earlier change is in it
-    # An adjustment after ``first``: its level (or its adjustment) plus this one.
-    values = {
-        **second[0].values,
-        "quantity": first[0].values["quantity"] + second[0].values["quantity"],
-        "snapshot": first[0].values["snapshot"],
-    }
-    return Row("inventory_levels", values), second[1]
 
 
 # -- writing --------------------------------------------------------------------------------------
@@ -237,8 +238,6 @@ def prepare_staging(conn: psycopg.Connection[Any]) -> None:
                 sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(_type(c)))
                 for c in Base.metadata.tables[table.name].columns
             ]
-            if table.mode == "inventory":
-                definitions.append(sql.SQL("quantity bigint, snapshot timestamptz"))
             conn.execute(
                 sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
                     _stage(table), sql.SQL(", ").join(definitions)
@@ -267,8 +266,6 @@ _JSON = {
 def _merge_sql(table: TableWrite, columns: tuple[str, ...], stage: sql.Identifier) -> sql.Composed:
     target = sql.Identifier(table.name)
     keys = sql.SQL(", ").join(map(sql.Identifier, table.keys))
-    if table.mode == "inventory":
-        return _inventory_sql(target, stage)
     listed = sql.SQL(", ").join(map(sql.Identifier, columns))
     insert = sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM {s} ON CONFLICT ({k}) ").format(
         t=target, c=listed, s=stage, k=keys
@@ -276,7 +273,8 @@ def _merge_sql(table: TableWrite, columns: tuple[str, ...], stage: sql.Identifie
     if table.mode == "once":
         return insert + sql.SQL("DO NOTHING")
     newer = sql.SQL(
-        "(EXCLUDED.source_at, EXCLUDED.source_event_id) > ({t}.source_at, {t}.source_event_id)"
+        "({t}.source_at IS NULL OR (EXCLUDED.source_at, EXCLUDED.source_event_id)"
+        " > ({t}.source_at, {t}.source_event_id))"
     ).format(t=target)
     sets = []
     for column in columns:
@@ -285,6 +283,10 @@ def _merge_sql(table: TableWrite, columns: tuple[str, ...], stage: sql.Identifie
         c = sql.Identifier(column)
         if column in table.earliest:
             sets.append(sql.SQL("{c} = LEAST({t}.{c}, EXCLUDED.{c})").format(c=c, t=target))
+        elif column in table.greatest:
+            sets.append(sql.SQL("{c} = GREATEST({t}.{c}, EXCLUDED.{c})").format(c=c, t=target))
+        elif "source_at" not in columns:
+            continue  # an unversioned row sets only its merging columns
         else:
             sets.append(
                 sql.SQL("{c} = CASE WHEN {n} THEN EXCLUDED.{c} ELSE {t}.{c} END").format(
@@ -292,34 +294,3 @@ def _merge_sql(table: TableWrite, columns: tuple[str, ...], stage: sql.Identifie
                 )
             )
     return insert + sql.SQL("DO UPDATE SET ") + sql.SQL(", ").join(sets)
-
-
-def _inventory_sql(target: sql.Identifier, stage: sql.Identifier) -> sql.Composed:
-    # ``available`` and ``snapshot_at`` from the staged method; see the module docstring.
-    return sql.SQL(
-        """
-        INSERT INTO {t} AS t (store_id, inventory_item_id, location_id, available, snapshot_at,
-                              source_at, source_event_id, product_id, variant_id)
-        SELECT store_id, inventory_item_id, location_id, quantity, snapshot,
-               source_at, source_event_id, product_id, variant_id
-        FROM {s}
-        ON CONFLICT (store_id, inventory_item_id, location_id) DO UPDATE SET
-            available = CASE
-                WHEN EXCLUDED.snapshot_at IS NOT NULL
-                     AND EXCLUDED.snapshot_at >= COALESCE(t.snapshot_at, '-infinity')
-                     AND (EXCLUDED.source_at, EXCLUDED.source_event_id)
-                         > (t.source_at, t.source_event_id)
-                    THEN EXCLUDED.available
-                WHEN EXCLUDED.snapshot_at IS NULL
-                     AND EXCLUDED.source_at > COALESCE(t.snapshot_at, '-infinity')
-                    THEN t.available + EXCLUDED.available
-                ELSE t.available END,
-            snapshot_at = GREATEST(t.snapshot_at, EXCLUDED.snapshot_at),
-            source_at = GREATEST(t.source_at, EXCLUDED.source_at),
-            source_event_id = CASE WHEN (EXCLUDED.source_at, EXCLUDED.source_event_id)
-                > (t.source_at, t.source_event_id) THEN EXCLUDED.source_event_id
-                ELSE t.source_event_id END,
-            product_id = COALESCE(EXCLUDED.product_id, t.product_id),
-            variant_id = COALESCE(EXCLUDED.variant_id, t.variant_id)
-        """
-    ).format(t=target, s=stage)

@@ -3,8 +3,14 @@ newest wins, bad rows to dead letters, redaction."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
+from typing import Any
 
+from confluent_kafka import Consumer
+
+from revloop.kafka import consumer_config, high_watermarks, read_ranges
+from tests.normalizer_support import SERDE
 from tests.sink_events import (
     action,
     customer,
@@ -13,6 +19,7 @@ from tests.sink_events import (
     order,
     product,
     raw,
+    redact,
     refund,
     score,
     touchpoint,
@@ -84,3 +91,79 @@ def test_events_land_in_their_tables_and_an_older_event_changes_nothing(sink: Si
     ) == [("sc-1", 5000, None), ("sc-2", -1000, "sc-1")]
     assert sink.query("SELECT flow FROM lifecycle_triggers") == [("post_purchase",)]
     assert sink.query("SELECT topic, body_bytes FROM webhook_log") == [("orders/create", 9)]
+
+
+def test_a_row_postgres_refuses_goes_to_dead_letters_and_its_batch_is_written(
+    sink: Sink,
+) -> None:
+    sink.publish("ProductUpsert", product("prod-ok-1", 1, "p1", "Beanie", ["v1"]), flush=False)
+    # Avro carries a NUL character; Postgres text cannot.
+    sink.publish("ProductUpsert", product("prod-bad", 2, "p2", "Scarf\x00x", ["v2"]), flush=False)
+    sink.publish("ProductUpsert", product("prod-ok-2", 3, "p3", "Mittens", ["v3"]))
+    sink.start()
+    sink.wait_caught_up()
+    assert sink.query("SELECT product_id FROM products ORDER BY 1") == [("p1",), ("p3",)]
+    # The bad product's variant row is fine, and written.
+    assert sink.query("SELECT variant_id FROM variants ORDER BY 1") == [("v1",), ("v2",), ("v3",)]
+    (letter,) = read_all(sink, "ops.dead-letters.v1")
+    assert letter["stage"] == "sink.postgres"
+    assert "table products" in letter["error_type"]
+    assert "NUL" in letter["error_type"]
+    assert letter["envelope"]["caused_by"] == ["prod-bad"]
+    assert letter["original_topic"] == sink.prefix + "commerce.products.v1"
+    assert letter["original_value"] is None  # a reference: no copy of what may be personal
+    assert "Scarf" not in repr(letter)
+
+
+def test_a_redacted_customer_is_gone_from_every_table_and_stays_gone(sink: Sink) -> None:
+    sink.publish("CustomerUpsert", customer("cust-1", 1, "cu1", "k1", "ada@example.com"))
+    sink.publish("CustomerUpsert", customer("cust-2", 1, "cu2", "k2", "bob@example.com"))
+    sink.publish("OrderEvent", order("ord-1", 3, "o1", "created", "cu1", "k1"))
+    sink.publish("OrderEvent", order("ord-2", 3, "o2", "created", "cu2", "k2"))
+    sink.publish("Touchpoint", touchpoint("tp-1", 1, "t1", "k1", "c1"))
+    sink.publish("AttributionScore", score("sc-1", 3, "o1", "k1", 5000))
+    sink.publish("LifecycleTrigger", trigger("tr-1", 3, "cu1", "k1"))
+    sink.start()
+    sink.wait_caught_up()
+    assert sink.query("SELECT count(*) FROM customers WHERE email IS NOT NULL") == [(2,)]
+
+    sink.publish("CustomerRedact", redact("red-1", 10, "cu1", "k1", ["o1"]))
+    sink.wait_caught_up()
+    # Events of the customer from before the redaction, delivered after it (a replay, a late
+    # delivery), do not bring the data back.
+    sink.publish("CustomerUpsert", customer("cust-0", 0, "cu1", "k1", "ada@example.com"))
+    sink.publish("Touchpoint", touchpoint("tp-2", 2, "t2", "k1", "c1"))
+    sink.publish("OrderEvent", order("ord-0", 2, "o3", "created", "cu1", "k1"))
+    sink.wait_caught_up()
+
+    for table, columns in [
+        ("customers", "email, customer_key"),
+        ("orders", "customer_id, customer_key"),
+        ("touchpoints", "customer_key, click_id, landing_url"),
+        ("attribution_scores", "customer_key"),
+        ("lifecycle_triggers", "customer_id, customer_key"),
+    ]:
+        text = repr(sink.query(f"SELECT {columns} FROM {table}"))  # noqa: S608
+        assert "ada@" not in text and "'k1'" not in text and "'cu1'" not in text, table
+    assert "fbclid" not in repr(sink.query("SELECT click_id FROM touchpoints"))
+    # The other customer is untouched; the amounts stay for billing.
+    assert sink.query("SELECT email FROM customers WHERE customer_id = 'cu2'") == [
+        ("bob@example.com",)
+    ]
+    assert sink.query("SELECT incremental_minor FROM attribution_scores") == [(5000,)]
+    assert sink.query("SELECT event_id, customer_id, orders FROM redactions") == [
+        ("red-1", "cu1", ["o1"])
+    ]
+    assert sink.query("SELECT redacted_at FROM customers WHERE customer_id = 'cu1'") == [
+        (T0 + timedelta(minutes=10),)
+    ]
+
+
+def read_all(sink: Sink, catalogue_name: str) -> list[dict[str, Any]]:
+    name = sink.prefix + catalogue_name
+    reader = Consumer(consumer_config(sink.settings, f"reader-{uuid.uuid4().hex[:6]}"))
+    try:
+        ranges = {(name, p): (0, end) for p, end in high_watermarks(reader, name).items()}
+        return [SERDE.decode(m.value() or b"").value for m in read_ranges(reader, ranges)]
+    finally:
+        reader.close()

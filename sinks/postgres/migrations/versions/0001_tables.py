@@ -1,8 +1,8 @@
-"""The sink's tables (sinks/postgres/tables.py as first released).
+"""The sink's tables (sinks/postgres/tables.py as first released) and inventory_levels.
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-02 09:58:32.745339
+Create Date: 2026-12-02 10:05:57.858929
 """
 
 from __future__ import annotations
@@ -15,6 +15,32 @@ revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
+
+
+INVENTORY_LEVELS = """
+CREATE VIEW inventory_levels AS
+SELECT k.store_id, k.inventory_item_id, k.location_id,
+       COALESCE(s.quantity, 0) + COALESCE(later.delta, 0) AS available,
+       s.source_at AS snapshot_at,
+       GREATEST(s.source_at, later.newest) AS source_at,
+       COALESCE(s.product_id, later.product_id) AS product_id,
+       COALESCE(s.variant_id, later.variant_id) AS variant_id
+FROM (
+    SELECT store_id, inventory_item_id, location_id FROM inventory_snapshots
+    UNION
+    SELECT store_id, inventory_item_id, location_id FROM inventory_adjustments
+) k
+LEFT JOIN inventory_snapshots s USING (store_id, inventory_item_id, location_id)
+LEFT JOIN LATERAL (
+    SELECT sum(a.delta)::bigint AS delta, max(a.occurred_at) AS newest,
+           max(a.product_id) AS product_id, max(a.variant_id) AS variant_id
+    FROM inventory_adjustments a
+    WHERE a.store_id = k.store_id AND a.inventory_item_id = k.inventory_item_id
+      AND a.location_id = k.location_id
+      AND (s.source_at IS NULL
+           OR (a.occurred_at, a.event_id) > (s.source_at, s.source_event_id))
+) later ON TRUE
+"""
 
 
 def upgrade() -> None:
@@ -102,18 +128,35 @@ def upgrade() -> None:
         unique=False,
     )
     op.create_table(
-        "inventory_levels",
+        "inventory_adjustments",
         sa.Column("store_id", sa.Text(), nullable=False),
         sa.Column("inventory_item_id", sa.Text(), nullable=False),
         sa.Column("location_id", sa.Text(), nullable=False),
-        sa.Column("available", sa.BigInteger(), nullable=False),
-        sa.Column("snapshot_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("source_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("source_event_id", sa.Text(), nullable=False),
+        sa.Column("event_id", sa.Text(), nullable=False),
+        sa.Column("delta", sa.BigInteger(), nullable=False),
+        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("product_id", sa.Text(), nullable=True),
         sa.Column("variant_id", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint(
-            "store_id", "inventory_item_id", "location_id", name=op.f("inventory_levels_pkey")
+            "store_id",
+            "inventory_item_id",
+            "location_id",
+            "event_id",
+            name=op.f("inventory_adjustments_pkey"),
+        ),
+    )
+    op.create_table(
+        "inventory_snapshots",
+        sa.Column("store_id", sa.Text(), nullable=False),
+        sa.Column("inventory_item_id", sa.Text(), nullable=False),
+        sa.Column("location_id", sa.Text(), nullable=False),
+        sa.Column("quantity", sa.BigInteger(), nullable=False),
+        sa.Column("product_id", sa.Text(), nullable=True),
+        sa.Column("variant_id", sa.Text(), nullable=True),
+        sa.Column("source_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("source_event_id", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "store_id", "inventory_item_id", "location_id", name=op.f("inventory_snapshots_pkey")
         ),
     )
     op.create_table(
@@ -217,9 +260,9 @@ def upgrade() -> None:
         sa.Column("product_type", sa.Text(), nullable=True),
         sa.Column("tags", postgresql.ARRAY(sa.Text()), server_default="{}", nullable=False),
         sa.Column("url_path", sa.Text(), nullable=True),
+        sa.Column("source_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("source_event_id", sa.Text(), nullable=True),
         sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("source_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("source_event_id", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("store_id", "product_id", name=op.f("products_pkey")),
     )
     op.create_table(
@@ -323,8 +366,11 @@ def upgrade() -> None:
         op.f("ix_webhook_log_received_at"), "webhook_log", ["received_at"], unique=False
     )
 
+    op.execute(INVENTORY_LEVELS)
+
 
 def downgrade() -> None:
+    op.execute("DROP VIEW inventory_levels")
     op.drop_index(op.f("ix_webhook_log_received_at"), table_name="webhook_log")
     op.drop_table("webhook_log")
     op.drop_index(op.f("ix_variants_store_id_product_id"), table_name="variants")
@@ -343,7 +389,8 @@ def downgrade() -> None:
     op.drop_table("low_stock_warnings")
     op.drop_table("lifecycle_triggers")
     op.drop_table("kafka_offsets")
-    op.drop_table("inventory_levels")
+    op.drop_table("inventory_snapshots")
+    op.drop_table("inventory_adjustments")
     op.drop_index(op.f("ix_customers_store_id_customer_key"), table_name="customers")
     op.drop_table("customers")
     op.drop_index(
