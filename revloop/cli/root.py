@@ -38,7 +38,13 @@ app.command("demo")(demo_command)
 try:
     from bench import bench_app
 except ImportError as missing:
-    if missing.name not in ("bench", "bench.ingest", "bench.accept_path", "bench.streams"):
+    if missing.name not in (
+        "bench",
+        "bench.ingest",
+        "bench.accept_path",
+        "bench.streams",
+        "bench.normalizer",
+    ):
         raise
 
     @app.command(
