@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 Value = Mapping[str, Any]
@@ -17,10 +18,16 @@ class Row:
     values: dict[str, Any]
 
 
-def rows_for(record: str, value: Value) -> list[Row]:
-    """The rows one event writes; ``record`` is its short record name (e.g. ``OrderEvent``)."""
+def rows_for(record: str, value: Value, published_at: datetime) -> list[Row]:
+    """The rows one event writes; ``record`` is its short record name (e.g. ``OrderEvent``),
+    ``published_at`` when it was written to Kafka (the record's timestamp)."""
     build = _BUILDERS.get(record)
-    return build(value) if build else []
+    if build is None:
+        return []
+    rows = build(value)
+    if record in _PUBLISHED:
+        rows = [Row(r.table, {**r.values, "published_at": published_at}) for r in rows]
+    return rows
 
 
 def _envelope(value: Value) -> Value:
@@ -401,4 +408,5 @@ _BUILDERS = {
     "RawWebhook": webhook_rows,
     "CustomerRedact": redaction_rows,
 }
+_PUBLISHED = frozenset({"CircuitBreakerAction", "LowStockWarning"})
 RECORDS = frozenset(_BUILDERS)

@@ -222,7 +222,9 @@ class PostgresSink:
             envelope["platform"],
         )
         record = decoded.record_name.rsplit(".", 1)[-1]
-        return [(row, origin) for row in rows_for(record, decoded.value)], None
+        _, stamp = message.timestamp()
+        published = datetime.fromtimestamp(stamp / 1000, UTC)
+        return [(row, origin) for row in rows_for(record, decoded.value, published)], None
 
     def _send_dead_letters(self, rejected: Sequence[Rejected]) -> None:
         if self._producer is None:

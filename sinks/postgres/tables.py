@@ -267,6 +267,9 @@ class CircuitBreakerActionRow(_Fact, Base):
     available: Mapped[int] = mapped_column(BigInteger)
     previous_available: Mapped[int | None] = mapped_column(BigInteger)
     reason: Mapped[str] = _text()
+    published_at: Mapped[datetime]
+    """When the worker published it (the record's Kafka timestamp): ``occurred_at`` is the
+    sell-out's or restock's own time, so the difference is how long the loop took."""
 
     __table_args__ = (Index(None, "store_id", "product_id", "occurred_at"),)
 
@@ -279,6 +282,7 @@ class LowStockWarningRow(_Fact, Base):
     threshold: Mapped[int] = mapped_column(BigInteger)
     campaign_ids: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
     reason: Mapped[str] = _text()
+    published_at: Mapped[datetime]
 
 
 class AttributionScoreRow(_Fact, Base):

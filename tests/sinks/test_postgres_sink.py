@@ -3,6 +3,7 @@ newest wins, bad rows to dead letters, redaction."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -167,3 +168,59 @@ def read_all(sink: Sink, catalogue_name: str) -> list[dict[str, Any]]:
         return [SERDE.decode(m.value() or b"").value for m in read_ranges(reader, ranges)]
     finally:
         reader.close()
+
+
+def test_the_analyst_views_answer_the_common_questions(sink: Sink) -> None:
+    # November: o1 placed and scored (incremental 5000 via c1); December: o2 placed and
+    # scored, o1 partly refunded (its score reversed by 1000).
+    nov, dec = -60 * 24 * 3, 60 * 24 * 3  # minutes from T0 (1 Dec 09:00)
+    sink.publish("OrderEvent", order("ord-1", nov, "o1", "created", "cu1", "k1", total=5000))
+    sink.publish("AttributionScore", score("sc-1", nov, "o1", "k1", 5000))
+    sink.publish("OrderEvent", order("ord-2", dec, "o2", "created", "cu2", "k2", total=8000))
+    sink.publish("AttributionScore", score("sc-2", dec, "o2", "k2", 0, signals=[]))
+    sink.publish("OrderEvent", refund("ref-1", dec, "o1", "r1", 1000))
+    sink.publish("AttributionScore", score("sc-3", dec, "o1", "k1", -1000, reverses="sc-1"))
+    sink.publish("CircuitBreakerAction", action("act-1", 1, "p1", "pause", 0))
+    sink.publish("CircuitBreakerAction", action("act-2", 9, "p1", "resume", 5))
+    sink.publish("CircuitBreakerAction", action("act-3", 20, "p2", "pause", 0))
+    sink.start()
+    sink.wait_caught_up()
+    months = sink.query(
+        "SELECT to_char(month, 'YYYY-MM'), orders, revenue_minor, refunded_minor,"
+        " net_revenue_minor, incremental_minor FROM revenue_by_month ORDER BY month"
+    )
+    assert months == [("2026-11", 1, 5000, 0, 5000, 5000), ("2026-12", 1, 8000, 1000, 7000, -1000)]
+    by_campaign = sink.query(
+        "SELECT campaign_id, to_char(month, 'YYYY-MM'), incremental_minor"
+        " FROM incremental_revenue_by_campaign ORDER BY month"
+    )
+    assert by_campaign == [("c1", "2026-11", 5000), ("c1", "2026-12", -1000)]
+    assert sink.query("SELECT product_id, campaign_ids FROM open_circuit_breakers") == [
+        ("p2", ["c1"])
+    ]
+    seconds = sink.query("SELECT product_id, seconds FROM sellout_to_pause ORDER BY 1")
+    assert [p for p, _ in seconds] == ["p1", "p2"]
+    assert all(s > 0 for _, s in seconds)  # published now, sold out in the past
+
+
+def test_a_lost_database_connection_mid_stream_loses_and_doubles_nothing(sink: Sink) -> None:
+    for n in range(3000):
+        sink.publish(
+            "CircuitBreakerAction", action(f"act-{n}", n / 10, f"p{n % 50}", "pause", 0), False
+        )
+        sink.publish("OrderEvent", refund(f"ref-{n}", n / 10, f"o{n % 70}", f"r{n}", 10), False)
+    sink.producer.flush(30)
+    sink.start(REVLOOP_SINK_BATCH_SIZE="100")
+    for _ in range(3):
+        time.sleep(1.0)
+        # Postgres ends the sink's session (a restart, a failover, a network cut would too).
+        sink.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'revloop-sink' AND datname = current_database()"
+        )
+    sink.wait_caught_up(timeout=120)
+    assert sink.query("SELECT count(*), count(DISTINCT event_id) FROM circuit_breaker_actions") == [
+        (3000, 3000)
+    ]
+    assert sink.query("SELECT count(*), sum(amount_minor) FROM refunds") == [(3000, 30000)]
+    assert "batch failed, reading it again" in sink.log.read_text()
