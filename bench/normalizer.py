@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import random
 import secrets
 import signal
@@ -36,7 +35,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -49,12 +48,12 @@ from quixstreams.models import TopicConfig
 from quixstreams.models.serializers import SerializationContext, Serializer
 from rich.console import Console
 
+from bench.common import ceiling, child_process, git_commit
 from platforms import shopify
 from platforms.dispatch import normalize_delivery
 from platforms.events import EVENTS, Emit, NormalizeContext, RawDelivery
 from platforms.webhooks import raw_record
 from revloop.crypto import Secret, SecretBox, new_master_key
-from revloop.ids import deterministic_id
 from revloop.kafka import (
     admin_client,
     consumer_config,
@@ -69,6 +68,8 @@ from revloop.stores import LiveCurrencies, Store, StoreRegistry
 from schemas.registry import registry_for
 from schemas.serde import AvroSerde, SerdeError
 from schemas.topics import TOPICS, Topic, prefixed, topic, topic_for_record
+from streams.normalizer.dead_letters import RawReference
+from streams.normalizer.dead_letters import dead_letter as normalizer_dead_letter
 
 RAW = topic("raw.webhooks.v1")
 RAW_RECORD = EVENTS + "RawWebhook"
@@ -547,48 +548,12 @@ def first_sightings(raw: RawDelivery, events: Sequence[Emit], seen: Seen) -> lis
     return fresh
 
 
-@dataclass(frozen=True)
-class RawReference:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-
-
 def dead_letter(
     ref: RawReference, raw: RawDelivery | None, reason: str, message: str, stage: str
 ) -> Emit:
-    """The normalizer's DeadLetter (streams/normalizer/dead_letters.py): its id is fixed by the
-    raw record, so processing it twice yields one letter."""
+    """The normalizer's own dead letter, stamped now."""
     at = datetime.now(UTC)
-    source_id = raw.event_id if raw else f"{ref.topic}/{ref.partition}/{ref.offset}"
-    store_id = raw.store_id if raw else (ref.key or b"unknown").decode("utf-8", "replace")
-    envelope: dict[str, Any] = {
-        "event_id": deterministic_id(f"dead-letter/{stage}/{source_id}"),
-        "store_id": store_id,
-        "platform": raw.platform if raw else "other",
-        "occurred_at": raw.occurred_at if raw else at,
-        "received_at": raw.received_at if raw else at,
-        "source": "derived",
-        "caused_by": [raw.event_id] if raw else [],
-    }
-    return Emit(
-        EVENTS + "DeadLetter",
-        {
-            "envelope": envelope,
-            "stage": stage,
-            "error_type": reason,
-            "error_message": message,
-            "original_topic": ref.topic,
-            "original_partition": ref.partition,
-            "original_offset": ref.offset,
-            "original_key": ref.key,
-            "original_value": ref.value,
-            "raw_event_id": raw.event_id if raw else None,
-            "attempts": 1,
-        },
-    )
+    return normalizer_dead_letter(ref, raw=raw, reason=reason, message=message, stage=stage, at=at)
 
 
 def derived_events(raw: RawDelivery, ref: RawReference, context: NormalizeContext) -> list[Emit]:
@@ -812,27 +777,6 @@ def prototype_command(
 # -- running the runtimes and watching their commits ---------------------------------------------
 
 
-@contextmanager
-def child(
-    argv: Sequence[str], env: Mapping[str, str], log_path: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    log = log_path.open("ab")
-    process = subprocess.Popen(
-        list(argv), env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        log.close()
-
-
 def revloop_argv(*args: str) -> list[str]:
     return [sys.executable, "-P", "-m", "revloop", *args]
 
@@ -919,40 +863,6 @@ def profiled(
         spy.wait(30)
 
 
-def ceiling(settings: Settings, total: int) -> float:
-    """Consume the raw topic from the start and produce every record again (to a topic of the
-    run's), in batches: the same client library, no decoding, no state, no transactions."""
-    sink = f"{settings.topic_prefix}bench.ceiling"
-    ensure_topics(settings, [replace(RAW, name=sink)])
-    consumer = Consumer(consumer_config(settings, f"bench-ceiling-{uuid.uuid4().hex[:6]}"))
-    producer = Producer(producer_config(settings, **{"message.max.bytes": 4 * 1024 * 1024}))
-    consumer.subscribe([settings.topic_name(RAW)])
-    seen, started = 0, 0.0
-    try:
-        while seen < total:
-            batch = consumer.consume(500, 1.0)
-            if not batch:
-                continue
-            if not started:
-                started = time.perf_counter()
-            for message in batch:
-                if message.error():
-                    continue
-                while True:
-                    try:
-                        producer.produce(sink, key=message.key(), value=message.value())
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
-                producer.poll(0)
-                seen += 1
-        producer.flush(60)
-        consumer.commit(asynchronous=False)
-        return seen / (time.perf_counter() - started)
-    finally:
-        consumer.close()
-
-
 def read_outputs(
     settings: Settings, output_prefix: str, serde: AvroSerde, expected: Mapping[str, str]
 ) -> Outputs:
@@ -1037,7 +947,10 @@ def run_bench(
                 "normalize", "--group-id", NORMALIZER_GROUP, "--instance-id", INSTANCE
             )
             env_n = env | {"REVLOOP_STATE_DIR": str(directory / "normalizer")}
-            with child(argv, env_n, log) as process, profiled(process, profile_dir, "normalizer"):
+            with (
+                child_process(argv, env_n, log) as process,
+                profiled(process, profile_dir, "normalizer"),
+            ):
                 group = settings.topic_prefix + NORMALIZER_GROUP
                 normalizer, _ = watch_commits(settings, group, total, process, log)
 
@@ -1046,12 +959,15 @@ def run_bench(
             log.write_bytes(b"")
             argv = prototype_argv(quix_prefix, directory / "quix-state")
             env_q = env | {"REVLOOP_STATE_DIR": str(directory / "quix")}
-            with child(argv, env_q, log) as process, profiled(process, profile_dir, "prototype"):
+            with (
+                child_process(argv, env_q, log) as process,
+                profiled(process, profile_dir, "prototype"),
+            ):
                 group = quix_prefix + PROTOTYPE_GROUP
                 prototype, _ = watch_commits(settings, group, total, process, log)
 
             progress("the ceiling: a bare consume-and-produce loop over the raw topic")
-            ceiling_rate = ceiling(settings, total)
+            ceiling_rate = ceiling(settings, [RAW], total)
 
             progress("reading both outputs (read_committed)")
             normalizer_outputs = read_outputs(settings, settings.topic_prefix, serde, expected)
@@ -1064,12 +980,12 @@ def run_bench(
                 log = log_dir / "prototype-kill.log"
                 log.write_bytes(b"")
                 argv = prototype_argv(kill_prefix, directory / "kill-state")
-                with child(argv, env_q, log) as process:
+                with child_process(argv, env_q, log) as process:
                     group = kill_prefix + PROTOTYPE_GROUP
                     _, at = watch_commits(settings, group, total, process, log, stop_at=total // 2)
                     process.send_signal(signal.SIGKILL)
                     process.wait()
-                with child(argv, env_q, log) as process:
+                with child_process(argv, env_q, log) as process:
                     watch_commits(settings, group, total, process, log)
                 killed = KillCheck(at, read_outputs(settings, kill_prefix, serde, expected))
     finally:
@@ -1080,7 +996,7 @@ def run_bench(
             for future in admin.delete_consumer_groups(ours, request_timeout=10).values():
                 future.exception()  # a group that lingers is harmless
     return NormalizerReport(
-        commit=_git_commit(),
+        commit=git_commit(),
         raw_records=total,
         redeliveries=redeliveries,
         expected_events=len(expected),
@@ -1127,15 +1043,6 @@ def raw_end(settings: Settings) -> int:
         return sum(high_watermarks(reader, settings.topic_name(RAW)).values())
     finally:
         reader.close()
-
-
-def _git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def normalizer_command(

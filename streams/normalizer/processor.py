@@ -127,6 +127,7 @@ class Normalizer:
             group_id=self.consumer_group,
             instance_id=self.instance_id,
             batch_size=self.settings.normalizer_batch_size,
+            batch_wait_seconds=self.settings.normalizer_batch_wait_seconds,
             session_timeout_ms=self.settings.normalizer_session_timeout_ms,
             max_poll_interval_ms=self.settings.stream_max_poll_interval_ms,
             producer_overrides={

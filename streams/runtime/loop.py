@@ -37,6 +37,8 @@ class LoopOptions:
     """Stable per process slot: a restarted instance reuses its transactional id, which aborts
     whatever its previous life left open instead of letting it block readers until timeout."""
     batch_size: int
+    batch_wait_seconds: float
+    """How long a batch waits to fill: a record waits up to this before its transaction."""
     session_timeout_ms: int
     """How long a silent (e.g. killed) instance keeps its partitions before the group moves them."""
     max_poll_interval_ms: int
@@ -94,7 +96,9 @@ class ExactlyOnceLoop:
         )
         try:
             while not stop.is_set():
-                messages = consumer.consume(self.options.batch_size, timeout=0.5)
+                messages = consumer.consume(
+                    self.options.batch_size, timeout=self.options.batch_wait_seconds
+                )
                 if messages:
                     self._process_batch(consumer, producer, messages)
         finally:
