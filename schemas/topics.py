@@ -218,8 +218,8 @@ TOPICS: tuple[Topic, ...] = (
         partitions=3,
         cleanup=Cleanup.DELETE,
         retention_ms=FOREVER,
-        producers=("sinks.ledger",),
-        consumers=("sinks.postgres", "billing.settlement"),
+        producers=("streams.ledger", "sinks.settlement"),
+        consumers=("sinks.postgres",),
         description="Immutable double-entry postings. Keyed by store so a store's ledger is one "
         "ordered sequence (its hash chain depends on that order).",
     ),

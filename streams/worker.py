@@ -1,8 +1,9 @@
 """`revloop worker`: the stateful stream processors, on quixstreams, exactly once (docs/streams.md).
 
-It composes three processors over shared input streams: the circuit breaker
-(``actions.circuit-breaker.v1``), attribution (``analytics.attribution-scores.v1``) and lifecycle
-(``lifecycle.triggers.v1``).
+It composes four processors over shared input streams: the circuit breaker
+(``actions.circuit-breaker.v1``, ``alerts.low-stock.v1``), attribution
+(``analytics.attribution-scores.v1``) with the ledger entries its scores book
+(``billing.ledger-entries.v1``), and lifecycle (``lifecycle.triggers.v1``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from schemas.registry import registry_for
 from schemas.serde import AvroSerde
 from streams.attribution.topology import add_attribution
 from streams.circuit_breaker.topology import add_circuit_breaker
+from streams.ledger import add_ledger
 from streams.lifecycle.topology import add_lifecycle
 from streams.runtime.inputs import Inputs
 from streams.runtime.quix import fence_previous_life, worker_application
@@ -34,7 +36,8 @@ def build_worker(settings: Settings, instance_id: str) -> Application:
     stores = LiveStoreSettings(settings.stores_file, settings, settings.stores_check_seconds)
     inputs = Inputs(app, settings, serde, stores)
     add_circuit_breaker(app, settings, serde, inputs)
-    add_attribution(app, settings, serde, inputs)
+    scores = add_attribution(app, settings, serde, inputs)
+    add_ledger(app, settings, serde, scores)
     add_lifecycle(app, settings, serde, inputs)
     return app
 

@@ -393,6 +393,33 @@ def redaction_rows(value: Value) -> list[Row]:
 RECORDS: frozenset[str]
 """The records the sink writes (short names)."""
 
+
+def ledger_rows(value: Value) -> list[Row]:
+    """An entry, as appended to its store's chain (sinks/postgres/ledger.py adds its place
+    and links)."""
+    envelope = _envelope(value)
+    return [
+        Row(
+            "ledger_entries",
+            {
+                "entry_id": value["entry_id"],
+                "store_id": envelope["store_id"],
+                "ledger": value["ledger"],
+                "debit_account": value["debit_account"],
+                "credit_account": value["credit_account"],
+                "amount_minor": int(value["amount"]["amount_minor"]),
+                "currency": value["amount"]["currency"],
+                "code": value["code"],
+                "reverses_entry_id": value["reverses_entry_id"],
+                "order_id": value["order_id"],
+                "period": value["period"],
+                "occurred_at": envelope["occurred_at"],
+                "caused_by": list(envelope.get("caused_by") or []),
+            },
+        )
+    ]
+
+
 _BUILDERS = {
     "ProductUpsert": product_rows,
     "ProductDelete": product_delete_rows,
@@ -407,6 +434,7 @@ _BUILDERS = {
     "LifecycleTrigger": trigger_rows,
     "RawWebhook": webhook_rows,
     "CustomerRedact": redaction_rows,
+    "LedgerEntry": ledger_rows,
 }
 _PUBLISHED = frozenset({"CircuitBreakerAction", "LowStockWarning"})
 RECORDS = frozenset(_BUILDERS)

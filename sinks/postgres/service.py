@@ -36,6 +36,7 @@ from schemas.registry import registry_for
 from schemas.serde import AvroSerde, SerdeError
 from schemas.topics import TOPICS, topic_for_record
 from sinks.postgres.followups import follow_up
+from sinks.postgres.ledger import append_entries
 from sinks.postgres.rows import RECORDS, Row, rows_for
 from sinks.postgres.writer import Rejected, prepare_staging, write_rows
 
@@ -158,8 +159,10 @@ class PostgresSink:
                 rows += rows_of
                 if failure is not None:
                     dead.append(failure)
-            written = write_rows(conn, rows)
+            entries = [row for row, _ in rows if row.table == "ledger_entries"]
+            written = write_rows(conn, [(r, o) for r, o in rows if r.table != "ledger_entries"])
             follow_up(conn, [row for row, _ in rows])
+            append_entries(conn, entries)
             dead += written.rejected
             if dead:
                 self._send_dead_letters(dead)

@@ -19,12 +19,14 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Index,
     Integer,
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -360,3 +362,51 @@ class KafkaOffsetRow(Base):
     partition: Mapped[int] = mapped_column(Integer, primary_key=True)
     next_offset: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime]
+
+
+# -- the billing ledger ---------------------------------------------------------------------------
+
+
+class LedgerEntryRow(Base):
+    """One immutable posting (docs/ledger.md). The database refuses UPDATE, DELETE and TRUNCATE
+    (a trigger, migration 0003); each store's entries form a hash chain in ``seq`` order."""
+
+    __tablename__ = "ledger_entries"
+    entry_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    store_id: Mapped[str] = _text()
+    seq: Mapped[int] = mapped_column(BigInteger)
+    """The entry's place in its store's chain: 1, 2, 3, …"""
+    ledger: Mapped[str] = _text()
+    debit_account: Mapped[str] = _text()
+    credit_account: Mapped[str] = _text()
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    code: Mapped[str] = _text()
+    reverses_entry_id: Mapped[str | None] = _text(nullable=True)
+    order_id: Mapped[str | None] = _text(nullable=True)
+    period: Mapped[str] = mapped_column(String(7))
+    """The period the entry belongs to by its time."""
+    booked_period: Mapped[str] = mapped_column(String(7))
+    """The period it is billed in: its own, or the first open one after it when that was
+    already settled (an adjustment)."""
+    occurred_at: Mapped[datetime]
+    caused_by: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (
+        UniqueConstraint("store_id", "seq", name="ledger_entries_store_id_seq_key"),
+        CheckConstraint("amount_minor > 0", name="positive_amount"),
+        CheckConstraint("debit_account <> credit_account", name="two_accounts"),
+        Index(None, "store_id", "booked_period"),
+        Index(None, "order_id"),
+    )
+
+
+class BillingPeriodRow(Base):
+    """A store's settled periods: an entry of a settled period is booked in the next open one."""
+
+    __tablename__ = "billing_periods"
+    store_id: Mapped[str] = _text(primary=True)
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)
+    closed_at: Mapped[datetime]

@@ -19,6 +19,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from quixstreams import Application
+from quixstreams.dataframe import StreamingDataFrame
 
 from revloop.ids import deterministic_id
 from revloop.settings import Settings
@@ -259,7 +260,11 @@ def _score_value(score: Score, store_id: str, platform: str, customer_key: str |
 # -- wiring ----------------------------------------------------------------------------------------
 
 
-def add_attribution(app: Application, settings: Settings, serde: AvroSerde, inputs: Inputs) -> None:
+def add_attribution(
+    app: Application, settings: Settings, serde: AvroSerde, inputs: Inputs
+) -> StreamingDataFrame:
+    """The attribution stages; returns the stream of scores (the ledger books them)."""
+
     def rules(store_id: str, at: datetime) -> AttributionRules:
         return inputs.store_settings.build(store_id, at, rules_from)
 
@@ -291,3 +296,4 @@ def add_attribution(app: Application, settings: Settings, serde: AvroSerde, inpu
     ).apply(stateful(lambda r, s: customer_step(r, s, rules, lateness)), stateful=True, expand=True)
     out = output_topic(app, settings, SCORE, serde)
     scores.to_topic(out, key=catalogue_key(SCORE))
+    return scores

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from revloop.ids import deterministic_id
+from revloop.ledger import score_entries
 from revloop.settings import Settings
 from streams.attribution.scoring import CustomerBook, Score, observe, standing_minor
 from streams.attribution.topology import customer_of, order_records, rules_from, scoring_input
@@ -363,6 +364,19 @@ def test_a_worker_killed_mid_stream_ends_with_exactly_the_uninterrupted_scores_a
     values = worker.read(SCORES)
     assert _standing(as_scores(values)) == expected
     assert len({v["envelope"]["event_id"] for v in values}) == len(values)  # nothing twice
+    # Each score's ledger entries, written in its transaction: exactly the postings of the
+    # scores that stand, none twice, none missing.
+    booked = [
+        (e["entry_id"], e["debit_account"], e["amount"]["amount_minor"], e["reverses_entry_id"])
+        for e in worker.read("billing.ledger-entries.v1")
+    ]
+    postings = [
+        (e.entry_id, f"{e.store_id}/{e.currency}/{e.debit}", e.amount_minor, e.reverses_entry_id)
+        for v in values
+        for e in score_entries(v)
+    ]
+    assert sorted(booked) == sorted(postings)
+    assert len(postings) > 0
     # The lifecycle rode along: one post_purchase per customer who ordered, one repeat_customer
     # per customer who ordered twice (the time-driven flows are weeks away in this stream).
     orders_per_customer = Counter(
