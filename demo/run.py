@@ -29,6 +29,7 @@ from types import FrameType
 from typing import Annotated, Any, Final
 
 import httpx
+import sqlalchemy.exc
 import typer
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from rich.console import Console
@@ -47,6 +48,7 @@ from demo.simulation import (
     expected_outcome,
     run_simulation,
 )
+from demo.tables import as_json, store_tables, table_problems, wait_sink_caught_up
 from infra.process import Child, port_in_use, wait_until_ok
 from infra.supervisor import revloop_command
 from revloop.crypto import CryptoError, SecretBox, new_master_key
@@ -63,6 +65,7 @@ from revloop.stores import StoreRegistry, new_api_key, normalize_identity
 from schemas.registry import registry_for
 from schemas.serde import AvroSerde, SerdeError
 from schemas.topics import topic
+from sinks.postgres.migrate import upgrade
 
 __all__ = ["DemoFailed", "DemoState", "demo_command", "ensure_demo_state", "run_demo"]
 
@@ -182,7 +185,7 @@ def _child(command: str, env: Mapping[str, str], log_path: Path) -> Child:
     """``revloop <command>``, stopped with SIGTERM so ingest flushes its producer and the
     normalizer leaves its group (a killed member would hold its partitions until the session
     times out)."""
-    return Child(revloop_command(command), env=env, log_path=log_path)
+    return Child(revloop_command(*command.split()), env=env, log_path=log_path)
 
 
 def _tail(child: Child) -> str:
@@ -392,6 +395,8 @@ class DemoReport:
     """What the worker made of the run (:class:`demo.loop.LoopOutcome`)."""
     problems: list[str]
     seconds: float
+    tables: dict[str, Any] = field(default_factory=dict)
+    """This run's orders in Postgres and the ledger (:mod:`demo.tables`)."""
 
     @property
     def ok(self) -> bool:
@@ -452,14 +457,22 @@ def run_demo(
                 "records it has not normalized yet; the normalizer works through them before "
                 f"this run's (it waits up to --timeout {timeout:.0f}s)"
             )
+        try:
+            upgrade(settings.dsn)
+        except (OSError, sqlalchemy.exc.OperationalError) as exc:
+            raise DemoFailed(
+                f"cannot prepare the database: {exc} (is the local stack up? `revloop infra up`)"
+            ) from None
         # Stopped in reverse: ingest first, so nothing arrives for a normalizer that is leaving.
+        sink = _child("sink postgres", env, logs / "sink-postgres.log")
+        stack.callback(sink.stop)
         worker = _child("worker", env, logs / "worker.log")
         stack.callback(worker.stop)
         normalizer = _child("normalize", env, logs / "normalize.log")
         stack.callback(normalizer.stop)
         ingest = _child("ingest", env, logs / "ingest.log")
         stack.callback(ingest.stop)
-        children = (normalizer, worker, ingest)
+        children = (normalizer, worker, ingest, sink)
         with console.status(f"starting ingest on {base_url}, the normalizer and the worker"):
             _wait_ready(base_url, children, READY_TIMEOUT)
 
@@ -504,7 +517,13 @@ def run_demo(
             timeout,
             console,
         )
+        with console.status("waiting for the sink: tables and the ledger"):
+            wait_sink_caught_up(settings, marks_reader, lambda: _check(children), timeout)
+        tables = store_tables(settings, placed)
         report = _report(simulation, expected, sent, iter(records), loop, time.monotonic() - began)
+        report.tables = as_json(tables)
+        worker_incremental = {s: v["incremental_minor"] for s, v in report.loop["scores"].items()}
+        report.problems += table_problems(tables, worker_incremental)
         _print_summary(console, report, sent)
         write_private(
             directory / "last-run.json", (json.dumps(asdict(report), indent=2) + "\n").encode()
@@ -782,6 +801,31 @@ def _print_summary(console: Console, report: DemoReport, sent: Sequence[Sent]) -
     )
     flows = ", ".join(f"{n} {flow}" for flow, n in sorted(report.loop["triggers"].items()))
     console.print(f"Lifecycle triggers (lifecycle.triggers.v1): {flows or 'none'}")
+    console.print()
+    tables = Table(
+        title="In Postgres (revloop sink postgres) and the billing ledger",
+        title_justify="left",
+        show_edge=False,
+    )
+    for column in ("store", "orders", "incremental (orders table)", "ledger entries"):
+        tables.add_column(column, justify="left" if column == "store" else "right")
+    tables.add_column("ledger net", justify="right")
+    tables.add_column("chain", justify="left")
+    for store_id, row in report.tables.items():
+        ok = row["chain_holds"] and row["balances_sum_to_zero"]
+        tables.add_row(
+            store_id,
+            f"{row['orders_found']} of {row['orders_expected']}",
+            _money(row["incremental_minor"], row["currency"]),
+            str(row["ledger_entries"]),
+            _money(row["ledger_minor"], row["currency"]),
+            "[green]holds ✓[/]" if ok else "[red]broken ✗[/]",
+        )
+    console.print(tables)
+    console.print(
+        "  The sink's standing incremental revenue and the ledger's net equal the scores'; "
+        "`revloop ledger verify` walks the chains."
+    )
     console.print()
     if report.ok:
         console.print("[green]Every request was accepted and every expected event was written.[/]")

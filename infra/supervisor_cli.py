@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -126,6 +127,7 @@ PIPELINE: tuple[ProcessSpec, ...] = (
     ProcessSpec("ingest", revloop_command("ingest"), _ingest_problems, _ingest_ready),
     ProcessSpec("normalize", revloop_command("normalize"), _normalizer_problems),
     ProcessSpec("worker", revloop_command("worker")),
+    ProcessSpec("sink-postgres", revloop_command("sink", "postgres")),
 )
 """Every long-running process of the pipeline, in start order."""
 
@@ -138,6 +140,17 @@ def preflight(settings: Settings) -> list[str]:
         if spec.preflight is not None
         for problem in spec.preflight(settings)
     ]
+
+
+def _upgrade_database() -> str:
+    """`revloop db upgrade`, for the sink: its tables at the newest revision before it starts.
+    A command of its own, run as one (infra does not import the sinks)."""
+    done = subprocess.run(
+        revloop_command("db", "upgrade"), capture_output=True, text=True, timeout=300
+    )
+    if done.returncode != 0:
+        raise StackError(f"`revloop db upgrade` failed: {done.stderr.strip() or done.stdout}")
+    return done.stdout.strip()
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -194,6 +207,7 @@ def up_command() -> None:
             f"Topics: {len(changes)} change(s) applied" if changes else "Topics: in sync",
             markup=False,
         )
+        out.print(f"Database: {_upgrade_database()}", markup=False)
         pid = start_detached(paths)
         _progress(f"Supervisor: started (pid {pid}); waiting for the processes")
         wait_started(paths, pid, PIPELINE, settings, settings.supervisor_start_timeout_seconds)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -242,7 +243,8 @@ def test_up_supervises_the_pipeline_and_down_stops_it(
     supervisor = running_supervisor(deployment.paths)
     assert supervisor is not None
     assert f"Supervisor: pid {supervisor}, running since" in table.stdout
-    for name in ("ingest", "normalize", "worker"):
+    assert "Database: database at revision" in up.stdout  # the sink's tables are ready
+    for name in ("ingest", "normalize", "worker", "sink-postgres"):
         pid = deployment.pid_of(name)
         assert re.search(rf"{name}\s+running\s+{pid}\s+\d+s\s+0\s+-", table.stdout), table.stdout
         assert os.getpgid(pid) == supervisor  # in the supervisor's group
@@ -263,6 +265,20 @@ def test_up_supervises_the_pipeline_and_down_stops_it(
     event_id = response.json()["event_id"]
     [order] = read_caused_by(settings, f"{deployment.prefix}commerce.orders.v1", event_id)
     assert order["envelope"]["store_id"] == "acme-shopify"
+
+    # ...which the supervised sink writes to Postgres, its offset with it.
+    def sink_wrote_it() -> bool:
+        with psycopg.connect(settings.dsn) as conn:
+            found = conn.execute(
+                "SELECT next_offset FROM kafka_offsets WHERE group_id = %s AND topic = %s",
+                (
+                    f"{deployment.prefix}revloop.sinks.postgres",
+                    f"{deployment.prefix}commerce.orders.v1",
+                ),
+            ).fetchall()
+        return sum(offset for (offset,) in found) >= 1
+
+    wait_for(sink_wrote_it, 60, "the sink wrote the order")
 
     # SIGKILL the normalizer: the supervisor starts it again after the first backoff.
     killed = deployment.pid_of("normalize")
@@ -325,7 +341,7 @@ def test_down_kills_a_supervisor_that_does_not_answer(deployment: Deployment) ->
     up = deployment.revloop("up")
     assert up.returncode == 0, up.stdout + up.stderr
     pids = deployment.every_pid()
-    assert len(pids) == 4  # the supervisor, ingest, the normalizer and the worker
+    assert len(pids) == 5  # the supervisor, ingest, the normalizer, the worker and the sink
     supervisor = running_supervisor(deployment.paths)
     assert supervisor is not None
     os.kill(supervisor, signal.SIGSTOP)  # alive, but deaf to SIGTERM

@@ -1,0 +1,132 @@
+"""The demo's last step: what `revloop sink postgres` wrote for this run, checked against the
+worker's own figures (the orders, their standing incremental revenue, the ledger)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from confluent_kafka import Consumer
+
+from revloop.kafka import high_watermarks
+from revloop.settings import Settings
+from sinks.postgres import SINK_TOPICS
+from sinks.postgres.ledger import balances, verify
+
+
+@dataclass(frozen=True)
+class StoreTables:
+    orders_expected: int
+    orders_found: int
+    incremental_minor: int
+    """The run's orders' ``orders.incremental_minor``, summed."""
+    ledger_minor: int
+    """The run's orders' ledger entries: attributed revenue less its reversals."""
+    ledger_entries: int
+    chain_holds: bool
+    balances_sum_to_zero: bool
+    currency: str
+
+
+def wait_sink_caught_up(
+    settings: Settings, reader: Consumer, check: Callable[[], None], timeout: float
+) -> None:
+    """Until the sink's offsets in Postgres reach every topic's end as it is now."""
+    ends = {
+        (settings.topic_prefix + name, p): end
+        for name in SINK_TOPICS
+        for p, end in high_watermarks(reader, settings.topic_prefix + name).items()
+        if end
+    }
+    group = settings.topic_prefix + settings.sink_group_id
+    deadline = time.monotonic() + timeout
+    last: dict[tuple[str, int], int] | None = None
+    while True:
+        check()
+        with psycopg.connect(settings.dsn) as conn:
+            stored = {
+                (t, p): o
+                for t, p, o in conn.execute(
+                    "SELECT topic, partition, next_offset FROM kafka_offsets WHERE group_id = %s",
+                    (group,),
+                )
+            }
+        # A transactional producer's commit marker takes an offset the sink never reads, so
+        # within one of the end, and no longer moving.
+        if stored == last and all(stored.get(k, 0) >= end - 1 for k, end in ends.items()):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the sink did not reach the topics' ends within {timeout:.0f} s")
+        last = stored
+        time.sleep(1.5)
+
+
+def store_tables(
+    settings: Settings, placed: Mapping[str, Mapping[str, str]]
+) -> dict[str, StoreTables]:
+    """Per store, this run's orders (``placed``: store → order → currency) as the tables hold
+    them."""
+    found: dict[str, StoreTables] = {}
+    with psycopg.connect(settings.dsn) as conn:
+        for store_id, orders in sorted(placed.items()):
+            ids = sorted(orders)
+            currency = next(iter(orders.values()), "")
+            rows = conn.execute(
+                "SELECT count(*), coalesce(sum(incremental_minor), 0) FROM orders"
+                " WHERE store_id = %s AND order_id = ANY(%s)",
+                (store_id, ids),
+            ).fetchone()
+            ledger = conn.execute(
+                "SELECT count(*), coalesce(sum(CASE WHEN code = 'attributed_revenue'"
+                " THEN amount_minor ELSE -amount_minor END), 0) FROM ledger_entries"
+                " WHERE store_id = %s AND order_id = ANY(%s)",
+                (store_id, ids),
+            ).fetchone()
+            assert rows is not None and ledger is not None
+            breaks = list(verify(conn, store_id))
+            sums: dict[str, int] = {}
+            for _, cur, total in balances(conn, store_id):
+                sums[cur] = sums.get(cur, 0) + total
+            found[store_id] = StoreTables(
+                orders_expected=len(ids),
+                orders_found=int(rows[0]),
+                incremental_minor=int(rows[1]),
+                ledger_minor=int(ledger[1]),
+                ledger_entries=int(ledger[0]),
+                chain_holds=not breaks,
+                balances_sum_to_zero=all(v == 0 for v in sums.values()),
+                currency=currency,
+            )
+    return found
+
+
+def table_problems(
+    tables: Mapping[str, StoreTables], worker_incremental: Mapping[str, int]
+) -> list[str]:
+    """Where the tables disagree with the worker's scores, or the ledger does not hold."""
+    problems = []
+    for store_id, t in tables.items():
+        if t.orders_found != t.orders_expected:
+            problems.append(
+                f"{store_id}: {t.orders_found} of {t.orders_expected} orders in Postgres"
+            )
+        standing = worker_incremental.get(store_id, 0)
+        if t.incremental_minor != standing:
+            problems.append(
+                f"{store_id}: orders.incremental_minor sums to {t.incremental_minor}, the scores "
+                f"to {standing}"
+            )
+        if t.ledger_minor != standing:
+            problems.append(f"{store_id}: the ledger books {t.ledger_minor}, the scores {standing}")
+        if not t.chain_holds:
+            problems.append(f"{store_id}: the ledger's hash chain does not hold")
+        if not t.balances_sum_to_zero:
+            problems.append(f"{store_id}: the ledger's balances do not sum to zero")
+    return problems
+
+
+def as_json(tables: Mapping[str, StoreTables]) -> dict[str, Any]:
+    return {store_id: vars(t) for store_id, t in tables.items()}
