@@ -48,7 +48,14 @@ from demo.simulation import (
     expected_outcome,
     run_simulation,
 )
-from demo.tables import as_json, store_tables, table_problems, wait_sink_caught_up
+from demo.tables import (
+    as_json,
+    invoice_previews,
+    invoice_problems,
+    store_tables,
+    table_problems,
+    wait_sink_caught_up,
+)
 from infra.process import Child, port_in_use, wait_until_ok
 from infra.supervisor import revloop_command
 from revloop.crypto import CryptoError, SecretBox, new_master_key
@@ -397,6 +404,8 @@ class DemoReport:
     seconds: float
     tables: dict[str, Any] = field(default_factory=dict)
     """This run's orders in Postgres and the ledger (:mod:`demo.tables`)."""
+    invoices: list[dict[str, Any]] = field(default_factory=list)
+    """Each store's invoice preview for the run's periods, with its proof's sums."""
 
     @property
     def ok(self) -> bool:
@@ -520,10 +529,13 @@ def run_demo(
         with console.status("waiting for the sink: tables and the ledger"):
             wait_sink_caught_up(settings, marks_reader, lambda: _check(children), timeout)
         tables = store_tables(settings, placed)
+        invoices = invoice_previews(settings, placed)
         report = _report(simulation, expected, sent, iter(records), loop, time.monotonic() - began)
         report.tables = as_json(tables)
         worker_incremental = {s: v["incremental_minor"] for s, v in report.loop["scores"].items()}
         report.problems += table_problems(tables, worker_incremental)
+        report.invoices = [vars(i) for i in invoices]
+        report.problems += invoice_problems(invoices)
         _print_summary(console, report, sent)
         write_private(
             directory / "last-run.json", (json.dumps(asdict(report), indent=2) + "\n").encode()
@@ -825,6 +837,34 @@ def _print_summary(console: Console, report: DemoReport, sent: Sequence[Sent]) -
     console.print(
         "  The sink's standing incremental revenue and the ledger's net equal the scores'; "
         "`revloop ledger verify` walks the chains."
+    )
+    console.print()
+    bills = Table(
+        title="Invoices (revloop settle --preview: the periods are still running)",
+        title_justify="left",
+        show_edge=False,
+    )
+    for column in ("store", "period", "incremental revenue", "fee", "proof: revenue", "proof: fee"):
+        bills.add_column(column, justify="left" if column in ("store", "period") else "right")
+    for bill in report.invoices:
+        agree = (bill["proof_incremental_minor"], bill["proof_fee_minor"]) == (
+            bill["incremental_minor"],
+            bill["fee_minor"],
+        )
+        mark = " ✓" if agree else " ✗"
+        bills.add_row(
+            bill["store_id"],
+            bill["period"],
+            _money(bill["incremental_minor"], bill["currency"]),
+            _money(bill["fee_minor"], bill["currency"]),
+            _money(bill["proof_incremental_minor"], bill["currency"]) + mark,
+            _money(bill["proof_fee_minor"], bill["currency"]) + mark,
+        )
+    console.print(bills)
+    console.print(
+        "  The fee is 20% of the period's net incremental revenue, rounded once; the proof CSV "
+        "has a row per order and sums to the invoice. `revloop settle` bills a period once it "
+        "is over."
     )
     console.print()
     if report.ok:

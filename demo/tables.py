@@ -3,18 +3,22 @@ worker's own figures (the orders, their standing incremental revenue, the ledger
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from confluent_kafka import Consumer
 
-from revloop.kafka import high_watermarks
+from revloop.kafka import cluster_id, high_watermarks
 from revloop.settings import Settings
 from sinks.postgres import SINK_TOPICS
 from sinks.postgres.ledger import balances, verify
+from sinks.postgres.settlement import preview
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ def wait_sink_caught_up(
         for p, end in high_watermarks(reader, settings.topic_prefix + name).items()
         if end
     }
-    group = settings.topic_prefix + settings.sink_group_id
+    group, cluster = settings.topic_prefix + settings.sink_group_id, cluster_id(settings)
     deadline = time.monotonic() + timeout
     last: dict[tuple[str, int], int] | None = None
     while True:
@@ -50,8 +54,9 @@ def wait_sink_caught_up(
             stored = {
                 (t, p): o
                 for t, p, o in conn.execute(
-                    "SELECT topic, partition, next_offset FROM kafka_offsets WHERE group_id = %s",
-                    (group,),
+                    "SELECT topic, partition, next_offset FROM kafka_offsets"
+                    " WHERE cluster_id = %s AND group_id = %s",
+                    (cluster, group),
                 )
             }
         # A transactional producer's commit marker takes an offset the sink never reads, so
@@ -103,6 +108,51 @@ def store_tables(
     return found
 
 
+@dataclass(frozen=True)
+class InvoicePreview:
+    store_id: str
+    period: str
+    currency: str
+    incremental_minor: int
+    fee_minor: int
+    proof_incremental_minor: int
+    proof_fee_minor: int
+
+
+def invoice_previews(
+    settings: Settings, placed: Mapping[str, Mapping[str, str]]
+) -> list[InvoicePreview]:
+    """Each demo store's invoice for the periods its run's orders were booked in, as
+    `revloop settle --preview` computes it (nothing posted or closed), with its proof's sums."""
+    found = []
+    with psycopg.connect(settings.dsn) as conn:
+        for store_id, orders in sorted(placed.items()):
+            periods = [
+                p
+                for (p,) in conn.execute(
+                    "SELECT DISTINCT booked_period FROM ledger_entries"
+                    " WHERE store_id = %s AND order_id = ANY(%s) ORDER BY 1",
+                    (store_id, sorted(orders)),
+                )
+            ]
+            for period in periods:
+                for invoice in preview(conn, settings, store_id, period, datetime.now(UTC)):
+                    proof = list(csv.DictReader(io.StringIO(invoice.proof_csv)))
+                    doc = invoice.document
+                    found.append(
+                        InvoicePreview(
+                            store_id,
+                            period,
+                            doc["currency"],
+                            doc["incremental_revenue_minor"],
+                            doc["fee_minor"],
+                            sum(int(row["incremental_minor"]) for row in proof),
+                            sum(int(row["fee_minor"]) for row in proof),
+                        )
+                    )
+    return found
+
+
 def table_problems(
     tables: Mapping[str, StoreTables], worker_incremental: Mapping[str, int]
 ) -> list[str]:
@@ -126,6 +176,16 @@ def table_problems(
         if not t.balances_sum_to_zero:
             problems.append(f"{store_id}: the ledger's balances do not sum to zero")
     return problems
+
+
+def invoice_problems(invoices: list[InvoicePreview]) -> list[str]:
+    return [
+        f"{i.store_id} {i.period} {i.currency}: the proof sums to {i.proof_incremental_minor}"
+        f" and a fee of {i.proof_fee_minor}, the invoice says {i.incremental_minor} and"
+        f" {i.fee_minor}"
+        for i in invoices
+        if (i.proof_incremental_minor, i.proof_fee_minor) != (i.incremental_minor, i.fee_minor)
+    ]
 
 
 def as_json(tables: Mapping[str, StoreTables]) -> dict[str, Any]:

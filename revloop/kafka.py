@@ -61,6 +61,13 @@ def admin_client(settings: Settings) -> AdminClient:
     return AdminClient({"bootstrap.servers": settings.bootstrap_servers, "log_level": 2})
 
 
+def cluster_id(settings: Settings) -> str:
+    """The Kafka cluster's id: state kept outside Kafka (the worker's RocksDB files, the sink's
+    offsets in Postgres) belongs to one cluster, and another one's must never be taken for it."""
+    metadata = admin_client(settings).list_topics(timeout=settings.kafka_call_timeout_seconds)
+    return metadata.cluster_id or "unknown-cluster"
+
+
 def describe_topics(
     admin: AdminClient, names: Sequence[str], timeout: float = 15.0
 ) -> dict[str, ExistingTopic]:

@@ -25,13 +25,15 @@ one place a fee is rounded (half to even, :func:`fee_minor`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from fractions import Fraction
 from typing import Any
 
 from revloop.ids import deterministic_id
+from revloop.money import allocate
 
 
 class Account(StrEnum):
@@ -176,3 +178,131 @@ def chain_hash(previous: str, fields: tuple[object, ...]) -> str:
 
 def _text(value: object) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+# -- settlement (attributed incremental plan) -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Booked:
+    """A ledger entry as settlement reads it back."""
+
+    entry_id: str
+    code: str
+    amount_minor: int
+    currency: str
+    order_id: str | None
+
+
+@dataclass(frozen=True)
+class ProofLine:
+    """One billed order: its net incremental revenue in the period, its share of the fee, and
+    the entries behind both."""
+
+    order_id: str
+    incremental_minor: int
+    fee_minor: int
+    entry_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Settlement:
+    currency: str
+    incremental_minor: int
+    """The period's attributed incremental revenue, net of reversals (may be negative when an
+    adjustment period holds more reversals than gains)."""
+    fee_minor: int
+    lines: tuple[ProofLine, ...]
+
+
+def settle(entries: Sequence[Booked], fee_bp: int) -> list[Settlement]:
+    """The attributed-incremental plan over one period's entries, per currency: the net
+    incremental revenue, the fee on it (rounded once, half to even), and each order's share of
+    both. The shares are split by largest remainder (:func:`revloop.money.allocate`) over the
+    orders' net amounts, so the proof's lines sum exactly to the invoice. A pure function of the
+    entries: an invoice recomputed from the ledger comes out identical."""
+    by_currency: dict[str, dict[str, list[Booked]]] = {}
+    for entry in entries:
+        sign = _SIGN.get(entry.code)
+        if sign is None or entry.order_id is None:
+            continue
+        by_currency.setdefault(entry.currency, {}).setdefault(entry.order_id, []).append(entry)
+    settled = []
+    for currency, orders in sorted(by_currency.items()):
+        nets = {
+            order: sum(_SIGN[e.code] * e.amount_minor for e in booked)
+            for order, booked in sorted(orders.items())
+        }
+        billed = [order for order, net in nets.items() if net != 0]
+        total = sum(nets.values())
+        fee = fee_minor(total, fee_bp)
+        shares = _split(fee, [nets[o] for o in billed])
+        lines = tuple(
+            ProofLine(
+                order,
+                nets[order],
+                share,
+                tuple(sorted(e.entry_id for e in orders[order])),
+            )
+            for order, share in zip(billed, shares, strict=True)
+        )
+        settled.append(Settlement(currency, total, fee, lines))
+    return settled
+
+
+_SIGN = {Code.ATTRIBUTED_REVENUE.value: 1, Code.ATTRIBUTED_REVENUE_REVERSAL.value: -1}
+
+
+def _split(fee: int, nets: Sequence[int]) -> list[int]:
+    """``fee`` over the orders in proportion to their nets. An order whose net has the other
+    sign than the total (a reversal of an earlier period's order) gets a share of that sign."""
+    if not nets:
+        return []
+    positive = [max(n, 0) for n in nets]
+    negative = [max(-n, 0) for n in nets]
+    if fee == 0 or (not any(positive) and fee > 0) or (not any(negative) and fee < 0):
+        return [0] * len(nets)
+    total = sum(nets)
+    # Each order's exact share of the fee is fee * net / total; allocate keeps the sum exact.
+    weights = [Fraction(n, total) for n in nets] if total else [Fraction(0)] * len(nets)
+    if all(w >= 0 for w in weights):
+        return allocate(fee, weights)
+    # Mixed signs: round each share half to even, then put what is left on the largest order.
+    parts = [fee_minor_exact(Fraction(fee) * w) for w in weights]
+    largest = max(range(len(nets)), key=lambda i: (abs(nets[i]), -i))
+    parts[largest] += fee - sum(parts)
+    return parts
+
+
+def fee_minor_exact(value: Fraction) -> int:
+    """A fraction of minor units rounded half to even."""
+    floor = value.numerator // value.denominator
+    rest = value - floor
+    if rest > Fraction(1, 2) or (rest == Fraction(1, 2) and floor % 2 == 1):
+        floor += 1
+    return floor
+
+
+def fee_entry(
+    store_id: str, platform: str, currency: str, period: str, fee: int, at: datetime
+) -> Entry | None:
+    """The period's fee as a ledger entry (a credit note when negative; none when zero). Its id
+    is the store's, period's and currency's, so settling twice posts it once."""
+    if fee == 0:
+        return None
+    charged = fee > 0
+    return Entry(
+        entry_id=deterministic_id(f"ledger/fee/{store_id}/{period}/{currency}"),
+        store_id=store_id,
+        platform=platform,
+        currency=currency,
+        debit=Account.SUCCESS_FEE_RECEIVABLE if charged else Account.FEE_REVENUE,
+        credit=Account.FEE_REVENUE if charged else Account.SUCCESS_FEE_RECEIVABLE,
+        amount_minor=abs(fee),
+        code=Code.SUCCESS_FEE if charged else Code.SUCCESS_FEE_REVERSAL,
+        period=period,
+        order_id=None,
+        reverses_entry_id=None,
+        at=at,
+        caused_by=(),
+    )

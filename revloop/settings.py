@@ -172,6 +172,8 @@ class Settings(BaseSettings):
     attribution_holdout_bp: int = Field(default=0, ge=0, le=10_000)
     """The share of customers (basis points) held out as a control group; their scores are
     flagged ``holdout``."""
+    billing_fee_bp: int = Field(default=2000, ge=0, le=10_000)
+    """The success fee, in basis points of the period's net incremental revenue (20%)."""
     attribution_lateness_hours: float = Field(default=168.0, gt=0)
     """How long after an order its score may still be corrected by a late touchpoint, order or
     campaign link; touches older than the longest window plus this are dropped from state."""
@@ -312,6 +314,7 @@ STORE_SETTINGS: Final = frozenset(
         "attribution_model",
         "attribution_half_life_days",
         "attribution_holdout_bp",
+        "billing_fee_bp",
     }
 )
 """The settings a store may set for itself (`revloop stores settings`, docs/streams.md); the

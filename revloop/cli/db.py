@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -15,6 +17,14 @@ from revloop.settings import get_settings
 from sinks.postgres.ledger import balances, verify
 from sinks.postgres.migrate import current, head, upgrade
 from sinks.postgres.service import sink_postgres_command
+from sinks.postgres.settlement import (
+    SettlementError,
+    as_text,
+    preview,
+    recompute,
+    settle_period,
+    stored_invoices,
+)
 
 db_app = typer.Typer(
     help="The Postgres schema the sink writes (Alembic migrations).", no_args_is_help=True
@@ -104,3 +114,57 @@ def balance_command(store: str = typer.Option(..., "--store", help="The store.")
     for currency in sorted({c for _, c, _ in rows}):
         total = sum(t for _, c, t in rows if c == currency)
         typer.echo(f"{currency}: the balances sum to {total}")
+
+
+def settle_command(
+    store: str = typer.Option(..., "--store", help="The store to bill."),
+    month: str = typer.Option(..., "--month", help="The period, YYYY-MM (UTC); it must be over."),
+    out: Path | None = typer.Option(  # noqa: B008
+        None,
+        "--out",
+        help="Where the invoice JSON and proof CSV go (default: <state dir>/invoices/<store>/).",
+        show_default=False,
+    ),
+    check: bool = typer.Option(
+        False, "--recompute", help="Recompute a settled period from its ledger and compare."
+    ),
+    dry: bool = typer.Option(
+        False,
+        "--preview",
+        help="The invoice the period would get now (it may still run): nothing posted or closed.",
+    ),
+) -> None:
+    """Settle a store's month from its ledger (attributed-incremental plan): post the fee,
+    write the invoice and its proof, close the period. Settling again changes nothing."""
+    settings = get_settings()
+    with _connect() as conn:
+        try:
+            if check:
+                stored = stored_invoices(conn, store, month)
+                again = [i.document for i in recompute(conn, store, month)]
+                if stored != again:
+                    typer.secho(f"{store} {month}: the recomputed invoice differs", fg="red")
+                    raise typer.Exit(1)
+                typer.echo(f"{store} {month}: recomputed from the ledger, identical")
+                return
+            if dry:
+                invoices = preview(conn, settings, store, month, datetime.now(UTC))
+            else:
+                invoices = settle_period(conn, settings, store, month, datetime.now(UTC))
+        except SettlementError as exc:
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+    folder = out or settings.state_dir / "invoices" / store
+    folder.mkdir(parents=True, exist_ok=True)
+    if not invoices:
+        typer.echo(f"{store} {month}: nothing booked; the period is closed")
+    for invoice in invoices:
+        doc = invoice.document
+        stem = folder / f"{month}-{doc['currency']}{'-preview' if dry else ''}"
+        stem.with_suffix(".json").write_text(as_text(doc))
+        stem.with_suffix(".csv").write_text(invoice.proof_csv)
+        typer.echo(
+            f"{store} {month} {doc['currency']}: incremental {doc['incremental_revenue_minor']}, "
+            f"fee {doc['fee_minor']} ({doc['fee_bp']} bp), {doc['attributed_orders']} orders: "
+            f"{stem}.json, {stem}.csv"
+        )

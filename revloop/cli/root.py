@@ -8,7 +8,7 @@ from demo import demo_command
 from infra.cli import app as infra_app
 from infra.supervisor_cli import down_command, status_command, supervise_command, up_command
 from ingest.server import serve
-from revloop.cli.db import db_app, ledger_app, sink_app
+from revloop.cli.db import db_app, ledger_app, settle_command, sink_app
 from revloop.cli.schemas import schemas_app, topics_app
 from revloop.cli.stores import stores_app
 from streams.normalizer import normalize_command
@@ -31,6 +31,7 @@ app.add_typer(stores_app, name="stores")
 app.add_typer(db_app, name="db")
 app.add_typer(sink_app, name="sink")
 app.add_typer(ledger_app, name="ledger")
+app.command("settle")(settle_command)
 app.command("ingest")(serve)
 app.command("normalize")(normalize_command)
 app.command("worker")(worker_command)
@@ -45,6 +46,7 @@ except ImportError as missing:
         "bench.accept_path",
         "bench.streams",
         "bench.normalizer",
+        "bench.sinks",
     ):
         raise
 

@@ -28,7 +28,7 @@ import typer
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 
 from revloop.ids import deterministic_id
-from revloop.kafka import consumer_config, producer_config
+from revloop.kafka import cluster_id, consumer_config, producer_config
 from revloop.settings import Settings, get_settings
 from revloop.stores.registry import file_entries
 from revloop.watchdog import Watchdog, stop_on_signals
@@ -83,6 +83,7 @@ class PostgresSink:
         self._assigned: list[TopicPartition] = []
         self._stores_stamp: Any = None
         self._next_retention = 0.0
+        self.cluster = cluster_id(settings)
 
     # -- Postgres --------------------------------------------------------------------------------
 
@@ -101,8 +102,9 @@ class PostgresSink:
 
     def stored_offsets(self, partitions: Sequence[TopicPartition]) -> dict[tuple[str, int], int]:
         rows = self.conn.execute(
-            "SELECT topic, partition, next_offset FROM kafka_offsets WHERE group_id = %s",
-            (self.group,),
+            "SELECT topic, partition, next_offset FROM kafka_offsets"
+            " WHERE cluster_id = %s AND group_id = %s",
+            (self.cluster, self.group),
         ).fetchall()
         self.conn.commit()
         wanted = {(tp.topic, tp.partition) for tp in partitions}
@@ -181,11 +183,11 @@ class PostgresSink:
             SELECT o.topic, o.partition, o.next_offset FROM kafka_offsets o
             JOIN unnest(%s::text[], %s::int[]) AS k(topic, partition)
               ON o.topic = k.topic AND o.partition = k.partition
-            WHERE o.group_id = %s
+            WHERE o.cluster_id = %s AND o.group_id = %s
             ORDER BY o.topic, o.partition
             FOR UPDATE OF o
             """,
-            (topics, numbers, self.group),
+            (topics, numbers, self.cluster, self.group),
         ).fetchall()
         return {(t, p): o for t, p, o in found}
 
@@ -197,13 +199,14 @@ class PostgresSink:
         with conn.cursor() as cur:
             cur.executemany(
                 """
-                INSERT INTO kafka_offsets (group_id, topic, partition, next_offset, updated_at)
-                VALUES (%s, %s, %s, %s, %s)
-                ON CONFLICT (group_id, topic, partition) DO UPDATE
+                INSERT INTO kafka_offsets
+                    (cluster_id, group_id, topic, partition, next_offset, updated_at)
+                VALUES (%s, %s, %s, %s, %s, %s)
+                ON CONFLICT (cluster_id, group_id, topic, partition) DO UPDATE
                 SET next_offset = GREATEST(kafka_offsets.next_offset, EXCLUDED.next_offset),
                     updated_at = EXCLUDED.updated_at
                 """,
-                [(self.group, tp.topic, tp.partition, tp.offset, now) for tp in ends],
+                [(self.cluster, self.group, tp.topic, tp.partition, tp.offset, now) for tp in ends],
             )
 
     def _rows(self, message: Message) -> tuple[list[tuple[Row, Origin]], Rejected | None]:

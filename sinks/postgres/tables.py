@@ -303,7 +303,10 @@ class AttributionScoreRow(_Fact, Base):
     holdout: Mapped[bool] = mapped_column(Boolean)
     reverses: Mapped[str | None] = _text(nullable=True)
 
-    __table_args__ = (Index(None, "store_id", "order_id"),)
+    __table_args__ = (
+        Index(None, "store_id", "order_id"),
+        Index(None, "store_id", "customer_key"),  # a customer's scores (acquisition, redaction)
+    )
 
 
 class LifecycleTriggerRow(_Fact, Base):
@@ -357,6 +360,8 @@ class KafkaOffsetRow(Base):
     """Where the sink's group has read to, committed in the same transaction as the rows."""
 
     __tablename__ = "kafka_offsets"
+    cluster_id: Mapped[str] = _text(primary=True)
+    """Offsets mean nothing on another cluster (a test's broker, a rebuilt one)."""
     group_id: Mapped[str] = _text(primary=True)
     topic: Mapped[str] = _text(primary=True)
     partition: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -410,3 +415,16 @@ class BillingPeriodRow(Base):
     store_id: Mapped[str] = _text(primary=True)
     period: Mapped[str] = mapped_column(String(7), primary_key=True)
     closed_at: Mapped[datetime]
+
+
+class InvoiceRow(Base):
+    """A settled period's invoice, per store and currency, as `revloop settle` computed it from
+    the ledger (``document``, the invoice JSON; the proof is recomputed from the same entries)."""
+
+    __tablename__ = "invoices"
+    store_id: Mapped[str] = _text(primary=True)
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    plan: Mapped[str] = _text()
+    document: Mapped[Any] = mapped_column(JSONB)
+    settled_at: Mapped[datetime]

@@ -90,8 +90,6 @@ class Rejected:
 class Written:
     rows: int = 0
     rejected: list[Rejected] = field(default_factory=list)
-    keys: dict[str, set[tuple[Any, ...]]] = field(default_factory=lambda: defaultdict(set))
-    """The keys written per table: what the follow-up statements need to look at."""
 
 
 # -- collapsing a batch to one row per key (pure) ------------------------------------------------
@@ -205,9 +203,6 @@ def _write_one_by_one(
 
 def _record(table: TableWrite, group: list[tuple[Row, Any]], written: Written) -> None:
     written.rows += len(group)
-    keys = written.keys[table.name]
-    for row, _ in group:
-        keys.add(tuple(row.values[k] for k in table.keys))
 
 
 def _reason(table: TableWrite, exc: psycopg.Error) -> str:

@@ -22,7 +22,7 @@ from quixstreams.models.serializers import (
 )
 from quixstreams.models.topics import Topic as QuixTopic
 
-from revloop.kafka import admin_client, producer_config
+from revloop.kafka import cluster_id, producer_config
 from revloop.settings import Settings
 from schemas.serde import AvroSerde
 from schemas.topics import Topic, topic_for_record
@@ -67,7 +67,7 @@ def worker_application(
         auto_offset_reset="earliest",
         # Local state belongs to one cluster: the same group on another broker (a test's, a
         # second stack) must not find this one's RocksDB files and their changelog offsets.
-        state_dir=settings.state_dir / "streams" / _cluster_id(settings) / instance_id,
+        state_dir=settings.state_dir / "streams" / cluster_id(settings) / instance_id,
         consumer_extra_config={
             "group.instance.id": f"{group}.{instance_id}",
             "session.timeout.ms": settings.worker_session_timeout_ms,
@@ -79,12 +79,6 @@ def worker_application(
         producer_extra_config={"transactional.id": f"{group}.{instance_id}"},
         loglevel="WARNING",
     )
-
-
-def _cluster_id(settings: Settings) -> str:
-    admin = admin_client(settings)
-    cluster_id = admin.list_topics(timeout=settings.kafka_call_timeout_seconds).cluster_id
-    return cluster_id or "unknown-cluster"
 
 
 def fence_previous_life(app: Application, settings: Settings) -> None:

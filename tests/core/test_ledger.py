@@ -13,13 +13,16 @@ from hypothesis import strategies as st
 from revloop.ledger import (
     GENESIS,
     Account,
+    Booked,
     Code,
     chain_hash,
     entry_value,
+    fee_entry,
     fee_minor,
     period_of,
     score_entries,
     score_entry_id,
+    settle,
 )
 
 AT = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)
@@ -108,3 +111,58 @@ def test_periods_are_utc_months_and_links_cover_every_field() -> None:
     assert link == chain_hash(GENESIS, fields)
     assert link != chain_hash(GENESIS, (1, "e1", "acme", 501, AT, None))
     assert link != chain_hash("1" * 64, fields)
+
+
+def booked(n: int, order: str, amount: int, currency: str = "USD") -> Booked:
+    code = "attributed_revenue" if amount > 0 else "attributed_revenue_reversal"
+    return Booked(f"e{n}", code, abs(amount), currency, order)
+
+
+def test_a_period_bills_its_net_incremental_revenue_and_each_order_its_share() -> None:
+    entries = [
+        booked(1, "o1", 5000),
+        booked(2, "o2", 3001),
+        booked(3, "o1", -1000),  # a refund of o1 in the same period
+        booked(4, "o9", 2000, "EUR"),
+        Booked("fee", "success_fee", 99, "USD", None),  # not revenue: left out
+    ]
+    usd, eur = sorted(settle(entries, 2000), key=lambda s: s.currency, reverse=True)
+    assert (usd.currency, usd.incremental_minor, usd.fee_minor) == ("USD", 7001, 1400)
+    assert [(x.order_id, x.incremental_minor, x.entry_ids) for x in usd.lines] == [
+        ("o1", 4000, ("e1", "e3")),
+        ("o2", 3001, ("e2",)),
+    ]
+    assert sum(x.fee_minor for x in usd.lines) == usd.fee_minor
+    assert (eur.incremental_minor, eur.fee_minor) == (2000, 400)
+
+
+def test_an_adjustment_period_with_more_reversals_issues_a_credit_note() -> None:
+    (s,) = settle([booked(1, "o1", -2500), booked(2, "o2", 1000)], 2000)
+    assert (s.incremental_minor, s.fee_minor) == (-1500, -300)
+    assert sum(x.fee_minor for x in s.lines) == -300
+    note = fee_entry("acme", "shopify", "USD", "2026-12", s.fee_minor, AT)
+    assert note is not None
+    assert (note.debit, note.credit, note.amount_minor, note.code) == (
+        Account.FEE_REVENUE,
+        Account.SUCCESS_FEE_RECEIVABLE,
+        300,
+        Code.SUCCESS_FEE_REVERSAL,
+    )
+    assert fee_entry("acme", "shopify", "USD", "2026-12", 0, AT) is None
+    again = fee_entry("acme", "shopify", "USD", "2026-12", 5, AT)
+    assert again is not None and again.entry_id == note.entry_id  # one fee per period
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abcdef"), st.integers(-5000, 20_000).filter(bool)), max_size=30
+    ),
+    st.integers(0, 10_000),
+)
+def test_the_proof_always_sums_to_the_invoice(moves: list[tuple[str, int]], bp: int) -> None:
+    entries = [booked(n, order, amount) for n, (order, amount) in enumerate(moves)]
+    for s in settle(entries, bp):
+        assert s.fee_minor == fee_minor(s.incremental_minor, bp)
+        assert sum(x.incremental_minor for x in s.lines) == s.incremental_minor
+        assert sum(x.fee_minor for x in s.lines) == s.fee_minor
+        assert all(x.incremental_minor != 0 for x in s.lines)
