@@ -145,9 +145,12 @@ def preflight(settings: Settings) -> list[str]:
 def _upgrade_database() -> str:
     """`revloop db upgrade`, for the sink: its tables at the newest revision before it starts.
     A command of its own, run as one (infra does not import the sinks)."""
-    done = subprocess.run(
-        revloop_command("db", "upgrade"), capture_output=True, text=True, timeout=300
-    )
+    try:
+        done = subprocess.run(
+            revloop_command("db", "upgrade"), capture_output=True, text=True, timeout=300
+        )
+    except subprocess.TimeoutExpired:
+        raise StackError("`revloop db upgrade` did not finish within 300 s") from None
     if done.returncode != 0:
         raise StackError(f"`revloop db upgrade` failed: {done.stderr.strip() or done.stdout}")
     return done.stdout.strip()

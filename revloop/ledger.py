@@ -177,7 +177,8 @@ def chain_hash(previous: str, fields: tuple[object, ...]) -> str:
 
 
 def _text(value: object) -> str:
-    return value.isoformat() if isinstance(value, datetime) else str(value)
+    # In UTC whatever zone the database session hands back: the link must not depend on it.
+    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else str(value)
 
 
 # -- settlement (attributed incremental plan) -----------------------------------------------------
@@ -192,6 +193,8 @@ class Booked:
     amount_minor: int
     currency: str
     order_id: str | None
+    caused_by: tuple[str, ...] = ()
+    """The scores behind it (event ids)."""
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,8 @@ class ProofLine:
     incremental_minor: int
     fee_minor: int
     entry_ids: tuple[str, ...]
+    scores: tuple[str, ...] = ()
+    """The scores its entries book (event ids): the proof's confidence and credits."""
 
 
 @dataclass(frozen=True)
@@ -243,6 +248,7 @@ def settle(entries: Sequence[Booked], fee_bp: int) -> list[Settlement]:
                 nets[order],
                 share,
                 tuple(sorted(e.entry_id for e in orders[order])),
+                tuple(sorted({c for e in orders[order] for c in e.caused_by})),
             )
             for order, share in zip(billed, shares, strict=True)
         )

@@ -218,7 +218,7 @@ TOPICS: tuple[Topic, ...] = (
         partitions=3,
         cleanup=Cleanup.DELETE,
         retention_ms=FOREVER,
-        producers=("streams.ledger", "sinks.settlement"),
+        producers=("streams.ledger",),
         consumers=("sinks.postgres",),
         description="Immutable double-entry postings. Keyed by store so a store's ledger is one "
         "ordered sequence (its hash chain depends on that order).",

@@ -302,6 +302,11 @@ def store_settings(
         raise ValueError("--from needs a zone, e.g. 2026-12-24T00:00:00+00:00")
     if start < now:
         raise ValueError("--from is in the past: events already processed would change on replay")
+    if start < now + timedelta(seconds=settings.stores_check_seconds * 2):
+        raise ValueError(
+            "--from is too close: running workers read the file every "
+            f"{settings.stores_check_seconds:g} s, and events of that time may come first"
+        )
     added: list[SettingsVersion] = []
 
     def change(registry: StoreRegistry) -> StoreRegistry:

@@ -75,7 +75,7 @@ def _remove_unlisted_variants(
 
 def _order_attribution(conn: psycopg.Connection[Any], orders: set[tuple[str, str]]) -> None:
     # The figures of the order's latest score (not reversal), and the sum of every score and
-    # reversal: what stands to be billed on.
+    # reversal: what stands to be billed on (nothing for a holdout customer, as in the ledger).
     conn.execute(
         """
         UPDATE orders o SET
@@ -86,7 +86,8 @@ def _order_attribution(conn: psycopg.Connection[Any], orders: set[tuple[str, str
             incremental_minor = standing.total
         FROM unnest(%s::text[], %s::text[]) AS k(store_id, order_id)
         CROSS JOIN LATERAL (
-            SELECT sum(a.incremental_minor)::bigint AS total FROM attribution_scores a
+            SELECT CAST(sum(a.incremental_minor) FILTER (WHERE NOT a.holdout) AS bigint) AS total
+            FROM attribution_scores a
             WHERE a.store_id = k.store_id AND a.order_id = k.order_id
         ) standing
         CROSS JOIN LATERAL (
@@ -152,6 +153,13 @@ _MATCH = {
         "(customer_id = %(id)s OR customer_key = %(key)s OR order_id = ANY(%(orders)s))"
     ),
 }
+_TIME = {
+    "customers": "source_at",
+    "orders": "source_at",
+    "touchpoints": "occurred_at",
+    "attribution_scores": "occurred_at",
+    "lifecycle_triggers": "occurred_at",
+}
 _STILL_THERE = {
     "customers": (
         "(email IS NOT NULL OR customer_key IS NOT NULL OR acquisition_source IS NOT NULL"
@@ -196,7 +204,9 @@ def _redact(
             "at": at,
         }
         for table, blanked, match in _BLANKED:
-            where = "TRUE" if scope == "shop" else _MATCH[match]
+            # A shop's redaction covers what the shop held when it asked; a reinstalled shop's
+            # new data is its own.
+            where = f"{_TIME[table]} <= %(at)s" if scope == "shop" else _MATCH[match]
             conn.execute(
                 f"UPDATE {table} SET {blanked} "  # noqa: S608  (fixed fragments, no input)
                 f"WHERE store_id = %(store)s AND {where} AND {_STILL_THERE[table]}",

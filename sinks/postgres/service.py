@@ -25,7 +25,14 @@ from typing import Any
 
 import psycopg
 import typer
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from revloop.ids import deterministic_id
 from revloop.kafka import cluster_id, consumer_config, producer_config
@@ -47,6 +54,10 @@ SINK_TOPICS = tuple(
     t.name for t in TOPICS if any(v.rsplit(".", 1)[-1] in RECORDS for v in t.values)
 )
 """Every catalogue topic that carries a record the sink writes."""
+
+
+class StopAssignment(Exception):
+    """Raised from the assignment callback when the sink is stopping while Postgres is away."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,7 @@ class PostgresSink:
         self._stores_stamp: Any = None
         self._next_retention = 0.0
         self.cluster = cluster_id(settings)
+        self._stop = threading.Event()
 
     # -- Postgres --------------------------------------------------------------------------------
 
@@ -116,6 +128,8 @@ class PostgresSink:
         # The offsets must be read before the partitions are taken: wait for Postgres.
         backoff = 0.5
         while True:
+            if self._stop.is_set():
+                raise StopAssignment  # stopping: the partitions are not taken
             try:
                 stored = self.stored_offsets(partitions)
                 break
@@ -158,12 +172,20 @@ class PostgresSink:
             dead: list[Rejected] = []
             for message in fresh:
                 rows_of, failure = self._rows(message)
-                rows += rows_of
                 if failure is not None:
                     dead.append(failure)
+                for row, origin in rows_of:
+                    # Postgres text cannot hold NUL, ids included: refused here, so no
+                    # statement (a follow-up, the ledger's) ever sees one.
+                    if _holds_nul(row.values):
+                        reason = f"table {row.table}; a text holds a NUL (0x00) character"
+                        dead.append(Rejected(row, reason, origin))
+                    else:
+                        rows.append((row, origin))
             entries = [row for row, _ in rows if row.table == "ledger_entries"]
             written = write_rows(conn, [(r, o) for r, o in rows if r.table != "ledger_entries"])
-            follow_up(conn, [row for row, _ in rows])
+            refused = {id(rejected.row) for rejected in written.rejected}
+            follow_up(conn, [row for row, _ in rows if id(row) not in refused])
             append_entries(conn, entries)
             dead += written.rejected
             if dead:
@@ -318,6 +340,7 @@ class PostgresSink:
 
     def run(self, stop: threading.Event) -> None:
         settings = self.settings
+        self._stop = stop
         self._consumer = consumer = Consumer(
             consumer_config(
                 settings,
@@ -366,6 +389,15 @@ class PostgresSink:
             self._drop_connection()
 
 
+def _holds_nul(values: dict[str, Any]) -> bool:
+    for value in values.values():
+        if isinstance(value, str) and "\x00" in value:
+            return True
+        if isinstance(value, list) and any(isinstance(v, str) and "\x00" in v for v in value):
+            return True
+    return False
+
+
 def _next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
     ends: dict[tuple[str, int], int] = {}
     for m in messages:
@@ -388,6 +420,11 @@ def sink_postgres_command() -> None:
     stop_on_signals(stop, watchdog, settings.shutdown_seconds)
     try:
         PostgresSink(settings).run(stop)
+    except StopAssignment:
+        return
     except psycopg.OperationalError as exc:
         typer.secho(f"error: cannot reach Postgres: {_first(exc)}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+    except KafkaException as exc:
+        typer.secho(f"error: cannot reach Kafka: {_first(exc)}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc

@@ -69,7 +69,7 @@ def settle_period(
             (store_id, period),
         ).fetchone()
         if closed:
-            return recompute(conn, store_id, period)
+            return _stored(conn, store_id, period)
         # The store's fee as its settings say at the period's last instant.
         stores = StoreSettings(settings, settings_histories(settings.stores_file))
         fee_bp = stores.at(store_id, end - timedelta(microseconds=1)).billing_fee_bp
@@ -107,6 +107,15 @@ def preview(
     return [_invoice(conn, store_id, period, fee_bp, s) for s in settled]
 
 
+def _stored(conn: psycopg.Connection[Any], store_id: str, period: str) -> list[Invoice]:
+    """A settled period's invoices as stored, with their proofs from the ledger."""
+    documents = stored_invoices(conn, store_id, period)
+    if not documents:
+        return []  # settled with nothing booked
+    proofs = {i.document["currency"]: i.proof_csv for i in recompute(conn, store_id, period)}
+    return [Invoice(d, proofs.get(d["currency"], "")) for d in documents]
+
+
 def recompute(conn: psycopg.Connection[Any], store_id: str, period: str) -> list[Invoice]:
     """The period's invoices from its ledger entries alone (its fee entry aside), at the fee
     the stored invoice names: what an auditor does to check one."""
@@ -116,6 +125,12 @@ def recompute(conn: psycopg.Connection[Any], store_id: str, period: str) -> list
         (store_id, period),
     ).fetchall()
     if not stored:
+        closed = conn.execute(
+            "SELECT 1 FROM billing_periods WHERE store_id = %s AND period = %s",
+            (store_id, period),
+        ).fetchone()
+        if closed:
+            return []  # settled with nothing booked: nothing to recompute
         raise SettlementError(f"{store_id} {period} has no invoice (not settled)")
     fee_bp = int(stored[0][1]["fee_bp"])
     settled = settle(_booked(conn, store_id, period), fee_bp)
@@ -136,9 +151,10 @@ def stored_invoices(
 
 def _booked(conn: psycopg.Connection[Any], store_id: str, period: str) -> list[Booked]:
     return [
-        Booked(entry_id, code, amount, currency, order_id)
-        for entry_id, code, amount, currency, order_id in conn.execute(
-            "SELECT entry_id, code, amount_minor, currency, order_id FROM ledger_entries"
+        Booked(entry_id, code, amount, currency, order_id, tuple(caused_by))
+        for entry_id, code, amount, currency, order_id, caused_by in conn.execute(
+            "SELECT entry_id, code, amount_minor, currency, order_id, caused_by"
+            " FROM ledger_entries"
             " WHERE store_id = %s AND booked_period = %s AND code = ANY(%s) ORDER BY seq",
             (
                 store_id,
@@ -157,8 +173,7 @@ def _platform(conn: psycopg.Connection[Any], store_id: str) -> str:
 def _invoice(
     conn: psycopg.Connection[Any], store_id: str, period: str, fee_bp: int, s: Settlement
 ) -> Invoice:
-    orders = [line.order_id for line in s.lines]
-    scores = _latest_scores(conn, store_id, orders)
+    scores = _scores_of(conn, s)
     billed = [line for line in s.lines if line.incremental_minor > 0]
     confidences = [scores[o]["confidence_bp"] for o in (b.order_id for b in billed) if o in scores]
     document = {
@@ -210,20 +225,20 @@ def _invoice(
     return Invoice(document, out.getvalue())
 
 
-def _latest_scores(
-    conn: psycopg.Connection[Any], store_id: str, orders: list[str]
-) -> dict[str, dict[str, Any]]:
-    """Each order's latest score (not reversal): its confidence and credits, for the proof."""
+def _scores_of(conn: psycopg.Connection[Any], s: Settlement) -> dict[str, dict[str, Any]]:
+    """Each order's latest score among those its entries in the period book (found through the
+    entries' ``caused_by``, so a later correction of the order changes no settled proof)."""
+    ids = sorted({score for line in s.lines for score in line.scores})
     return {
         order_id: {"confidence_bp": confidence, "credits": credits}
         for order_id, confidence, credits in conn.execute(
             """
             SELECT DISTINCT ON (order_id) order_id, confidence_bp, credits
             FROM attribution_scores
-            WHERE store_id = %s AND order_id = ANY(%s) AND reverses IS NULL
+            WHERE event_id = ANY(%s) AND reverses IS NULL
             ORDER BY order_id, occurred_at DESC, event_id DESC
             """,
-            (store_id, orders),
+            (ids,),
         )
     }
 

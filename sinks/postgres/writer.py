@@ -169,7 +169,9 @@ def _write_group(
                     copy.write_row(_values(table, row, columns))
             cur.execute(merge)
             cur.execute(sql.SQL("TRUNCATE {}").format(stage))
-    except psycopg.Error:
+    except psycopg.Error as exc:
+        if not refuses_data(exc):
+            raise  # the connection, a deadlock, a timeout: the whole batch is tried again
         _write_one_by_one(conn, table, columns, group, written)
         return
     _record(table, group, written)
@@ -196,9 +198,20 @@ def _write_one_by_one(
                 cur.execute(merge)
                 cur.execute(sql.SQL("TRUNCATE {}").format(stage))
         except psycopg.Error as exc:
+            if not refuses_data(exc):
+                raise
             written.rejected.append(Rejected(row, _reason(table, exc), origin))
         else:
             _record(table, [(row, origin)], written)
+
+
+def refuses_data(exc: psycopg.Error) -> bool:
+    """Whether Postgres (or the client, before sending) refused a row for what it holds: a
+    data exception (SQLSTATE class 22) or a constraint (23). Anything else is about the
+    database, not the row, and a row must never be dead-lettered for it."""
+    if exc.sqlstate is None:
+        return isinstance(exc, psycopg.DataError)  # e.g. a NUL in a text, refused client-side
+    return exc.sqlstate[:2] in ("22", "23")
 
 
 def _record(table: TableWrite, group: list[tuple[Row, Any]], written: Written) -> None:

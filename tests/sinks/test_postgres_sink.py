@@ -100,13 +100,18 @@ def test_a_row_postgres_refuses_goes_to_dead_letters_and_its_batch_is_written(
     sink.publish("ProductUpsert", product("prod-ok-1", 1, "p1", "Beanie", ["v1"]), flush=False)
     # Avro carries a NUL character; Postgres text cannot.
     sink.publish("ProductUpsert", product("prod-bad", 2, "p2", "Scarf\x00x", ["v2"]), flush=False)
+    # ...in an id too, which the follow-ups would meet (a customer's redaction check).
+    sink.publish("CustomerUpsert", customer("cust-bad", 1, "cu\x00", "k9", None), flush=False)
     sink.publish("ProductUpsert", product("prod-ok-2", 3, "p3", "Mittens", ["v3"]))
     sink.start()
     sink.wait_caught_up()
     assert sink.query("SELECT product_id FROM products ORDER BY 1") == [("p1",), ("p3",)]
     # The bad product's variant row is fine, and written.
     assert sink.query("SELECT variant_id FROM variants ORDER BY 1") == [("v1",), ("v2",), ("v3",)]
-    (letter,) = read_all(sink, "ops.dead-letters.v1")
+    assert sink.query("SELECT count(*) FROM customers") == [(0,)]
+    letters = read_all(sink, "ops.dead-letters.v1")
+    assert sorted(x["envelope"]["caused_by"][0] for x in letters) == ["cust-bad", "prod-bad"]
+    (letter,) = [x for x in letters if x["envelope"]["caused_by"] == ["prod-bad"]]
     assert letter["stage"] == "sink.postgres"
     assert "table products" in letter["error_type"]
     assert "NUL" in letter["error_type"]
