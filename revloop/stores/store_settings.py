@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import bisect
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from revloop.files import ReloadingFile
 from revloop.settings import Settings
+from revloop.stores.live import CheckedFile
 from revloop.stores.model import RegistryError, SettingsVersion, check_history
 from revloop.stores.registry import file_entries
 
@@ -96,17 +95,13 @@ class LiveStoreSettings:
     to have read it. A file that fails to load keeps the last good settings (and is logged)."""
 
     def __init__(self, path: Path, defaults: Settings, check_seconds: float) -> None:
-        self._file = ReloadingFile(path, lambda p: StoreSettings(defaults, settings_histories(p)))
-        self._check_seconds = check_seconds
-        self._next_check = time.monotonic() + check_seconds
+        self._file = CheckedFile(
+            path,
+            lambda p: StoreSettings(defaults, settings_histories(p)),
+            check_seconds,
+            "settings",
+        )
 
     @property
     def current(self) -> StoreSettings:
-        now = time.monotonic()
-        if now >= self._next_check:
-            self._next_check = now + self._check_seconds
-            try:
-                self._file.refresh()
-            except (OSError, RegistryError) as exc:
-                log.error("stores file changed but did not load; previous settings kept: %s", exc)
         return self._file.value

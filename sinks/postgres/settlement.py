@@ -71,8 +71,7 @@ def settle_period(
         if closed:
             return _stored(conn, store_id, period)
         # The store's fee as its settings say at the period's last instant.
-        stores = StoreSettings(settings, settings_histories(settings.stores_file))
-        fee_bp = stores.at(store_id, end - timedelta(microseconds=1)).billing_fee_bp
+        fee_bp = _fee_bp(settings, store_id, end - timedelta(microseconds=1))
         settled = settle(_booked(conn, store_id, period), fee_bp)
         platform = _platform(conn, store_id)
         fees = [
@@ -101,8 +100,7 @@ def preview(
     """The invoices the period would get if settled now (it may still be running): nothing is
     posted, stored or closed."""
     _, end = period_bounds(period)
-    stores = StoreSettings(settings, settings_histories(settings.stores_file))
-    fee_bp = stores.at(store_id, min(now, end - timedelta(microseconds=1))).billing_fee_bp
+    fee_bp = _fee_bp(settings, store_id, min(now, end - timedelta(microseconds=1)))
     settled = settle(_booked(conn, store_id, period), fee_bp)
     return [_invoice(conn, store_id, period, fee_bp, s) for s in settled]
 
@@ -147,6 +145,12 @@ def stored_invoices(
             (store_id, period),
         )
     ]
+
+
+def _fee_bp(settings: Settings, store_id: str, at: datetime) -> int:
+    """The store's success fee as its settings say at ``at``."""
+    stores = StoreSettings(settings, settings_histories(settings.stores_file))
+    return stores.at(store_id, at).billing_fee_bp
 
 
 def _booked(conn: psycopg.Connection[Any], store_id: str, period: str) -> list[Booked]:

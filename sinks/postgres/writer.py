@@ -156,53 +156,40 @@ def _write_group(
     group: list[tuple[Row, Any]],
     written: Written,
 ) -> None:
-    stage = _stage(table)
-    merge = _merge_sql(table, columns, stage)
+    """The group in one COPY and merge; if Postgres refuses its data, row by row."""
     try:
-        with conn.transaction(), conn.cursor() as cur:
-            with cur.copy(
-                sql.SQL("COPY {} ({}) FROM STDIN").format(
-                    stage, sql.SQL(", ").join(map(sql.Identifier, columns))
-                )
-            ) as copy:
-                for row, _ in group:
-                    copy.write_row(_values(table, row, columns))
-            cur.execute(merge)
-            cur.execute(sql.SQL("TRUNCATE {}").format(stage))
+        _merge(conn, table, columns, group)
     except psycopg.Error as exc:
         if not refuses_data(exc):
             raise  # the connection, a deadlock, a timeout: the whole batch is tried again
-        _write_one_by_one(conn, table, columns, group, written)
+        for row, origin in group:
+            try:
+                _merge(conn, table, columns, [(row, origin)])
+            except psycopg.Error as one:
+                if not refuses_data(one):
+                    raise
+                written.rejected.append(Rejected(row, _reason(table, one), origin))
+            else:
+                written.rows += 1
         return
-    _record(table, group, written)
+    written.rows += len(group)
 
 
-def _write_one_by_one(
+def _merge(
     conn: psycopg.Connection[Any],
     table: TableWrite,
     columns: tuple[str, ...],
     group: list[tuple[Row, Any]],
-    written: Written,
 ) -> None:
+    """COPY ``group`` into the table's staging table and merge it, under a savepoint."""
     stage = _stage(table)
-    insert = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-        stage,
-        sql.SQL(", ").join(map(sql.Identifier, columns)),
-        sql.SQL(", ").join(sql.Placeholder() * len(columns)),
-    )
-    merge = _merge_sql(table, columns, stage)
-    for row, origin in group:
-        try:
-            with conn.transaction(), conn.cursor() as cur:
-                cur.execute(insert, _values(table, row, columns))
-                cur.execute(merge)
-                cur.execute(sql.SQL("TRUNCATE {}").format(stage))
-        except psycopg.Error as exc:
-            if not refuses_data(exc):
-                raise
-            written.rejected.append(Rejected(row, _reason(table, exc), origin))
-        else:
-            _record(table, [(row, origin)], written)
+    with conn.transaction(), conn.cursor() as cur:
+        listed = sql.SQL(", ").join(map(sql.Identifier, columns))
+        with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, listed)) as copy:
+            for row, _ in group:
+                copy.write_row(_values(table, row, columns))
+        cur.execute(_merge_sql(table, columns, stage))
+        cur.execute(sql.SQL("TRUNCATE {}").format(stage))
 
 
 def refuses_data(exc: psycopg.Error) -> bool:
@@ -212,10 +199,6 @@ def refuses_data(exc: psycopg.Error) -> bool:
     if exc.sqlstate is None:
         return isinstance(exc, psycopg.DataError)  # e.g. a NUL in a text, refused client-side
     return exc.sqlstate[:2] in ("22", "23")
-
-
-def _record(table: TableWrite, group: list[tuple[Row, Any]], written: Written) -> None:
-    written.rows += len(group)
 
 
 def _reason(table: TableWrite, exc: psycopg.Error) -> str:

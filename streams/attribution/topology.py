@@ -265,8 +265,7 @@ def add_attribution(
 ) -> StreamingDataFrame:
     """The attribution stages; returns the stream of scores (the ledger books them)."""
 
-    def rules(store_id: str, at: datetime) -> AttributionRules:
-        return inputs.store_settings.build(store_id, at, rules_from)
+    rules = inputs.rules(rules_from)
 
     lateness = timedelta(hours=settings.attribution_lateness_hours)
     orders = inputs.stream("commerce.orders.v1")

@@ -338,8 +338,7 @@ def is_warning(value: Stored) -> bool:
 def add_circuit_breaker(
     app: Application, settings: Settings, serde: AvroSerde, inputs: Inputs
 ) -> None:
-    def rules(store_id: str, at: datetime) -> BreakerRules:
-        return inputs.store_settings.build(store_id, at, rules_from)
+    rules = inputs.rules(rules_from)
 
     lateness = timedelta(hours=settings.inventory_lateness_hours)
     levels = inputs.stream("commerce.inventory-levels.v1")

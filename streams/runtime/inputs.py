@@ -34,10 +34,15 @@ class Inputs:
         self._stores = stores
         self._streams: dict[str, StreamingDataFrame] = {}
 
-    @property
-    def store_settings(self) -> StoreSettings:
-        """Every store's settings over time, as of the stores file's last change."""
-        return self._stores.current
+    def rules(self, make: Callable[[Settings], R]) -> RulesFor[R]:
+        """A store's rules at an event time, ``make`` applied to the settings in effect then
+        (made once per store and settings version), as of the stores file's last change."""
+
+        def rules_for(store_id: str, at: datetime) -> R:
+            current: StoreSettings = self._stores.current
+            return current.build(store_id, at, make)
+
+        return rules_for
 
     def stream(self, name: str) -> StreamingDataFrame:
         """The root stream of catalogue topic ``name``."""
