@@ -5,9 +5,9 @@ signature on the raw bytes (401), then the raw record is published and acknowled
 the 200. Normalization into canonical events happens downstream of the raw topic, so the accept
 path stays short.
 
-The marketing feeds (``POST /events/touchpoints``, ``POST /events/campaigns``) check the API key
-(401), content type (415), body size (413) and deadline (408), then validate the whole batch
-(400/422, see ingest/feeds.py) and answer 200 once Kafka has acked every record of it (503
+The marketing feeds (``POST /events/touchpoints``, ``/events/campaigns``, ``/events/spend``) check
+the API key (401), content type (415), body size (413) and deadline (408), then validate the whole
+batch (400/422, see ingest/feeds.py) and answer 200 once Kafka has acked every record of it (503
 otherwise).
 
 An answer given before the whole body was read (405, 408, 413, a feed's 401 and 415, a 500)
@@ -52,7 +52,11 @@ RAW_TOPIC = topic("raw.webhooks.v1")
 (RAW_RECORD,) = RAW_TOPIC.values
 
 
-FEEDS: Mapping[str, str] = {"touchpoints": feeds.TOUCHPOINT, "campaigns": feeds.CAMPAIGN_LINK}
+FEEDS: Mapping[str, str] = {
+    "touchpoints": feeds.TOUCHPOINT,
+    "campaigns": feeds.CAMPAIGN_LINK,
+    "spend": feeds.CAMPAIGN_SPEND,
+}
 """Feed name (the route's last segment and the metric label) → the record type it publishes."""
 _CLOSE = {"Connection": "close"}
 """For answers given with the body (maybe) unread: uvicorn closes the connection after sending
@@ -334,6 +338,9 @@ class IngestService:
                 raise RuntimeError("IngestService.customer_salt is not set")
             items = feeds.parse_touchpoints(body, received_at)
             return feeds.touchpoint_records(store, items, self.customer_salt, received_at)
+        if feed == "spend":
+            reports = feeds.parse_campaign_spend(body, received_at)
+            return feeds.campaign_spend_records(store, reports, received_at)
         links = feeds.parse_campaign_links(body, received_at)
         return feeds.campaign_link_records(store, links, received_at)
 

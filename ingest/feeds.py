@@ -1,4 +1,5 @@
-"""The marketing feeds: touchpoints and campaign→product links that a store's own tools post.
+"""The marketing feeds: touchpoints, campaign→product links and campaign spend that a store's own
+tools post.
 
 Pure: an ``Authorization`` header, JSON bytes and the registry in; the authenticated store and
 Avro-ready records out, or the reasons to refuse. The HTTP wiring (body cap, content type, the
@@ -15,7 +16,7 @@ import json
 import re
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Final, Literal, Protocol, TypeVar
 from urllib.parse import unquote_plus
 
@@ -44,10 +45,13 @@ from schemas.topics import Topic, topic_for_record
 __all__ = [
     "CAMPAIGN_LINK",
     "CAMPAIGN_LINK_TOPIC",
+    "CAMPAIGN_SPEND",
+    "CAMPAIGN_SPEND_TOPIC",
     "MAX_BATCH",
     "TOUCHPOINT",
     "TOUCHPOINT_TOPIC",
     "CampaignLinkIn",
+    "CampaignSpendIn",
     "FeedStores",
     "InvalidBatch",
     "ItemError",
@@ -56,7 +60,10 @@ __all__ = [
     "authenticate",
     "campaign_link_event_id",
     "campaign_link_records",
+    "campaign_spend_event_id",
+    "campaign_spend_records",
     "parse_campaign_links",
+    "parse_campaign_spend",
     "parse_touchpoints",
     "touchpoint_event_id",
     "touchpoint_records",
@@ -66,6 +73,8 @@ TOUCHPOINT: Final = "dev.revloop.events.Touchpoint"
 CAMPAIGN_LINK: Final = "dev.revloop.events.CampaignProductLink"
 TOUCHPOINT_TOPIC: Final[Topic] = topic_for_record(TOUCHPOINT)
 CAMPAIGN_LINK_TOPIC: Final[Topic] = topic_for_record(CAMPAIGN_LINK)
+CAMPAIGN_SPEND: Final = "dev.revloop.events.CampaignSpend"
+CAMPAIGN_SPEND_TOPIC: Final[Topic] = topic_for_record(CAMPAIGN_SPEND)
 
 MAX_BATCH: Final = 1000
 MAX_PRODUCT_IDS: Final = 100
@@ -77,6 +86,7 @@ FUTURE_SKEW: Final = timedelta(days=1)
 # A best-effort net: x@host.tld anywhere in a value (`?e=ann@example.com&x=1` included). An '@'
 # right after '/' is a handle in a path (tiktok.com/@some.name), not an email.
 _EMAIL_LIKE: Final = re.compile(r"[^\s/@]@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_DAY: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _FIELD_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
@@ -199,6 +209,28 @@ _Url = Annotated[str, StringConstraints(min_length=1, max_length=2048), AfterVal
 _Timestamp = Annotated[
     AwareDatetime, BeforeValidator(_iso_timestamp), AfterValidator(_not_in_the_future)
 ]
+
+
+def _iso_day(value: object) -> object:
+    if not isinstance(value, str):
+        raise PydanticCustomError("day_type", "must be a day as a string like 2026-11-23")
+    try:
+        # Only YYYY-MM-DD: fromisoformat also takes week dates and compact forms.
+        if not _DAY.fullmatch(value):
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise PydanticCustomError("day_format", "must be a day like 2026-11-23") from None
+
+
+def _day_not_in_the_future(value: date, info: ValidationInfo) -> date:
+    now = info.context.get("now") if isinstance(info.context, dict) else None
+    if isinstance(now, datetime) and value > (now + FUTURE_SKEW).date():
+        raise PydanticCustomError("day_future", "is more than a day in the future")
+    return value
+
+
+_Day = Annotated[date, BeforeValidator(_iso_day), AfterValidator(_day_not_in_the_future)]
 _CustomerKey = Annotated[str, StringConstraints(pattern=r"^ck_[0-9a-f]{40}$")]
 _Email = Annotated[str, StringConstraints(max_length=320)]
 _Long = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
@@ -217,6 +249,15 @@ class Money(_Strict):
     """ISO 4217 alphabetic code, upper case."""
 
 
+class _Spent(Money):
+    @field_validator("amount_minor")
+    @classmethod
+    def _not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise PydanticCustomError("negative_spend", "must not be negative")
+        return value
+
+
 class TouchpointIn(_Strict):
     touchpoint_id: _Id
     """The client's stable id for this touch; retries must reuse it (it makes the event id)."""
@@ -232,7 +273,8 @@ class TouchpointIn(_Strict):
     product_ids: list[_Id] = Field(default_factory=list, max_length=MAX_PRODUCT_IDS)
     click_id: _ClickId | None = None
     landing_url: _Url | None = None
-    cost: Money | None = None
+    cost: _Spent | None = None
+    """What this touch cost (ROAS plans count it as ad spend)."""
 
     @field_validator("email")
     @classmethod
@@ -262,6 +304,17 @@ class CampaignLinkIn(_Strict):
     occurred_at: _Timestamp
 
 
+class CampaignSpendIn(_Strict):
+    channel: _LinkId
+    campaign_id: _LinkId
+    day: _Day
+    """The day spent, as the ad account reports days."""
+    spend: _Spent
+    """The day's whole spend so far (not an increment): a newer report restates it."""
+    reported_at: _Timestamp
+    """When the figure was read from the ad platform: the newest report of a day wins."""
+
+
 class _TouchpointBatch(_Strict):
     touchpoints: list[TouchpointIn] = Field(min_length=1, max_length=MAX_BATCH)
 
@@ -270,7 +323,11 @@ class _CampaignLinkBatch(_Strict):
     links: list[CampaignLinkIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 
-_Batch = TypeVar("_Batch", _TouchpointBatch, _CampaignLinkBatch)
+class _CampaignSpendBatch(_Strict):
+    spend: list[CampaignSpendIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+_Batch = TypeVar("_Batch", _TouchpointBatch, _CampaignLinkBatch, _CampaignSpendBatch)
 _FIELD_OF_TYPE: Final = {"customer_identity": "email/customer_key/customer_id"}
 # Pydantic's wording for wrong JSON types, said the way an API client needs to hear it.
 _MESSAGE_OF_TYPE: Final = {
@@ -298,6 +355,15 @@ def parse_campaign_links(body: bytes, now: datetime) -> list[CampaignLinkIn]:
     items = _parse(body, _CampaignLinkBatch, "links", now).links
     # One link changing twice at the same instant has no order; refuse it rather than guess.
     _refuse_duplicates([(i.campaign_id, i.product_id, i.occurred_at) for i in items], "occurred_at")
+    return items
+
+
+def parse_campaign_spend(body: bytes, now: datetime) -> list[CampaignSpendIn]:
+    """The reports of a ``{"spend": [...]}`` body, or InvalidBatch with every error."""
+    items = _parse(body, _CampaignSpendBatch, "spend", now).spend
+    _refuse_duplicates(
+        [(i.channel, i.campaign_id, i.day, i.reported_at) for i in items], "reported_at"
+    )
     return items
 
 
@@ -434,6 +500,37 @@ def campaign_link_records(
             "product_id": item.product_id,
             "channel": item.channel,
             "active": item.active,
+        }
+        for item in items
+    ]
+
+
+def campaign_spend_event_id(
+    store_id: str, channel: str, campaign_id: str, day: date, reported_at: datetime
+) -> str:
+    when = reported_at.astimezone(UTC).isoformat()
+    name = f"api/{store_id}/campaign-spend/{channel}/{campaign_id}/{day.isoformat()}/{when}"
+    return deterministic_id(name)
+
+
+def campaign_spend_records(
+    store: Store, items: Sequence[CampaignSpendIn], received_at: datetime
+) -> list[dict[str, Any]]:
+    """CampaignSpend events for validated items, in order."""
+    return [
+        {
+            "envelope": _envelope(
+                store,
+                campaign_spend_event_id(
+                    store.store_id, item.channel, item.campaign_id, item.day, item.reported_at
+                ),
+                item.reported_at,
+                received_at,
+            ),
+            "channel": item.channel,
+            "campaign_id": item.campaign_id,
+            "day": item.day,
+            "spend": {"amount_minor": item.spend.amount_minor, "currency": item.spend.currency},
         }
         for item in items
     ]

@@ -35,7 +35,7 @@ def serve(
     port: int | None = typer.Option(None, help="Port (default REVLOOP_INGEST_PORT)."),
 ) -> None:
     """Serve the webhook receivers (/webhooks/{shopify,woocommerce,bigcommerce}), the marketing
-    feeds (/events/{touchpoints,campaigns}), /healthz, /readyz and /metrics."""
+    feeds (/events/{touchpoints,campaigns,spend}), /healthz, /readyz and /metrics."""
     settings = get_settings()
     try:
         service = build_service(settings)

@@ -1,39 +1,35 @@
-"""The billing ledger's postings, pure: accounts, entry ids and the entries an attribution score
-books (docs/ledger.md).
+"""The billing ledger's postings, pure: accounts, entry ids, and the entries that scores,
+touchpoint costs, spend reports and settlements book (docs/ledger.md). The plans that bill from
+them are in :mod:`revloop.billing`.
 
-Each store has one ledger per currency, and four accounts in it:
+Each store has one ledger per currency. Its accounts come in pairs, a debit-normal one and its
+counterpart:
 
-- ``attributed_incremental_revenue``: the revenue revloop's marketing earned the merchant (a
-  memo account, debit-normal);
-- ``attribution_source``: its counterpart, the orders that revenue came from (credit-normal);
-- ``success_fee_receivable``: what the merchant owes revloop;
-- ``fee_revenue``: revloop's income from it.
+- ``attributed_incremental_revenue`` / ``attribution_source``: the revenue revloop's marketing
+  earned the merchant, and the orders it came from;
+- ``success_fee_receivable`` / ``fee_revenue``: what the merchant owes revloop, revloop's income;
+- ``store_revenue`` / ``sales``: every order's revenue, net of refunds and cancellations;
+- ``ad_spend`` / ``spend_source``: what the ads cost, from touchpoints and spend reports;
+- ``baseline_revenue`` / ``baseline_source``: the baseline a settled period was measured against.
 
-An entry moves an amount (positive, in the currency's minor units) from its credit account to
-its debit account, so every entry's debits equal its credits and a ledger's balances sum to
-zero. Entries are never changed: a correction is a new entry that reverses an old one and says
-so. Every id is derived from what caused the entry, so a replayed or duplicated score books
-nothing twice.
-
-An attribution score books its incremental revenue; a reversal (a refund's share, a
-cancellation, a correction) books the reverse, linked to the original's entry. Scores of
-holdout customers book nothing: they are the control group. The success fee is booked at
-settlement, once per store, period and currency, on the period's net incremental revenue: the
-one place a fee is rounded (half to even, :func:`fee_minor`).
+All but the fee pair are memo accounts: they hold the figures the plans bill on, so an invoice
+recomputes from the ledger alone. An entry moves a positive amount (in the currency's minor
+units) from its credit account to its debit account, so every entry's debits equal its credits
+and a ledger's balances sum to zero. Entries are never changed: a correction is a new entry that
+reverses an old one and says so. Every id is derived from what caused the entry, so a replayed
+or duplicated event books nothing twice.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from fractions import Fraction
 from typing import Any
 
 from revloop.ids import deterministic_id
-from revloop.money import allocate
 
 
 class Account(StrEnum):
@@ -41,6 +37,13 @@ class Account(StrEnum):
     ATTRIBUTION_SOURCE = "attribution_source"
     SUCCESS_FEE_RECEIVABLE = "success_fee_receivable"
     FEE_REVENUE = "fee_revenue"
+    # Memo pairs: the other plans' inputs, booked so an invoice recomputes from the ledger alone.
+    STORE_REVENUE = "store_revenue"
+    SALES = "sales"
+    AD_SPEND = "ad_spend"
+    SPEND_SOURCE = "spend_source"
+    BASELINE_REVENUE = "baseline_revenue"
+    BASELINE_SOURCE = "baseline_source"
 
 
 class Code(StrEnum):
@@ -48,6 +51,28 @@ class Code(StrEnum):
     ATTRIBUTED_REVENUE_REVERSAL = "attributed_revenue_reversal"
     SUCCESS_FEE = "success_fee"
     SUCCESS_FEE_REVERSAL = "success_fee_reversal"
+    REVENUE = "revenue"
+    REVENUE_REVERSAL = "revenue_reversal"
+    AD_SPEND = "ad_spend"
+    AD_SPEND_REVERSAL = "ad_spend_reversal"
+    BASELINE = "baseline"
+
+
+_ACCOUNTS: dict[Code, tuple[Account, Account]] = {
+    Code.ATTRIBUTED_REVENUE: (Account.ATTRIBUTED_INCREMENTAL_REVENUE, Account.ATTRIBUTION_SOURCE),
+    Code.ATTRIBUTED_REVENUE_REVERSAL: (
+        Account.ATTRIBUTION_SOURCE,
+        Account.ATTRIBUTED_INCREMENTAL_REVENUE,
+    ),
+    Code.SUCCESS_FEE: (Account.SUCCESS_FEE_RECEIVABLE, Account.FEE_REVENUE),
+    Code.SUCCESS_FEE_REVERSAL: (Account.FEE_REVENUE, Account.SUCCESS_FEE_RECEIVABLE),
+    Code.REVENUE: (Account.STORE_REVENUE, Account.SALES),
+    Code.REVENUE_REVERSAL: (Account.SALES, Account.STORE_REVENUE),
+    Code.AD_SPEND: (Account.AD_SPEND, Account.SPEND_SOURCE),
+    Code.AD_SPEND_REVERSAL: (Account.SPEND_SOURCE, Account.AD_SPEND),
+    Code.BASELINE: (Account.BASELINE_REVENUE, Account.BASELINE_SOURCE),
+}
+"""Each code's (debit, credit) accounts: a code says everything about an entry's direction."""
 
 
 def ledger_name(store_id: str, currency: str) -> str:
@@ -67,8 +92,13 @@ def period_of(at: datetime) -> str:
 
 
 def score_entry_id(score_event_id: str) -> str:
-    """The id of the entry a score books (what a reversal's ``reverses_entry_id`` names)."""
+    """The id of the attributed revenue a score books (what a reversal's link names)."""
     return deterministic_id(f"ledger/score/{score_event_id}")
+
+
+def revenue_entry_id(score_event_id: str) -> str:
+    """The id of the store revenue a score books."""
+    return deterministic_id(f"ledger/revenue/{score_event_id}")
 
 
 @dataclass(frozen=True)
@@ -94,50 +124,208 @@ class Entry:
             raise ValueError("an entry moves between two accounts")
 
 
+def book(
+    code: Code,
+    entry_id: str,
+    envelope: Mapping[str, Any],
+    money: Mapping[str, Any],
+    *,
+    period: str | None = None,
+    order_id: str | None = None,
+    reverses_entry_id: str | None = None,
+    caused_by: tuple[str, ...] | None = None,
+) -> Entry:
+    """An entry of ``code`` (which gives its accounts) for the event in ``envelope``: its store,
+    time, period (unless given) and cause."""
+    debit, credit = _ACCOUNTS[code]
+    at: datetime = envelope["occurred_at"]
+    return Entry(
+        entry_id=entry_id,
+        store_id=envelope["store_id"],
+        platform=envelope["platform"],
+        currency=money["currency"],
+        debit=debit,
+        credit=credit,
+        amount_minor=int(money["amount_minor"]),
+        code=code,
+        period=period or period_of(at),
+        order_id=order_id,
+        reverses_entry_id=reverses_entry_id,
+        at=at,
+        caused_by=(envelope["event_id"],) if caused_by is None else caused_by,
+    )
+
+
 def score_entries(score: Mapping[str, Any]) -> list[Entry]:
-    """What an AttributionScore value books: its incremental revenue, or the reverse of the
-    original's share for a reversal; nothing for a zero amount or a holdout customer."""
-    envelope, revenue = score["envelope"], score["incremental_revenue"]
-    amount = int(revenue["amount_minor"])
-    if amount == 0 or score["holdout"]:
-        return []
+    """What an AttributionScore value books:
+
+    - its incremental revenue (a reversal: the reverse of its share, linked to the original's
+      entry); nothing for a zero amount or a holdout customer, the control group;
+    - its change to the store's revenue (``revenue_change``, holdouts included: they are
+      customers like any other), linked the same way.
+    """
+    envelope = score["envelope"]
     reverses = score["reverses"]
     gained = reverses is None
-    if (amount > 0) != gained:
-        raise ValueError(
-            f"score {envelope['event_id']}: a score books a gain and a reversal a loss"
+    booked = []
+    revenue = score["incremental_revenue"]
+    amount = int(revenue["amount_minor"])
+    if amount and not score["holdout"]:
+        if (amount > 0) != gained:
+            raise ValueError(
+                f"score {envelope['event_id']}: a score books a gain and a reversal a loss"
+            )
+        booked.append(
+            book(
+                Code.ATTRIBUTED_REVENUE if gained else Code.ATTRIBUTED_REVENUE_REVERSAL,
+                score_entry_id(envelope["event_id"]),
+                envelope,
+                {"amount_minor": abs(amount), "currency": revenue["currency"]},
+                order_id=score["order_id"],
+                reverses_entry_id=None if gained else score_entry_id(reverses),
+            )
         )
-    at: datetime = envelope["occurred_at"]
+    change = score.get("revenue_change")  # absent from scores written before it existed
+    changed = int(change["amount_minor"]) if change else 0
+    if change and changed:
+        if (changed > 0) != gained:
+            raise ValueError(
+                f"score {envelope['event_id']}: a score adds revenue and a reversal takes it back"
+            )
+        booked.append(
+            book(
+                Code.REVENUE if gained else Code.REVENUE_REVERSAL,
+                revenue_entry_id(envelope["event_id"]),
+                envelope,
+                {"amount_minor": abs(changed), "currency": change["currency"]},
+                order_id=score["order_id"],
+                reverses_entry_id=None if gained else revenue_entry_id(reverses),
+            )
+        )
+    return booked
+
+
+def touch_spend_entries(touchpoint: Mapping[str, Any]) -> list[Entry]:
+    """A Touchpoint's media cost as ad spend (a touch without a cost books nothing). The id is
+    the touch event's: a resent touch books its cost once."""
+    cost = touchpoint.get("cost")
+    if not cost or int(cost["amount_minor"]) <= 0:
+        return []
+    envelope = touchpoint["envelope"]
     return [
-        Entry(
-            entry_id=score_entry_id(envelope["event_id"]),
-            store_id=envelope["store_id"],
-            platform=envelope["platform"],
-            currency=revenue["currency"],
-            debit=Account.ATTRIBUTED_INCREMENTAL_REVENUE if gained else Account.ATTRIBUTION_SOURCE,
-            credit=Account.ATTRIBUTION_SOURCE if gained else Account.ATTRIBUTED_INCREMENTAL_REVENUE,
-            amount_minor=abs(amount),
-            code=Code.ATTRIBUTED_REVENUE if gained else Code.ATTRIBUTED_REVENUE_REVERSAL,
-            period=period_of(at),
-            order_id=score["order_id"],
-            reverses_entry_id=None if gained else score_entry_id(reverses),
-            at=at,
-            caused_by=(envelope["event_id"],),
+        book(
+            Code.AD_SPEND,
+            deterministic_id(f"ledger/spend/touch/{envelope['event_id']}"),
+            envelope,
+            cost,
         )
     ]
 
 
-def fee_minor(amount_minor: int, fee_bp: int) -> int:
-    """``amount * fee_bp / 10000`` in whole minor units, half to even: the one rounding of a fee
-    (at settlement, on a period's net amount). Exact integer arithmetic."""
-    if fee_bp < 0:
-        raise ValueError("a fee rate is not negative")
-    if amount_minor < 0:
-        return -fee_minor(-amount_minor, fee_bp)
-    quotient, remainder = divmod(amount_minor * fee_bp, 10_000)
-    if remainder * 2 > 10_000 or (remainder * 2 == 10_000 and quotient % 2 == 1):
-        quotient += 1
-    return quotient
+@dataclass(frozen=True)
+class DaySpend:
+    """The standing report of one campaign's day: what its spend entries add up to."""
+
+    reported_at: datetime
+    amount_minor: int
+    currency: str
+    event_id: str
+
+
+def spend_report_entries(
+    standing: DaySpend | None, report: Mapping[str, Any]
+) -> tuple[list[Entry], DaySpend | None]:
+    """A CampaignSpend report against the day's standing one: entries for the difference (more
+    spend, or a reversal of the part restated away; a change of currency takes the old amount
+    back whole) and the new standing report. A report no newer than the standing one changes
+    nothing: reports may arrive out of order."""
+    envelope = report["envelope"]
+    at: datetime = envelope["occurred_at"]
+    if standing is not None and at <= standing.reported_at:
+        return [], standing
+    spend = report["spend"]
+    amount, currency = int(spend["amount_minor"]), spend["currency"]
+    if amount < 0:
+        raise ValueError(f"spend report {envelope['event_id']}: spend is not negative")
+    period = report["day"].strftime("%Y-%m")
+    was = standing.amount_minor if standing is not None and standing.currency == currency else 0
+    booked = []
+    causes = (envelope["event_id"],) + ((standing.event_id,) if standing is not None else ())
+    if standing is not None and standing.currency != currency and standing.amount_minor:
+        booked.append(
+            _spend(
+                report,
+                Code.AD_SPEND_REVERSAL,
+                standing.amount_minor,
+                standing.currency,
+                period,
+                causes,
+            )
+        )
+    if amount != was:
+        code = Code.AD_SPEND if amount > was else Code.AD_SPEND_REVERSAL
+        booked.append(_spend(report, code, abs(amount - was), currency, period, causes))
+    return booked, DaySpend(at, amount, currency, envelope["event_id"])
+
+
+def _spend(
+    report: Mapping[str, Any],
+    code: Code,
+    amount: int,
+    currency: str,
+    period: str,
+    causes: tuple[str, ...],
+) -> Entry:
+    envelope = report["envelope"]
+    return book(
+        code,
+        deterministic_id(f"ledger/spend/report/{envelope['event_id']}/{currency}"),
+        envelope,
+        {"amount_minor": amount, "currency": currency},
+        period=period,
+        caused_by=causes,
+    )
+
+
+def fee_entry(
+    store_id: str, platform: str, currency: str, period: str, fee: int, at: datetime
+) -> Entry | None:
+    """The period's fee as an entry (a credit note when negative; none when zero). Its id is
+    the store's, period's and currency's, whichever way it points: one fee per period."""
+    if fee == 0:
+        return None
+    code = Code.SUCCESS_FEE if fee > 0 else Code.SUCCESS_FEE_REVERSAL
+    return _period_entry("fee", code, store_id, platform, currency, period, abs(fee), at)
+
+
+def baseline_entry(
+    store_id: str, platform: str, currency: str, period: str, amount: int, at: datetime
+) -> Entry:
+    """The baseline monthly revenue a period is measured against (baseline uplift), booked
+    when it is settled: the stores table may change later, the settled period's figure not."""
+    return _period_entry(
+        "baseline", Code.BASELINE, store_id, platform, currency, period, amount, at
+    )
+
+
+def _period_entry(
+    kind: str,
+    code: Code,
+    store_id: str,
+    platform: str,
+    currency: str,
+    period: str,
+    amount: int,
+    at: datetime,
+) -> Entry:
+    return book(
+        code,
+        deterministic_id(f"ledger/{kind}/{store_id}/{period}/{currency}"),
+        {"event_id": "", "store_id": store_id, "platform": platform, "occurred_at": at},
+        {"amount_minor": amount, "currency": currency},
+        period=period,
+        caused_by=(),
+    )
 
 
 def entry_value(entry: Entry) -> dict[str, Any]:
@@ -179,136 +367,3 @@ def chain_hash(previous: str, fields: tuple[object, ...]) -> str:
 def _text(value: object) -> str:
     # In UTC whatever zone the database session hands back: the link must not depend on it.
     return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else str(value)
-
-
-# -- settlement (attributed incremental plan) -----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Booked:
-    """A ledger entry as settlement reads it back."""
-
-    entry_id: str
-    code: str
-    amount_minor: int
-    currency: str
-    order_id: str | None
-    caused_by: tuple[str, ...] = ()
-    """The scores behind it (event ids)."""
-
-
-@dataclass(frozen=True)
-class ProofLine:
-    """One billed order: its net incremental revenue in the period, its share of the fee, and
-    the entries behind both."""
-
-    order_id: str
-    incremental_minor: int
-    fee_minor: int
-    entry_ids: tuple[str, ...]
-    scores: tuple[str, ...] = ()
-    """The scores its entries book (event ids): the proof's confidence and credits."""
-
-
-@dataclass(frozen=True)
-class Settlement:
-    currency: str
-    incremental_minor: int
-    """The period's attributed incremental revenue, net of reversals (may be negative when an
-    adjustment period holds more reversals than gains)."""
-    fee_minor: int
-    lines: tuple[ProofLine, ...]
-
-
-def settle(entries: Sequence[Booked], fee_bp: int) -> list[Settlement]:
-    """The attributed-incremental plan over one period's entries, per currency: the net
-    incremental revenue, the fee on it (rounded once, half to even), and each order's share of
-    both. The shares are split by largest remainder (:func:`revloop.money.allocate`) over the
-    orders' net amounts, so the proof's lines sum exactly to the invoice. A pure function of the
-    entries: an invoice recomputed from the ledger comes out identical."""
-    by_currency: dict[str, dict[str, list[Booked]]] = {}
-    for entry in entries:
-        sign = _SIGN.get(entry.code)
-        if sign is None or entry.order_id is None:
-            continue
-        by_currency.setdefault(entry.currency, {}).setdefault(entry.order_id, []).append(entry)
-    settled = []
-    for currency, orders in sorted(by_currency.items()):
-        nets = {
-            order: sum(_SIGN[e.code] * e.amount_minor for e in booked)
-            for order, booked in sorted(orders.items())
-        }
-        billed = [order for order, net in nets.items() if net != 0]
-        total = sum(nets.values())
-        fee = fee_minor(total, fee_bp)
-        shares = _split(fee, [nets[o] for o in billed])
-        lines = tuple(
-            ProofLine(
-                order,
-                nets[order],
-                share,
-                tuple(sorted(e.entry_id for e in orders[order])),
-                tuple(sorted({c for e in orders[order] for c in e.caused_by})),
-            )
-            for order, share in zip(billed, shares, strict=True)
-        )
-        settled.append(Settlement(currency, total, fee, lines))
-    return settled
-
-
-_SIGN = {Code.ATTRIBUTED_REVENUE.value: 1, Code.ATTRIBUTED_REVENUE_REVERSAL.value: -1}
-
-
-def _split(fee: int, nets: Sequence[int]) -> list[int]:
-    """``fee`` over the orders in proportion to their nets. An order whose net has the other
-    sign than the total (a reversal of an earlier period's order) gets a share of that sign."""
-    if not nets:
-        return []
-    positive = [max(n, 0) for n in nets]
-    negative = [max(-n, 0) for n in nets]
-    if fee == 0 or (not any(positive) and fee > 0) or (not any(negative) and fee < 0):
-        return [0] * len(nets)
-    total = sum(nets)
-    # Each order's exact share of the fee is fee * net / total; allocate keeps the sum exact.
-    weights = [Fraction(n, total) for n in nets] if total else [Fraction(0)] * len(nets)
-    if all(w >= 0 for w in weights):
-        return allocate(fee, weights)
-    # Mixed signs: round each share half to even, then put what is left on the largest order.
-    parts = [fee_minor_exact(Fraction(fee) * w) for w in weights]
-    largest = max(range(len(nets)), key=lambda i: (abs(nets[i]), -i))
-    parts[largest] += fee - sum(parts)
-    return parts
-
-
-def fee_minor_exact(value: Fraction) -> int:
-    """A fraction of minor units rounded half to even."""
-    floor = value.numerator // value.denominator
-    rest = value - floor
-    if rest > Fraction(1, 2) or (rest == Fraction(1, 2) and floor % 2 == 1):
-        floor += 1
-    return floor
-
-
-def fee_entry(
-    store_id: str, platform: str, currency: str, period: str, fee: int, at: datetime
-) -> Entry | None:
-    """The period's fee as a ledger entry (a credit note when negative; none when zero). Its id
-    is the store's, period's and currency's, so settling twice posts it once."""
-    if fee == 0:
-        return None
-    charged = fee > 0
-    return Entry(
-        entry_id=deterministic_id(f"ledger/fee/{store_id}/{period}/{currency}"),
-        store_id=store_id,
-        platform=platform,
-        currency=currency,
-        debit=Account.SUCCESS_FEE_RECEIVABLE if charged else Account.FEE_REVENUE,
-        credit=Account.FEE_REVENUE if charged else Account.SUCCESS_FEE_RECEIVABLE,
-        amount_minor=abs(fee),
-        code=Code.SUCCESS_FEE if charged else Code.SUCCESS_FEE_REVERSAL,
-        period=period,
-        order_id=None,
-        reverses_entry_id=None,
-        at=at,
-        caused_by=(),
-    )

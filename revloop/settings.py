@@ -172,8 +172,21 @@ class Settings(BaseSettings):
     attribution_holdout_bp: int = Field(default=0, ge=0, le=10_000)
     """The share of customers (basis points) held out as a control group; their scores are
     flagged ``holdout``."""
+    billing_plan: Literal["attributed_incremental", "baseline_uplift", "roas_profit_share"] = (
+        "attributed_incremental"
+    )
+    """What a store's contract bills on (revloop/billing.py, docs/ledger.md)."""
     billing_fee_bp: int = Field(default=2000, ge=0, le=10_000)
-    """The success fee, in basis points of the period's net incremental revenue (20%)."""
+    """The success fee, in basis points of what the plan bills on (20%): the net incremental
+    revenue, or the uplift over the baseline."""
+    billing_growth_bp: int = Field(default=10_000, ge=0, le=1_000_000)
+    """Baseline uplift: the factor the baseline monthly revenue is expected to grow by, in basis
+    points (10000 = 1.0, 10500 = 1.05)."""
+    billing_roas_share_bp: int = Field(default=1500, ge=0, le=10_000)
+    """ROAS profit share: revloop's share of the revenue above the baseline ROAS (15%)."""
+    billing_baseline_roas_bp: int = Field(default=30_000, ge=0, le=10_000_000)
+    """ROAS profit share: the baseline ROAS of a store whose own is not in the stores table
+    (`revloop stores baseline set --roas`), in basis points (30000 = 3.0)."""
     attribution_lateness_hours: float = Field(default=168.0, gt=0)
     """How long after an order its score may still be corrected by a late touchpoint, order or
     campaign link; touches older than the longest window plus this are dropped from state."""
@@ -314,7 +327,10 @@ STORE_SETTINGS: Final = frozenset(
         "attribution_model",
         "attribution_half_life_days",
         "attribution_holdout_bp",
+        "billing_plan",
         "billing_fee_bp",
+        "billing_growth_bp",
+        "billing_roas_share_bp",
     }
 )
 """The settings a store may set for itself (`revloop stores settings`, docs/streams.md); the

@@ -155,6 +155,18 @@ TOPICS: tuple[Topic, ...] = (
         description="Which campaign promotes which product; latest state per pair.",
     ),
     Topic(
+        name="marketing.campaign-spend.v1",
+        key=("envelope.store_id", "channel", "campaign_id"),
+        values=(E + "CampaignSpend",),
+        partitions=3,
+        cleanup=Cleanup.DELETE,
+        retention_ms=FOREVER,
+        producers=("ingest.api",),
+        consumers=("streams.ledger", "sinks.postgres"),
+        description="Each campaign's spend per day as the store's feed reports it; the newest "
+        "report of a day restates it. Billing's ROAS plan counts it.",
+    ),
+    Topic(
         name="ingest.hydration-requests.v1",
         key=("envelope.store_id", "resource", "resource_id"),
         values=(E + "HydrationRequest",),

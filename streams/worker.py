@@ -2,8 +2,8 @@
 
 It composes four processors over shared input streams: the circuit breaker
 (``actions.circuit-breaker.v1``, ``alerts.low-stock.v1``), attribution
-(``analytics.attribution-scores.v1``) with the ledger entries its scores book
-(``billing.ledger-entries.v1``), and lifecycle (``lifecycle.triggers.v1``).
+(``analytics.attribution-scores.v1``), the ledger (``billing.ledger-entries.v1``: what scores,
+touchpoint costs and campaign spend reports book), and lifecycle (``lifecycle.triggers.v1``).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def build_worker(settings: Settings, instance_id: str) -> Application:
     inputs = Inputs(app, settings, serde, stores)
     add_circuit_breaker(app, settings, serde, inputs)
     scores = add_attribution(app, settings, serde, inputs)
-    add_ledger(app, settings, serde, scores)
+    add_ledger(app, settings, serde, inputs, scores)
     add_lifecycle(app, settings, serde, inputs)
     return app
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from tests.sink_support import T0, envelope
@@ -188,9 +188,13 @@ def score(
     reverses: str | None = None,
     signals: list[str] | None = None,
     store: str = "acme",
+    revenue: int | None = None,
 ) -> dict[str, Any]:
+    """An AttributionScore; ``revenue``, its change to the store's revenue (none when left out,
+    as from writers before the field)."""
     return {
         "envelope": envelope(event, minutes, store, source="derived"),
+        "revenue_change": None if revenue is None else money(revenue),
         "order_id": order_id,
         "customer_key": key,
         "confidence_bp": 10_000,
@@ -266,4 +270,16 @@ def raw(event: str, minutes: float, body: bytes, store: str = "acme") -> dict[st
         "content_type": "application/json",
         "headers": {"x-shopify-topic": "orders/create"},
         "body": body,
+    }
+
+
+def spend_report(
+    event: str, minutes: float, campaign: str, day: date, minor: int, store: str = "acme"
+) -> dict[str, Any]:
+    return {
+        "envelope": envelope(event, minutes, store, source="api"),
+        "channel": "meta",
+        "campaign_id": campaign,
+        "day": day,
+        "spend": money(minor),
     }

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +15,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from platforms.payloads import NotNormalizable, currency_code, minor_units
 from revloop.settings import get_settings
 from sinks.postgres.ledger import balances, verify
 from sinks.postgres.migrate import current, head, upgrade
 from sinks.postgres.service import sink_postgres_command
 from sinks.postgres.settlement import (
+    Baseline,
     SettlementError,
     as_text,
+    baseline_of,
     preview,
     recompute,
+    set_baseline,
     settle_period,
     stored_invoices,
 )
@@ -134,8 +140,8 @@ def settle_command(
         help="The invoice the period would get now (it may still run): nothing posted or closed.",
     ),
 ) -> None:
-    """Settle a store's month from its ledger (attributed-incremental plan): post the fee,
-    write the invoice and its proof, close the period. Settling again changes nothing."""
+    """Settle a store's month from its ledger, on its plan: post the fee, write the invoice and
+    its proof, close the period. Settling again changes nothing."""
     settings = get_settings()
     with _connect() as conn:
         try:
@@ -163,8 +169,94 @@ def settle_command(
         stem = folder / f"{month}-{doc['currency']}{'-preview' if dry else ''}"
         stem.with_suffix(".json").write_text(as_text(doc))
         stem.with_suffix(".csv").write_text(invoice.proof_csv)
+        written = f"{stem}.json, {stem}.csv"
+        if invoice.spend_csv:
+            spend = stem.with_name(stem.name + "-spend.csv")
+            spend.write_text(invoice.spend_csv)
+            written += f", {spend}"
         typer.echo(
-            f"{store} {month} {doc['currency']}: incremental {doc['incremental_revenue_minor']}, "
-            f"fee {doc['fee_minor']} ({doc['fee_bp']} bp), {doc['attributed_orders']} orders: "
-            f"{stem}.json, {stem}.csv"
+            f"{store} {month} {doc['currency']} ({doc['plan']}): billed on "
+            f"{doc['billed_on_minor']}, fee {doc['fee_minor']} ({doc['fee_bp']} bp), "
+            f"{doc['attributed_orders']} attributed orders: {written}"
         )
+
+
+baseline_app = typer.Typer(
+    help="A store's baseline for settlement (the stores table): what it sold a month, and the "
+    "return its ads had, before revloop.",
+    no_args_is_help=True,
+)
+
+
+@baseline_app.command("set")
+def baseline_set_command(
+    store: str = typer.Option(..., "--store", help="The store."),
+    monthly_revenue: str | None = typer.Option(
+        None,
+        "--monthly-revenue",
+        help="Average monthly revenue before revloop, a decimal in the currency (45267.54).",
+    ),
+    currency: str | None = typer.Option(None, "--currency", help="Its ISO 4217 currency."),
+    roas: str | None = typer.Option(
+        None, "--roas", help="The store's own baseline ROAS (3.2), for the ROAS plan."
+    ),
+) -> None:
+    """Set a store's baseline figures (what is not given stays). A settled month keeps the
+    baseline it was billed against: its ledger holds it."""
+    if monthly_revenue is None and roas is None:
+        typer.secho("error: give --monthly-revenue (with --currency) or --roas", fg="red", err=True)
+        raise typer.Exit(2)
+    try:
+        minor = None
+        if monthly_revenue is not None:
+            code = currency_code(currency or "")
+            minor = minor_units(monthly_revenue, code)
+        roas_bp = _basis_points(roas) if roas is not None else None
+    except (NotNormalizable, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    with _connect() as conn:
+        try:
+            baseline = set_baseline(
+                conn,
+                get_settings(),
+                store,
+                monthly_revenue_minor=minor,
+                currency=code if minor is not None else None,
+                roas_bp=roas_bp,
+                source="manual",
+                now=datetime.now(UTC),
+            )
+        except SettlementError as exc:
+            typer.secho(f"error: {exc}", fg="red", err=True)
+            raise typer.Exit(1) from None
+    _show_baseline(store, baseline)
+
+
+@baseline_app.command("show")
+def baseline_show_command(store: str = typer.Option(..., "--store", help="The store.")) -> None:
+    """A store's baseline figures."""
+    with _connect() as conn:
+        _show_baseline(store, baseline_of(conn, store))
+
+
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
+def _basis_points(text: str) -> int:
+    value = Decimal(text) * 10_000 if _DECIMAL.fullmatch(text.strip()) else None
+    if value is None or value != value.to_integral_value() or value <= 0:
+        raise ValueError(f"{text!r} is not a ratio like 3.2 (at most 4 decimals, above 0)")
+    return int(value)
+
+
+def _show_baseline(store: str, baseline: Baseline) -> None:
+    revenue = (
+        f"{baseline.monthly_revenue_minor} {baseline.currency} (minor units) a month"
+        if baseline.monthly_revenue_minor is not None
+        else "not set"
+    )
+    roas = f"{baseline.roas_bp / 10_000:g}" if baseline.roas_bp else "not set (the default applies)"
+    typer.echo(f"{store}: baseline revenue {revenue}; baseline ROAS {roas}")
+    if baseline.set_at is not None:
+        typer.echo(f"set {baseline.set_at.isoformat()} ({baseline.source})")

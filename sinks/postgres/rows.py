@@ -262,6 +262,23 @@ def campaign_product_rows(value: Value) -> list[Row]:
     ]
 
 
+def campaign_spend_rows(value: Value) -> list[Row]:
+    spend = value["spend"]
+    return [
+        Row(
+            "campaign_spend",
+            {
+                **_version(value),
+                "channel": value["channel"],
+                "campaign_id": value["campaign_id"],
+                "day": value["day"],
+                "spend_minor": int(spend["amount_minor"]),
+                "currency": spend["currency"],
+            },
+        )
+    ]
+
+
 # -- derived --------------------------------------------------------------------------------------
 
 
@@ -428,6 +445,7 @@ _BUILDERS = {
     "OrderEvent": order_rows,
     "Touchpoint": touchpoint_rows,
     "CampaignProductLink": campaign_product_rows,
+    "CampaignSpend": campaign_spend_rows,
     "CircuitBreakerAction": action_rows,
     "LowStockWarning": warning_rows,
     "AttributionScore": score_rows,

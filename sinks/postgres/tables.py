@@ -13,13 +13,14 @@ Conventions (docs/sinks.md):
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Index,
     Integer,
@@ -68,7 +69,11 @@ class StoreRow(Base):
     currency: Mapped[str | None] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(Text, server_default="active")
     baseline_monthly_revenue_minor: Mapped[int | None] = mapped_column(BigInteger)
+    baseline_currency: Mapped[str | None] = mapped_column(String(3))
     baseline_roas_bp: Mapped[int | None] = mapped_column(Integer)
+    baseline_source: Mapped[str | None] = _text(nullable=True)
+    """Who set the baseline: ``manual`` (`revloop stores baseline set`) or ``backfill``."""
+    baseline_set_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
 
 
@@ -246,6 +251,18 @@ class CampaignProductRow(_Versioned, Base):
     product_id: Mapped[str] = _text(primary=True)
     channel: Mapped[str] = _text()
     active: Mapped[bool] = mapped_column(Boolean)
+
+
+class CampaignSpendRow(_Versioned, Base):
+    """Each campaign's spend per day, as the newest report says (ROAS plans, analysts)."""
+
+    __tablename__ = "campaign_spend"
+    store_id: Mapped[str] = _text(primary=True)
+    channel: Mapped[str] = _text(primary=True)
+    campaign_id: Mapped[str] = _text(primary=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    spend_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
 
 
 # -- what the pipeline derived ------------------------------------------------------------------

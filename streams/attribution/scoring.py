@@ -102,6 +102,9 @@ class Score(_Frozen):
     holdout: bool
     reverses: str | None = None
     caused_by: tuple[str, ...] = ()
+    revenue_change_minor: int = 0
+    """What this record changes in the store's revenue: the order total on a score, minus what
+    is left of it on a reversal (a refund's: minus the refund, up to what is left)."""
 
     def content(self) -> tuple[object, ...]:
         """What a score says, apart from its id and causes: equal content, no correction."""
@@ -131,6 +134,8 @@ class OrderBook(_Frozen):
     """Of the standing score's incremental revenue, what refunds have not reversed yet."""
     left_credits: tuple[int, ...] = ()
     refunds_applied: tuple[str, ...] = ()
+    revenue_left: int = 0
+    """Of the standing score's order total, what refunds have not taken back yet."""
     scored: int = 0
     """How many scores this order has had: names the next one."""
 
@@ -365,7 +370,16 @@ def _settle_order(
             why = "cancellation" if order.cancelled is not None else "correction"
             cause_id, at = order.cancelled if order.cancelled is not None else cause
             out.append(
-                _reversal(order, order.left_minor, order.left_credits, why, cause_id, at, name)
+                _reversal(
+                    order,
+                    order.left_minor,
+                    order.left_credits,
+                    order.revenue_left,
+                    why,
+                    cause_id,
+                    at,
+                    name,
+                )
             )
             order = order.model_copy(
                 update={
@@ -373,12 +387,16 @@ def _settle_order(
                     "left_minor": 0,
                     "left_credits": (),
                     "refunds_applied": (),
+                    "revenue_left": 0,
                 }
             )
         if wanted is not None and order.standing is None:
             scored = order.scored + 1
             placed_score = wanted.model_copy(
-                update={"event_id": name(f"{wanted.order_id}/score/{scored}")}
+                update={
+                    "event_id": name(f"{wanted.order_id}/score/{scored}"),
+                    "revenue_change_minor": wanted.order_total_minor,
+                }
             )
             out.append(placed_score)
             order = order.model_copy(
@@ -387,6 +405,7 @@ def _settle_order(
                     "scored": scored,
                     "left_minor": placed_score.incremental_minor,
                     "left_credits": tuple(c.amount_minor for c in placed_score.credits),
+                    "revenue_left": placed_score.order_total_minor,
                 }
             )
     if order.standing is not None:
@@ -412,11 +431,13 @@ def _apply_refund(order: OrderBook, refund: RefundFact, name: Name, out: list[Sc
         if delta and sum(order.left_credits) > 0
         else [0] * len(order.left_credits)
     )
+    refunded_revenue = max(0, min(order.revenue_left, refund.amount_minor))
     out.append(
         _reversal(
             order,
             delta,
             tuple(parts),
+            refunded_revenue,
             f"refund:{refund.refund_id}",
             refund.event_id,
             refund.at,
@@ -428,6 +449,7 @@ def _apply_refund(order: OrderBook, refund: RefundFact, name: Name, out: list[Sc
             "refunds_applied": applied,
             "left_minor": order.left_minor - delta,
             "left_credits": tuple(a - b for a, b in zip(order.left_credits, parts, strict=True)),
+            "revenue_left": order.revenue_left - refunded_revenue,
         }
     )
 
@@ -436,6 +458,7 @@ def _reversal(
     order: OrderBook,
     amount: int,
     credit_amounts: tuple[int, ...],
+    revenue: int,
     why: str,
     cause_id: str,
     at: datetime,
@@ -455,5 +478,6 @@ def _reversal(
             "signals": (f"reversal:{why}",),
             "reverses": standing.event_id,
             "caused_by": (standing.event_id, cause_id),
+            "revenue_change_minor": -revenue,
         }
     )

@@ -241,6 +241,7 @@ def _score_value(score: Score, store_id: str, platform: str, customer_key: str |
         "model": score.model.value,
         "order_total": money(score.order_total_minor),
         "incremental_revenue": money(score.incremental_minor),
+        "revenue_change": money(score.revenue_change_minor),
         "credits": [
             {
                 "touchpoint_id": c.touchpoint_id,

@@ -1,4 +1,5 @@
-"""The billing ledger's entries from the attribution scores, in the worker (docs/ledger.md)."""
+"""The billing ledger's entries in the worker: from attribution scores, touchpoint costs and
+campaign spend reports (docs/ledger.md)."""
 
 from streams.ledger.topology import add_ledger
 

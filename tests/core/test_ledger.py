@@ -1,8 +1,9 @@
-"""The ledger's postings, pure: what a score books, the fee's one rounding, the chain link."""
+"""The ledger's postings, pure: what scores, touches and spend reports book, the fee's one
+rounding, the chain link."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -10,19 +11,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from revloop.billing import fee_minor
 from revloop.ledger import (
     GENESIS,
     Account,
-    Booked,
     Code,
+    baseline_entry,
     chain_hash,
     entry_value,
     fee_entry,
-    fee_minor,
     period_of,
+    revenue_entry_id,
     score_entries,
     score_entry_id,
-    settle,
+    spend_report_entries,
+    touch_spend_entries,
 )
 
 AT = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)
@@ -113,34 +116,8 @@ def test_periods_are_utc_months_and_links_cover_every_field() -> None:
     assert link != chain_hash("1" * 64, fields)
 
 
-def booked(n: int, order: str, amount: int, currency: str = "USD") -> Booked:
-    code = "attributed_revenue" if amount > 0 else "attributed_revenue_reversal"
-    return Booked(f"e{n}", code, abs(amount), currency, order)
-
-
-def test_a_period_bills_its_net_incremental_revenue_and_each_order_its_share() -> None:
-    entries = [
-        booked(1, "o1", 5000),
-        booked(2, "o2", 3001),
-        booked(3, "o1", -1000),  # a refund of o1 in the same period
-        booked(4, "o9", 2000, "EUR"),
-        Booked("fee", "success_fee", 99, "USD", None),  # not revenue: left out
-    ]
-    usd, eur = sorted(settle(entries, 2000), key=lambda s: s.currency, reverse=True)
-    assert (usd.currency, usd.incremental_minor, usd.fee_minor) == ("USD", 7001, 1400)
-    assert [(x.order_id, x.incremental_minor, x.entry_ids) for x in usd.lines] == [
-        ("o1", 4000, ("e1", "e3")),
-        ("o2", 3001, ("e2",)),
-    ]
-    assert sum(x.fee_minor for x in usd.lines) == usd.fee_minor
-    assert (eur.incremental_minor, eur.fee_minor) == (2000, 400)
-
-
-def test_an_adjustment_period_with_more_reversals_issues_a_credit_note() -> None:
-    (s,) = settle([booked(1, "o1", -2500), booked(2, "o2", 1000)], 2000)
-    assert (s.incremental_minor, s.fee_minor) == (-1500, -300)
-    assert sum(x.fee_minor for x in s.lines) == -300
-    note = fee_entry("acme", "shopify", "USD", "2026-12", s.fee_minor, AT)
+def test_a_credit_note_points_the_other_way_and_a_period_has_one_fee() -> None:
+    note = fee_entry("acme", "shopify", "USD", "2026-12", -300, AT)
     assert note is not None
     assert (note.debit, note.credit, note.amount_minor, note.code) == (
         Account.FEE_REVENUE,
@@ -151,18 +128,109 @@ def test_an_adjustment_period_with_more_reversals_issues_a_credit_note() -> None
     assert fee_entry("acme", "shopify", "USD", "2026-12", 0, AT) is None
     again = fee_entry("acme", "shopify", "USD", "2026-12", 5, AT)
     assert again is not None and again.entry_id == note.entry_id  # one fee per period
+    baseline = baseline_entry("acme", "shopify", "USD", "2026-12", 900_000, AT)
+    assert (baseline.code, baseline.debit, baseline.period) == (
+        Code.BASELINE,
+        Account.BASELINE_REVENUE,
+        "2026-12",
+    )
+    assert baseline.entry_id != note.entry_id
 
 
-@given(
-    st.lists(
-        st.tuples(st.sampled_from("abcdef"), st.integers(-5000, 20_000).filter(bool)), max_size=30
-    ),
-    st.integers(0, 10_000),
-)
-def test_the_proof_always_sums_to_the_invoice(moves: list[tuple[str, int]], bp: int) -> None:
-    entries = [booked(n, order, amount) for n, (order, amount) in enumerate(moves)]
-    for s in settle(entries, bp):
-        assert s.fee_minor == fee_minor(s.incremental_minor, bp)
-        assert sum(x.incremental_minor for x in s.lines) == s.incremental_minor
-        assert sum(x.fee_minor for x in s.lines) == s.fee_minor
-        assert all(x.incremental_minor != 0 for x in s.lines)
+def test_a_score_books_the_store_revenue_it_changes_holdouts_included() -> None:
+    placed = {
+        **score("s1", 0, holdout=True),
+        "revenue_change": {"amount_minor": 9000, "currency": "JPY"},
+    }
+    (revenue,) = score_entries(placed)
+    assert (revenue.code, revenue.debit, revenue.credit, revenue.amount_minor) == (
+        Code.REVENUE,
+        Account.STORE_REVENUE,
+        Account.SALES,
+        9000,
+    )
+    assert revenue.entry_id == revenue_entry_id("s1")
+    refund = {
+        **score("s2", -1200, reverses="s1"),
+        "revenue_change": {"amount_minor": -2000, "currency": "JPY"},
+    }
+    attributed, back = score_entries(refund)
+    assert attributed.code is Code.ATTRIBUTED_REVENUE_REVERSAL
+    assert (back.code, back.amount_minor, back.reverses_entry_id) == (
+        Code.REVENUE_REVERSAL,
+        2000,
+        revenue.entry_id,
+    )
+    with pytest.raises(ValueError, match="adds revenue"):
+        score_entries({**score("s3", 0), "revenue_change": {"amount_minor": -5, "currency": "JPY"}})
+    # Scores written before the field: no revenue entry, nothing else changes.
+    assert [e.code for e in score_entries(score("s4", 100))] == [Code.ATTRIBUTED_REVENUE]
+
+
+def touch(event: str, cost: int | None) -> dict[str, Any]:
+    envelope = {"event_id": event, "store_id": "acme", "platform": "shopify", "occurred_at": AT}
+    money = None if cost is None else {"amount_minor": cost, "currency": "USD"}
+    return {"envelope": envelope, "cost": money}
+
+
+def test_a_touch_with_a_cost_books_ad_spend_once() -> None:
+    (spent,) = touch_spend_entries(touch("t1", 250))
+    assert (spent.code, spent.debit, spent.credit, spent.amount_minor, spent.period) == (
+        Code.AD_SPEND,
+        Account.AD_SPEND,
+        Account.SPEND_SOURCE,
+        250,
+        "2026-11",
+    )
+    assert touch_spend_entries(touch("t1", 250))[0].entry_id == spent.entry_id
+    assert touch_spend_entries(touch("t2", None)) == []
+    assert touch_spend_entries(touch("t3", 0)) == []
+
+
+def report(event: str, minutes: int, amount: int, currency: str = "USD") -> dict[str, Any]:
+    at = AT + timedelta(minutes=minutes)
+    return {
+        "envelope": {
+            "event_id": event,
+            "store_id": "acme",
+            "platform": "shopify",
+            "occurred_at": at,
+        },
+        "day": date(2026, 11, 30),
+        "spend": {"amount_minor": amount, "currency": currency},
+    }
+
+
+def test_spend_reports_book_the_difference_and_ignore_older_reports() -> None:
+    first, standing = spend_report_entries(None, report("r1", 0, 10_000))
+    assert [(e.code, e.amount_minor, e.period) for e in first] == [
+        (Code.AD_SPEND, 10_000, "2026-11")
+    ]
+    more, standing = spend_report_entries(standing, report("r2", 60, 12_500))
+    assert [(e.code, e.amount_minor) for e in more] == [(Code.AD_SPEND, 2_500)]
+    assert more[0].caused_by == ("r2", "r1")
+    late, kept = spend_report_entries(standing, report("r0", 30, 99_999))  # older: ignored
+    assert late == [] and kept == standing
+    down, standing = spend_report_entries(standing, report("r3", 90, 12_000))
+    assert [(e.code, e.amount_minor) for e in down] == [(Code.AD_SPEND_REVERSAL, 500)]
+    same, standing = spend_report_entries(standing, report("r4", 120, 12_000))
+    assert same == [] and standing is not None and standing.event_id == "r4"
+    moved, standing = spend_report_entries(standing, report("r5", 150, 9_000, "EUR"))
+    assert [(e.code, e.currency, e.amount_minor) for e in moved] == [
+        (Code.AD_SPEND_REVERSAL, "USD", 12_000),
+        (Code.AD_SPEND, "EUR", 9_000),
+    ]
+    assert len({e.entry_id for e in (*first, *more, *down, *moved)}) == 5
+
+
+@given(st.lists(st.tuples(st.integers(0, 500), st.integers(0, 50_000)), min_size=1, max_size=20))
+def test_spend_entries_always_add_up_to_the_newest_report(
+    reports: list[tuple[int, int]],
+) -> None:
+    standing = None
+    net = 0
+    for n, (minutes, amount) in enumerate(reports):
+        booked, standing = spend_report_entries(standing, report(f"r{n}", minutes, amount))
+        net += sum(e.amount_minor * (1 if e.code is Code.AD_SPEND else -1) for e in booked)
+    newest = max(range(len(reports)), key=lambda i: (reports[i][0], -i))
+    assert net == reports[newest][1]

@@ -80,7 +80,7 @@ _moments = st.datetimes(
 _offsets = st.integers(-14 * 60, 14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
 _money = st.fixed_dictionaries(
     {
-        "amount_minor": st.integers(-(2**63), 2**63 - 1),
+        "amount_minor": st.integers(0, 2**63 - 1),
         "currency": st.from_regex(r"[A-Z]{3}", fullmatch=True),
     }
 )
@@ -304,6 +304,7 @@ def test_float_money_is_refused_never_rounded(amount: float) -> None:
     ("cost", "field"),
     [
         ({"amount_minor": 2**63, "currency": "USD"}, "cost.amount_minor"),
+        ({"amount_minor": -1, "currency": "USD"}, "cost.amount_minor"),  # a cost is not negative
         ({"amount_minor": True, "currency": "USD"}, "cost.amount_minor"),
         ({"amount_minor": "100", "currency": "USD"}, "cost.amount_minor"),
         ({"amount_minor": 100, "currency": "usd"}, "cost.currency"),
@@ -579,3 +580,66 @@ def test_one_link_changing_twice_at_one_instant_is_refused() -> None:
 def test_links_need_a_links_list() -> None:
     invalid = refusal(lambda: feeds.parse_campaign_links(b'{"touchpoints": []}', NOW))
     assert {e.field for e in invalid.errors} == {"links", "touchpoints"}
+
+
+# --- campaign spend ---------------------------------------------------------------------------
+
+
+def spend(**overrides: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "channel": "meta",
+        "campaign_id": "c-1",
+        "day": "2026-11-22",
+        "spend": {"amount_minor": 12_500, "currency": "USD"},
+        "reported_at": "2026-11-23T06:00:00Z",
+    }
+    item.update(overrides)
+    return {k: v for k, v in item.items() if v is not _DROP}
+
+
+def spend_refusal(*items: Any) -> InvalidBatch:
+    return refusal(lambda: feeds.parse_campaign_spend(body("spend", *items), NOW))
+
+
+def test_spend_reports_become_campaign_spend_events_that_survive_avro() -> None:
+    items = feeds.parse_campaign_spend(body("spend", spend(), spend(day="2026-11-21")), NOW)
+    records = feeds.campaign_spend_records(STORE, items, NOW)
+    assert [r["day"].isoformat() for r in records] == ["2026-11-22", "2026-11-21"]
+    record = records[0]
+    assert record["spend"] == {"amount_minor": 12_500, "currency": "USD"}
+    assert record["envelope"]["occurred_at"] == datetime(2026, 11, 23, 6, tzinfo=UTC)
+    assert SERDE.decode(SERDE.encode(feeds.CAMPAIGN_SPEND, record)).value == record
+    # A resent report is the same event; a newer report of the day is another.
+    again = feeds.campaign_spend_records(STORE, items[:1], NOW + timedelta(hours=1))
+    assert again[0]["envelope"]["event_id"] == record["envelope"]["event_id"]
+    newer = feeds.parse_campaign_spend(
+        body("spend", spend(reported_at="2026-11-23T07:00:00Z")), NOW
+    )
+    assert (
+        feeds.campaign_spend_records(STORE, newer, NOW)[0]["envelope"]["event_id"]
+        != record["envelope"]["event_id"]
+    )
+    assert feeds.CAMPAIGN_SPEND_TOPIC.message_key(record) == b"acme-shopify/meta/c-1"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"day": "2026-11-31"}, "day"),
+        ({"day": "20261122"}, "day"),
+        ({"day": 20261122}, "day"),
+        ({"day": "2026-11-25"}, "day"),  # more than a day ahead of receipt
+        ({"spend": {"amount_minor": -1, "currency": "USD"}}, "spend.amount_minor"),
+        ({"spend": {"amount_minor": 1.5, "currency": "USD"}}, "spend.amount_minor"),
+        ({"campaign_id": "c/1"}, "campaign_id"),
+        ({"channel": "me/ta"}, "channel"),
+        ({"reported_at": "2026-11-23T06:00:00"}, "reported_at"),
+        ({"reported_at": _DROP}, "reported_at"),
+    ],
+)
+def test_invalid_spend_reports_are_named(overrides: dict[str, Any], field: str) -> None:
+    assert errors_of(spend_refusal(spend(), spend(**overrides))) == {(1, field)}
+
+
+def test_one_report_twice_in_a_batch_is_refused() -> None:
+    assert errors_of(spend_refusal(spend(), spend())) == {(1, "reported_at")}

@@ -39,6 +39,7 @@ from tests.stack_support import free_ports
 SERDE = AvroSerde(CommittedCatalogue.load())
 TOUCHPOINTS = feeds.TOUCHPOINT_TOPIC.name
 LINKS = feeds.CAMPAIGN_LINK_TOPIC.name
+SPEND = feeds.CAMPAIGN_SPEND_TOPIC.name
 pytestmark = pytest.mark.anyio
 
 
@@ -72,7 +73,7 @@ async def client(
 
 
 def watermarks(settings: Settings) -> dict[str, dict[int, int]]:
-    return {name: topic_watermarks(settings, name) for name in (TOUCHPOINTS, LINKS)}
+    return {name: topic_watermarks(settings, name) for name in (TOUCHPOINTS, LINKS, SPEND)}
 
 
 def now_iso(minutes_ago: int = 0) -> str:
@@ -236,6 +237,42 @@ async def test_campaign_links_are_published_per_campaign_and_product(
         response.json()["event_ids"]
     )
     assert watermarks(settings)[TOUCHPOINTS] == before[TOUCHPOINTS]
+
+
+async def test_campaign_spend_is_published_per_campaign(client: Any, settings: Settings) -> None:
+    http, _ = client
+    campaign = f"cmp-{uuid.uuid4().hex[:12]}"
+    today = now_iso(0)[:10]
+    reports = {
+        "spend": [
+            {
+                "channel": "google",
+                "campaign_id": campaign,
+                "day": today,
+                "spend": {"amount_minor": 4_250, "currency": "USD"},
+                "reported_at": now_iso(5),
+            }
+        ]
+    }
+    before = watermarks(settings)
+    response = await http.post(
+        "/events/spend", content=json.dumps(reports), headers=bearer("shop-woo")
+    )
+    assert response.status_code == 200, response.text
+    published = read_published(settings, SPEND, before[SPEND], SERDE)
+    (mine,) = [p for p in published if p.decoded["campaign_id"] == campaign]
+    assert mine.key == f"shop-woo/google/{campaign}".encode()
+    assert mine.decoded["day"].isoformat() == today
+    assert mine.decoded["spend"] == {"amount_minor": 4_250, "currency": "USD"}
+    assert mine.decoded["envelope"]["event_id"] == response.json()["event_ids"][0]
+    negative = {
+        "spend": [{**reports["spend"][0], "spend": {"amount_minor": -1, "currency": "USD"}}]
+    }
+    refused = await http.post(
+        "/events/spend", content=json.dumps(negative), headers=bearer("shop-woo")
+    )
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "spend.amount_minor"
 
 
 async def test_missing_wrong_and_other_stores_keys_get_401_and_publish_nothing(

@@ -314,3 +314,32 @@ def test_every_record_balances_and_nothing_reverses_below_zero(
         else:
             assert score.reverses in by_id and score.incremental_minor <= 0
     assert len(by_id) == len(out)  # no id twice
+
+
+def test_each_record_says_what_it_changes_in_the_store_s_revenue() -> None:
+    cancel = Cancelled(order_id="o1", event_id="e-c1", at=T0 + timedelta(hours=9))
+    _, out = play([placed(1, 0), refund(1, 1, 2, 4_000), touch(1, -1), cancel])
+    # Scored (+10,000), refunded (-4,000), corrected by the late touch (-6,000 back, +10,000
+    # anew, the refund again -4,000), cancelled (-6,000).
+    assert [s.revenue_change_minor for s in out] == [10_000, -4_000, -6_000, 10_000, -4_000, -6_000]
+
+
+@settings(max_examples=150, deadline=None)
+@given(inputs, st.randoms())
+def test_an_order_s_revenue_nets_to_its_total_less_refunds_or_nothing_once_cancelled(
+    events: list[Input], rnd: random.Random
+) -> None:
+    events = _consistent(events)
+    rnd.shuffle(events)
+    _, out = play(events)
+    orders = {e.order_id: e for e in events if isinstance(e, PlacedOrder)}
+    cancelled = {e.order_id for e in events if isinstance(e, Cancelled)}
+    for order_id, order in orders.items():
+        refunded = sum(
+            e.refund.amount_minor
+            for e in events
+            if isinstance(e, Refunded) and e.order_id == order_id
+        )
+        net = sum(s.revenue_change_minor for s in out if s.order_id == order_id)
+        expected = 0 if order_id in cancelled else max(0, order.total_minor - refunded)
+        assert net == expected

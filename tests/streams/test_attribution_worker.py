@@ -7,13 +7,19 @@ import contextlib
 import random
 import time
 from collections import Counter, defaultdict
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
 
 from revloop.ids import deterministic_id
-from revloop.ledger import score_entries
+from revloop.ledger import (
+    DaySpend,
+    Entry,
+    score_entries,
+    spend_report_entries,
+    touch_spend_entries,
+)
 from revloop.settings import Settings
 from streams.attribution.scoring import CustomerBook, Score, observe, standing_minor
 from streams.attribution.topology import customer_of, order_records, rules_from, scoring_input
@@ -37,7 +43,12 @@ def link(
 
 
 def touchpoint(
-    n: str, minutes: float, customer: str, campaign: str | None = "c1", kind: str = "ad_click"
+    n: str,
+    minutes: float,
+    customer: str,
+    campaign: str | None = "c1",
+    kind: str = "ad_click",
+    cost: int | None = None,
 ) -> dict[str, Any]:
     return {
         "envelope": envelope(f"touch-{n}", minutes),
@@ -51,7 +62,17 @@ def touchpoint(
         "product_ids": [],
         "click_id": None,
         "landing_url": None,
-        "cost": None,
+        "cost": None if cost is None else money(cost),
+    }
+
+
+def spend_report(n: str, minutes: float, campaign: str, day: date, minor: int) -> dict[str, Any]:
+    return {
+        "envelope": envelope(f"spend-{n}", minutes),
+        "channel": "meta",
+        "campaign_id": campaign,
+        "day": day,
+        "spend": money(minor),
     }
 
 
@@ -194,6 +215,8 @@ def expected_standing(
     books: dict[str, CustomerBook] = {}
     out: list[Score] = []
     for record, value in events:
+        if record == "CampaignSpend":
+            continue  # the ledger's alone
         if record == "Touchpoint":
             customer, key = value["customer_key"], value["customer_key"]
             inputs = [
@@ -291,9 +314,9 @@ def test_a_worker_killed_mid_stream_ends_with_exactly_the_uninterrupted_scores_a
             order_id = f"o-{customer}-{step}"
             if roll < 0.45:
                 kind = rng.choice(["ad_click", "ad_view", "content_view"])
-                events.append(
-                    ("Touchpoint", touchpoint(f"t-{customer}-{step}", minute, customer, kind=kind))
-                )
+                cost = rng.choice([None, 0, rng.randrange(1, 300)])
+                touch = touchpoint(f"t-{customer}-{step}", minute, customer, kind=kind, cost=cost)
+                events.append(("Touchpoint", touch))
             elif roll < 0.85:
                 total = rng.randrange(500, 20_000)
                 events.append(
@@ -334,6 +357,11 @@ def test_a_worker_killed_mid_stream_ends_with_exactly_the_uninterrupted_scores_a
                         order(f"{earlier}-x", minute, earlier, customer, 0, kind="cancelled"),
                     )
                 )
+        # Each step, a campaign's day of spend reported again: more, less, or late and older.
+        reported = step * 60 + 30 - rng.choice([0, 0, 90])
+        day = date(2026, 12, 1 + step % 2)
+        report = spend_report(f"{step}", reported, f"c{step % 3}", day, rng.randrange(0, 50_000))
+        events.append(("CampaignSpend", report))
     expected = expected_standing(events, worker.settings)
     assert len(expected[0]) > 100
 
@@ -370,13 +398,21 @@ def test_a_worker_killed_mid_stream_ends_with_exactly_the_uninterrupted_scores_a
         (e["entry_id"], e["debit_account"], e["amount"]["amount_minor"], e["reverses_entry_id"])
         for e in worker.read("billing.ledger-entries.v1")
     ]
+    # Touch costs and spend reports book ad spend in the same transactions as they are read.
+    spent: list[Entry] = [e for r, v in events if r == "Touchpoint" for e in touch_spend_entries(v)]
+    days: dict[tuple[str, date], DaySpend | None] = defaultdict(lambda: None)
+    for record, value in events:
+        if record == "CampaignSpend":
+            campaign_day = (value["campaign_id"], value["day"])
+            booked_now, days[campaign_day] = spend_report_entries(days[campaign_day], value)
+            spent += booked_now
     postings = [
         (e.entry_id, f"{e.store_id}/{e.currency}/{e.debit}", e.amount_minor, e.reverses_entry_id)
-        for v in values
-        for e in score_entries(v)
+        for e in [*(e for v in values for e in score_entries(v)), *spent]
     ]
     assert sorted(booked) == sorted(postings)
     assert len(postings) > 0
+    assert "acme/USD/ad_spend" in {debit for _, debit, _, _ in booked}
     # The lifecycle rode along: one post_purchase per customer who ordered, one repeat_customer
     # per customer who ordered twice (the time-driven flows are weeks away in this stream).
     orders_per_customer = Counter(
