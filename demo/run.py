@@ -529,7 +529,9 @@ def run_demo(
         with console.status("waiting for the sink: tables and the ledger"):
             wait_sink_caught_up(settings, marks_reader, lambda: _check(children), timeout)
         tables = store_tables(settings, placed)
-        invoices = invoice_previews(settings, placed)
+        # Settlement reads each store's contract from the demo's own stores file.
+        demo_settings = settings.model_copy(update={"stores_file": state.stores_file})
+        invoices = invoice_previews(demo_settings, placed)
         report = _report(simulation, expected, sent, iter(records), loop, time.monotonic() - began)
         report.tables = as_json(tables)
         worker_incremental = {s: v["incremental_minor"] for s, v in report.loop["scores"].items()}
@@ -844,27 +846,43 @@ def _print_summary(console: Console, report: DemoReport, sent: Sequence[Sent]) -
         title_justify="left",
         show_edge=False,
     )
-    for column in ("store", "period", "incremental revenue", "fee", "proof: revenue", "proof: fee"):
-        bills.add_column(column, justify="left" if column in ("store", "period") else "right")
+    columns = (
+        "store",
+        "period",
+        "plan",
+        "expected",
+        "billed on",
+        "fee",
+        "proof: sum",
+        "proof: fee",
+    )
+    for column in columns:
+        bills.add_column(column, justify="left" if column in columns[:3] else "right")
     for bill in report.invoices:
-        agree = (bill["proof_incremental_minor"], bill["proof_fee_minor"]) == (
-            bill["incremental_minor"],
+        agree = (bill["proof_amount_minor"], bill["proof_fee_minor"]) == (
+            bill["amount_minor"],
             bill["fee_minor"],
         )
         mark = " ✓" if agree else " ✗"
+        expected = bill["expected_minor"]
         bills.add_row(
             bill["store_id"],
             bill["period"],
-            _money(bill["incremental_minor"], bill["currency"]),
+            bill["plan"].replace("_", " "),
+            "" if expected is None else _money(expected, bill["currency"]),
+            _money(bill["billed_on_minor"], bill["currency"]),
             _money(bill["fee_minor"], bill["currency"]),
-            _money(bill["proof_incremental_minor"], bill["currency"]) + mark,
+            _money(bill["proof_amount_minor"], bill["currency"]) + mark,
             _money(bill["proof_fee_minor"], bill["currency"]) + mark,
         )
     console.print(bills)
     console.print(
-        "  The fee is 20% of the period's net incremental revenue, rounded once; the proof CSV "
-        "has a row per order and sums to the invoice. `revloop settle` bills a period once it "
-        "is over."
+        "  One store on each plan (docs/ledger.md): demo-shopify pays 15% of attributed revenue "
+        "above 3.0 x the ad spend its touches cost; demo-woo 20% of revenue above its baseline "
+        "(the demo sets one at 80% of the month's revenue when the store has none); "
+        "demo-bigcommerce 20% of net incremental revenue. "
+        "The proof CSV has a row per order and sums to the invoice (its revenue or incremental "
+        "revenue, and the fee). `revloop settle` bills a period once it is over."
     )
     console.print()
     if report.ok:

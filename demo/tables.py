@@ -16,9 +16,10 @@ from confluent_kafka import Consumer
 
 from revloop.kafka import cluster_id, high_watermarks
 from revloop.settings import Settings
+from revloop.stores.store_settings import StoreSettings, settings_histories
 from sinks.postgres import SINK_TOPICS
 from sinks.postgres.ledger import balances, verify
-from sinks.postgres.settlement import preview
+from sinks.postgres.settlement import baseline_of, preview, set_baseline
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,8 @@ def store_tables(
             ledger = conn.execute(
                 "SELECT count(*), coalesce(sum(CASE WHEN code = 'attributed_revenue'"
                 " THEN amount_minor ELSE -amount_minor END), 0) FROM ledger_entries"
-                " WHERE store_id = %s AND order_id = ANY(%s)",
+                " WHERE store_id = %s AND order_id = ANY(%s)"
+                " AND code IN ('attributed_revenue', 'attributed_revenue_reversal')",
                 (store_id, ids),
             ).fetchone()
             assert rows is not None and ledger is not None
@@ -113,18 +115,33 @@ class InvoicePreview:
     store_id: str
     period: str
     currency: str
-    incremental_minor: int
+    plan: str
+    billed_on_minor: int
+    """What the fee is charged on: net incremental revenue, or the uplift over a baseline or
+    over the baseline ROAS."""
     fee_minor: int
-    proof_incremental_minor: int
+    amount_minor: int
+    """The invoice's figure the proof's amount column must sum to (incremental revenue, or
+    revenue for baseline uplift)."""
+    proof_amount_minor: int
     proof_fee_minor: int
+    expected_minor: int | None
+    """Baseline uplift and ROAS: what the store would have made anyway."""
+
+
+DEMO_BASELINE_PERCENT = 80
+"""A baseline-uplift store without a baseline gets one at this share of the month's revenue so
+far (as if its history said so), so the demo's invoice shows an uplift."""
 
 
 def invoice_previews(
     settings: Settings, placed: Mapping[str, Mapping[str, str]]
 ) -> list[InvoicePreview]:
-    """Each demo store's invoice for the periods its run's orders were booked in, as
-    `revloop settle --preview` computes it (nothing posted or closed), with its proof's sums."""
+    """Each demo store's invoice for the periods its run's orders were booked in, on its plan,
+    as `revloop settle --preview` computes it (nothing posted or closed), with its proof's
+    sums."""
     found = []
+    now = datetime.now(UTC)
     with psycopg.connect(settings.dsn) as conn:
         for store_id, orders in sorted(placed.items()):
             periods = [
@@ -136,21 +153,53 @@ def invoice_previews(
                 )
             ]
             for period in periods:
-                for invoice in preview(conn, settings, store_id, period, datetime.now(UTC)):
+                _demo_baseline(conn, settings, store_id, period, now)
+                for invoice in preview(conn, settings, store_id, period, now):
                     proof = list(csv.DictReader(io.StringIO(invoice.proof_csv)))
                     doc = invoice.document
                     found.append(
                         InvoicePreview(
-                            store_id,
-                            period,
-                            doc["currency"],
-                            doc["incremental_revenue_minor"],
-                            doc["fee_minor"],
-                            sum(int(row["incremental_minor"]) for row in proof),
-                            sum(int(row["fee_minor"]) for row in proof),
+                            store_id=store_id,
+                            period=period,
+                            currency=doc["currency"],
+                            plan=doc["plan"],
+                            billed_on_minor=doc["billed_on_minor"],
+                            fee_minor=doc["fee_minor"],
+                            amount_minor=doc["revenue_minor"]
+                            if doc["proof"]["amount"] == "revenue"
+                            else doc["incremental_revenue_minor"],
+                            proof_amount_minor=sum(int(row["amount_minor"]) for row in proof),
+                            proof_fee_minor=sum(int(row["fee_minor"]) for row in proof),
+                            expected_minor=(doc["baseline"] or {}).get("expected_revenue_minor"),
                         )
                     )
     return found
+
+
+def _demo_baseline(
+    conn: psycopg.Connection[Any], settings: Settings, store_id: str, period: str, now: datetime
+) -> None:
+    """A baseline for a baseline-uplift demo store that has none (DEMO_BASELINE_PERCENT)."""
+    plan = StoreSettings(settings, settings_histories(settings.stores_file)).at(store_id, now)
+    if plan.billing_plan != "baseline_uplift" or baseline_of(conn, store_id).currency:
+        return
+    revenue = conn.execute(
+        "SELECT currency, sum(CASE code WHEN 'revenue' THEN amount_minor ELSE -amount_minor END)"
+        " FROM ledger_entries WHERE store_id = %s AND booked_period = %s"
+        " AND code IN ('revenue', 'revenue_reversal') GROUP BY currency ORDER BY 2 DESC LIMIT 1",
+        (store_id, period),
+    ).fetchone()
+    if revenue and revenue[1] > 0:
+        set_baseline(
+            conn,
+            settings,
+            store_id,
+            monthly_revenue_minor=int(revenue[1]) * DEMO_BASELINE_PERCENT // 100,
+            currency=revenue[0],
+            roas_bp=None,
+            source="demo",
+            now=now,
+        )
 
 
 def table_problems(
@@ -180,11 +229,11 @@ def table_problems(
 
 def invoice_problems(invoices: list[InvoicePreview]) -> list[str]:
     return [
-        f"{i.store_id} {i.period} {i.currency}: the proof sums to {i.proof_incremental_minor}"
-        f" and a fee of {i.proof_fee_minor}, the invoice says {i.incremental_minor} and"
+        f"{i.store_id} {i.period} {i.currency}: the proof sums to {i.proof_amount_minor}"
+        f" and a fee of {i.proof_fee_minor}, the invoice says {i.amount_minor} and"
         f" {i.fee_minor}"
         for i in invoices
-        if (i.proof_incremental_minor, i.proof_fee_minor) != (i.incremental_minor, i.fee_minor)
+        if (i.proof_amount_minor, i.proof_fee_minor) != (i.amount_minor, i.fee_minor)
     ]
 
 

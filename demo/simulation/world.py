@@ -16,7 +16,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final, Protocol
 
 from revloop.crypto import Secret
-from revloop.stores import Store, StoreRegistry, api_key_digest
+from revloop.stores import SettingsVersion, Store, StoreRegistry, api_key_digest
 
 _RUN_EPOCH: Final = datetime(2026, 1, 1, tzinfo=UTC)
 CENT: Final = Decimal("0.01")
@@ -33,17 +33,31 @@ class StoreSpec:
     """As the platform names the store: shop domain, home URL (with its slash), producer."""
     currency: str
     name: str
+    plan: str = "attributed_incremental"
+    """The billing plan of its contract (docs/ledger.md): one store on each."""
 
 
 STORE_SPECS: Final = (
     StoreSpec(
-        "demo-shopify", "shopify", "northwind-demo.myshopify.com", "USD", "Northwind Outfitters"
+        "demo-shopify",
+        "shopify",
+        "northwind-demo.myshopify.com",
+        "USD",
+        "Northwind Outfitters",
+        "roas_profit_share",
     ),
     StoreSpec(
-        "demo-woo", "woocommerce", "https://alpenglow-demo.example.org/", "EUR", "Alpenglow Coffee"
+        "demo-woo",
+        "woocommerce",
+        "https://alpenglow-demo.example.org/",
+        "EUR",
+        "Alpenglow Coffee",
+        "baseline_uplift",
     ),
     StoreSpec("demo-bigcommerce", "bigcommerce", "stores/h4rb0r7d", "USD", "Harbor Home Goods"),
 )
+CONTRACTS_FROM: Final = datetime(2026, 1, 1, tzinfo=UTC)
+"""When the demo stores' contracts took effect (a settings version from then on)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,7 @@ def demo_registry(stores: Iterable[DemoStore]) -> StoreRegistry:
             secrets=(Secret(s.secret),),
             api_key_hashes=(api_key_digest(s.api_key),),
             currency=s.spec.currency,
+            settings=(SettingsVersion(CONTRACTS_FROM, {"billing_plan": s.spec.plan}),),
         )
         for s in stores
     )
