@@ -531,7 +531,9 @@ def run_demo(
         tables = store_tables(settings, placed)
         # Settlement reads each store's contract from the demo's own stores file.
         demo_settings = settings.model_copy(update={"stores_file": state.stores_file})
-        invoices = invoice_previews(demo_settings, placed)
+        invoices = invoice_previews(
+            demo_settings, [s.store_id for s in state.stores], simulation.start
+        )
         report = _report(simulation, expected, sent, iter(records), loop, time.monotonic() - began)
         report.tables = as_json(tables)
         worker_incremental = {s: v["incremental_minor"] for s, v in report.loop["scores"].items()}

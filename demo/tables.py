@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -135,21 +135,21 @@ far (as if its history said so), so the demo's invoice shows an uplift."""
 
 
 def invoice_previews(
-    settings: Settings, placed: Mapping[str, Mapping[str, str]]
+    settings: Settings, stores: Sequence[str], since: datetime
 ) -> list[InvoicePreview]:
-    """Each demo store's invoice for the periods its run's orders were booked in, on its plan,
-    as `revloop settle --preview` computes it (nothing posted or closed), with its proof's
-    sums."""
+    """Each demo store's invoice for the periods its entries since ``since`` (this run's) were
+    booked in, on its plan, as `revloop settle --preview` computes it (nothing posted or
+    closed), with its proof's sums."""
     found = []
     now = datetime.now(UTC)
     with psycopg.connect(settings.dsn) as conn:
-        for store_id, orders in sorted(placed.items()):
+        for store_id in sorted(stores):
             periods = [
                 p
                 for (p,) in conn.execute(
                     "SELECT DISTINCT booked_period FROM ledger_entries"
-                    " WHERE store_id = %s AND order_id = ANY(%s) ORDER BY 1",
-                    (store_id, sorted(orders)),
+                    " WHERE store_id = %s AND occurred_at >= %s ORDER BY 1",
+                    (store_id, since),
                 )
             ]
             for period in periods:

@@ -110,9 +110,10 @@ _BASELINE = {Code.BASELINE.value: 1}
 
 
 def settle(entries: Sequence[Booked], terms: Terms) -> list[Settlement]:
-    """The plan over one period's entries, per currency that has something to bill (for
-    baseline uplift: a currency with a booked baseline). A pure function of the entries and
-    terms: an invoice recomputed from the ledger comes out identical."""
+    """The plan over one period's entries, per currency with entries (for baseline uplift: a
+    currency with a booked baseline), even when it bills nothing: the invoice still says so. A
+    pure function of the entries and terms: an invoice recomputed from the ledger comes out
+    identical."""
     by_currency: dict[str, list[Booked]] = {}
     for one in entries:
         by_currency.setdefault(one.currency, []).append(one)
@@ -140,8 +141,6 @@ def settle(entries: Sequence[Booked], terms: Terms) -> list[Settlement]:
             expected, base, counted = None, incremental, _ATTRIBUTED
         orders = _by_order(booked, counted)
         attributed_orders = _by_order(booked, _ATTRIBUTED)
-        if not orders and not attributed_orders and base == 0 and baseline is None:
-            continue
         fee = fee_minor(base, terms.fee_bp)
         nets = {order: _net(lines, counted) for order, lines in orders.items()}
         billed = [order for order, net in nets.items() if net != 0]

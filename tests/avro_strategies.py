@@ -26,6 +26,8 @@ def for_schema(schema: Any, names: dict[str, Any] | None = None) -> st.SearchStr
         return st.datetimes(
             min_value=_MIN_TS.replace(tzinfo=None), max_value=_MAX_TS, timezones=st.just(UTC)
         )
+    if schema.get("logicalType") == "date":
+        return st.dates()
     if kind == "record":
         names[schema["name"]] = schema
         fields = {f["name"]: for_schema(f["type"], names) for f in schema["fields"]}

@@ -8,7 +8,7 @@ from demo import demo_command
 from infra.cli import app as infra_app
 from infra.supervisor_cli import down_command, status_command, supervise_command, up_command
 from ingest.server import serve
-from revloop.cli.db import baseline_app, db_app, ledger_app, settle_command, sink_app
+from revloop.cli.db import db_app, ledger_app, settle_command, sink_app
 from revloop.cli.schemas import schemas_app, topics_app
 from revloop.cli.stores import stores_app
 from streams.normalizer import normalize_command
@@ -27,7 +27,6 @@ app.command("supervise", hidden=True)(supervise_command)
 app.add_typer(infra_app, name="infra")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
-stores_app.add_typer(baseline_app, name="baseline")
 app.add_typer(stores_app, name="stores")
 app.add_typer(db_app, name="db")
 app.add_typer(sink_app, name="sink")

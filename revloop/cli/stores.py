@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from revloop.cli.db import baseline_app
 from revloop.crypto import CryptoError, Secret, SecretBox, new_master_key
 from revloop.settings import STORE_SETTINGS, Settings, get_settings
 from revloop.stores import (
@@ -35,6 +36,7 @@ stores_app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold a secret
 )
+stores_app.add_typer(baseline_app, name="baseline")
 
 _STDIN: Final = "-"
 P = ParamSpec("P")
