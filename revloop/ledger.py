@@ -164,45 +164,46 @@ def score_entries(score: Mapping[str, Any]) -> list[Entry]:
     - its change to the store's revenue (``revenue_change``, holdouts included: they are
       customers like any other), linked the same way.
     """
-    envelope = score["envelope"]
-    reverses = score["reverses"]
-    gained = reverses is None
     booked = []
-    revenue = score["incremental_revenue"]
-    amount = int(revenue["amount_minor"])
-    if amount and not score["holdout"]:
-        if (amount > 0) != gained:
-            raise ValueError(
-                f"score {envelope['event_id']}: a score books a gain and a reversal a loss"
-            )
-        booked.append(
-            book(
-                Code.ATTRIBUTED_REVENUE if gained else Code.ATTRIBUTED_REVENUE_REVERSAL,
-                score_entry_id(envelope["event_id"]),
-                envelope,
-                {"amount_minor": abs(amount), "currency": revenue["currency"]},
-                order_id=score["order_id"],
-                reverses_entry_id=None if gained else score_entry_id(reverses),
-            )
-        )
-    change = score.get("revenue_change")  # absent from scores written before it existed
-    changed = int(change["amount_minor"]) if change else 0
-    if change and changed:
-        if (changed > 0) != gained:
-            raise ValueError(
-                f"score {envelope['event_id']}: a score adds revenue and a reversal takes it back"
-            )
-        booked.append(
-            book(
-                Code.REVENUE if gained else Code.REVENUE_REVERSAL,
-                revenue_entry_id(envelope["event_id"]),
-                envelope,
-                {"amount_minor": abs(changed), "currency": change["currency"]},
-                order_id=score["order_id"],
-                reverses_entry_id=None if gained else revenue_entry_id(reverses),
-            )
-        )
+    if not score["holdout"]:
+        booked += _score_move(score, score["incremental_revenue"], Code.ATTRIBUTED_REVENUE)
+    # Absent from scores written before it existed.
+    booked += _score_move(score, score.get("revenue_change"), Code.REVENUE)
     return booked
+
+
+_REVERSAL = {
+    Code.ATTRIBUTED_REVENUE: (Code.ATTRIBUTED_REVENUE_REVERSAL, score_entry_id),
+    Code.REVENUE: (Code.REVENUE_REVERSAL, revenue_entry_id),
+}
+
+
+def _score_move(
+    score: Mapping[str, Any], money: Mapping[str, Any] | None, gain: Code
+) -> list[Entry]:
+    """A score's signed amount as a ``gain`` entry, or as its reversal (linked to the entry the
+    reversed score booked); nothing for none or zero."""
+    amount = int(money["amount_minor"]) if money else 0
+    if not money or not amount:
+        return []
+    envelope, reverses = score["envelope"], score["reverses"]
+    loss, entry_id = _REVERSAL[gain]
+    gained = reverses is None
+    if (amount > 0) != gained:
+        raise ValueError(
+            f"score {envelope['event_id']}: a score books a gain and a reversal a loss"
+            f" ({gain.value})"
+        )
+    return [
+        book(
+            gain if gained else loss,
+            entry_id(envelope["event_id"]),
+            envelope,
+            {"amount_minor": abs(amount), "currency": money["currency"]},
+            order_id=score["order_id"],
+            reverses_entry_id=None if gained else entry_id(reverses),
+        )
+    ]
 
 
 def touch_spend_entries(touchpoint: Mapping[str, Any]) -> list[Entry]:

@@ -161,7 +161,7 @@ def test_a_score_books_the_store_revenue_it_changes_holdouts_included() -> None:
         2000,
         revenue.entry_id,
     )
-    with pytest.raises(ValueError, match="adds revenue"):
+    with pytest.raises(ValueError, match="a score books a gain"):
         score_entries({**score("s3", 0), "revenue_change": {"amount_minor": -5, "currency": "JPY"}})
     # Scores written before the field: no revenue entry, nothing else changes.
     assert [e.code for e in score_entries(score("s4", 100))] == [Code.ATTRIBUTED_REVENUE]
