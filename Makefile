@@ -33,7 +33,7 @@ pytest: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy schemas revloop platforms ingest streams sinks connectors infra demo bench
+	$(BIN)/mypy schemas revloop platforms ingest streams sinks connectors emulators infra demo bench
 	$(REVLOOP) schemas check
 
 format: install

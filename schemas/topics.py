@@ -186,7 +186,7 @@ TOPICS: tuple[Topic, ...] = (
         cleanup=Cleanup.DELETE,
         retention_ms=FOREVER,
         producers=("streams.circuit_breaker",),
-        consumers=("connectors.ads", "sinks.postgres"),
+        consumers=("connectors.ad_platforms", "sinks.postgres"),
         description="Pause and resume commands for the ads of a product.",
     ),
     Topic(

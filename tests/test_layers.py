@@ -20,6 +20,7 @@ LAYERS: dict[str, int] = {
     "streams": 3,
     "sinks": 3,
     "connectors": 3,
+    "emulators": 3,  # the platform APIs' stand-ins: tests and the demo use them
     "infra": 3,
     "demo": 4,
     "bench": 4,

@@ -1,0 +1,8 @@
+"""The ad platforms the breaker's pauses and resumes reach: Meta and Google Ads clients, and the
+holds that decide what a pause or resume changes (docs/connectors.md)."""
+
+from connectors.ad_platforms.google import GoogleAds
+from connectors.ad_platforms.holds import Hold, on_pause, on_resume
+from connectors.ad_platforms.meta import AdSet, MetaAds
+
+__all__ = ["AdSet", "GoogleAds", "Hold", "MetaAds", "on_pause", "on_resume"]

@@ -1,0 +1,50 @@
+"""Which breakers hold an ad object paused, and what a pause or resume must change: pure
+(docs/connectors.md, "Pause and resume").
+
+A campaign may promote several products, so several breakers (a product's, or one of its
+variants') can hold the same ad object paused at once. The first pause records the status the
+object had; only an object that was running is paused. A resume releases one holder, and the
+object runs again only when no holder is left and it was running before the first pause: an
+ad the merchant had paused stays paused. A pause or resume seen again (a redelivered action)
+changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+RUNNING = frozenset({"ACTIVE", "ENABLED"})
+"""Statuses of a running object (Meta's and Google's words)."""
+
+
+@dataclass(frozen=True)
+class Hold:
+    """An ad object paused by revloop: who holds it, and its status before the first pause."""
+
+    holders: frozenset[str]
+    status_before: str
+
+    @property
+    def was_running(self) -> bool:
+        return self.status_before in RUNNING
+
+
+def on_pause(hold: Hold | None, holder: str, current: str) -> tuple[Hold, bool]:
+    """The hold after ``holder`` pauses an object whose status is ``current``, and whether the
+    object must be set paused now (again, for a redelivery: setting it is idempotent)."""
+    if hold is None:
+        hold = Hold(frozenset({holder}), current)
+    else:
+        hold = replace(hold, holders=hold.holders | {holder})
+    return hold, hold.was_running
+
+
+def on_resume(hold: Hold | None, holder: str) -> tuple[Hold | None, bool]:
+    """The hold after ``holder`` resumes (None: released), and whether the object must run
+    again now."""
+    if hold is None or holder not in hold.holders:
+        return hold, False
+    left = hold.holders - {holder}
+    if left:
+        return replace(hold, holders=left), False
+    return None, hold.was_running

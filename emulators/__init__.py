@@ -1,0 +1,9 @@
+"""Local HTTP servers that emulate the platform APIs revloop calls (docs/connectors.md,
+"Emulators"): their paths, payload shapes, pagination, rate limits and errors, as documented.
+Tests start them on loopback, and the demo runs against them; every emulator counts the calls
+it got and the rate-limit violations among them."""
+
+from emulators.ad_platforms import GoogleAdsEmulator, MetaEmulator
+from emulators.server import Running, serve
+
+__all__ = ["GoogleAdsEmulator", "MetaEmulator", "Running", "serve"]
