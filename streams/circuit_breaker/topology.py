@@ -222,6 +222,7 @@ def product_step(
         if known is None or (known["at"], known["event_id"]) < (record["at"], record["event_id"]):
             campaigns[record["campaign_id"]] = {
                 "active": record["active"],
+                "channel": record.get("channel", ""),
                 "at": record["at"],
                 "event_id": record["event_id"],
             }
@@ -290,12 +291,20 @@ PRODUCT = "*"
 def _actions(
     stored: Stored, scope: str, decisions: list[Decision], rules: BreakerRules
 ) -> list[Stored]:
-    running = sorted(c for c, link in stored.get("campaigns", {}).items() if link["active"])
+    running = sorted(
+        (c, link.get("channel", ""))
+        for c, link in stored.get("campaigns", {}).items()
+        if link["active"]
+    )
     return [_output(stored, scope, d, running, rules) for d in decisions]
 
 
 def _output(
-    stored: Stored, scope: str, decision: Decision, campaigns: list[str], rules: BreakerRules
+    stored: Stored,
+    scope: str,
+    decision: Decision,
+    campaigns: list[tuple[str, str]],
+    rules: BreakerRules,
 ) -> Stored:
     """A CircuitBreakerAction value, or a LowStockWarning one (see :func:`is_warning`)."""
     store_id, product_id, at = stored["store_id"], stored["product_id"], decision.at
@@ -316,7 +325,8 @@ def _output(
         },
         "product_id": product_id,
         "variant_id": None if scope == PRODUCT else scope,
-        "campaign_ids": campaigns,
+        "campaign_ids": [campaign for campaign, _ in campaigns],
+        "campaigns": [{"campaign_id": c, "channel": channel} for c, channel in campaigns],
         "available": decision.available,
         "previous_available": decision.previous_available,
         "reason": decision.reason,

@@ -138,6 +138,7 @@ def link_record(link: Stored) -> Stored:
         "store_id": envelope["store_id"],
         "product_id": link["product_id"],
         "campaign_id": link["campaign_id"],
+        "channel": link["channel"],
         "active": link["active"],
         "at": envelope["occurred_at"].isoformat(),
         "event_id": envelope["event_id"],

@@ -127,6 +127,7 @@ def test_a_product_that_sells_out_pauses_its_campaigns_and_resumes_on_restock(
         (15 * minute, "p3", "", "resume", 5, None, []),
     ]
     pause = next(a for a in actions if a["product_id"] == "p1")
+    assert pause["campaigns"] == [{"campaign_id": "c1", "channel": "meta"}]  # for the executors
     assert pause["envelope"]["caused_by"] == ["lv-2"]
     assert pause["envelope"]["source"] == "derived"
     assert len({a["envelope"]["event_id"] for a in actions}) == len(actions)
