@@ -21,6 +21,7 @@ from revloop.cli.db import baseline_app
 from revloop.crypto import CryptoError, Secret, SecretBox, new_master_key
 from revloop.settings import STORE_SETTINGS, Settings, get_settings
 from revloop.stores import (
+    Connection,
     Platform,
     RegistryError,
     SettingsVersion,
@@ -151,10 +152,10 @@ def add(
     typer.echo(f"{messages[0]} (in {path})")
 
 
-def _secret_from_stdin() -> str:
+def _secret_from_stdin(what: str = "Webhook secret") -> str:
     # Read from a terminal, the secret would be echoed as it is typed: prompt without echo there.
     if sys.stdin.isatty():
-        return str(typer.prompt("Webhook secret", hide_input=True))
+        return str(typer.prompt(what, hide_input=True))
     return sys.stdin.read().rstrip("\r\n")
 
 
@@ -206,7 +207,14 @@ def list_stores() -> None:
         return
     now = datetime.now(UTC)
     table = Table(
-        "store", "platform", "identity", "currency", "previous secret", "api keys", title=str(path)
+        "store",
+        "platform",
+        "identity",
+        "currency",
+        "previous secret",
+        "api keys",
+        "ad accounts",
+        title=str(path),
     )
     for store in registry:
         expires = store.previous_secret_expires_at
@@ -222,6 +230,7 @@ def list_stores() -> None:
             store.currency or "-",
             previous,
             str(len(store.api_key_hashes)),
+            " ".join(f"{c.channel}:{c.account}" for c in store.connections) or "-",
         )
     Console(highlight=False).print(table)
 
@@ -262,6 +271,44 @@ def api_key(
         style="dim",
         markup=False,
     )
+
+
+@stores_app.command("connect")
+@_registry_errors
+def connect(
+    store_id: str = typer.Option(..., "--store-id", help="The store."),
+    channel: str = typer.Option(..., "--channel", help="meta or google."),
+    account: str | None = typer.Option(
+        None, "--account", help="Meta's ad account (act_123...) or Google's customer id (digits)."
+    ),
+    credentials: str | None = typer.Option(
+        None,
+        "--credentials",
+        help='"-": read the credentials JSON from stdin: {"token": ...} for Meta; {"token", '
+        '"developer_token", "login_customer_id"?} for Google Ads. Encrypted in the registry.',
+    ),
+    remove: bool = typer.Option(False, "--remove", help="Disconnect the channel instead."),
+) -> None:
+    """Connect a store's ad account, for the ad executors (`revloop connect ads`) to pause and
+    resume its campaigns; or disconnect it. The credentials are never printed."""
+    path, box = _location()
+    if not remove and (account is None or credentials != _STDIN):
+        raise ValueError("give --account and --credentials - (the JSON on stdin)")
+    secret = None
+    if not remove:
+        raw = _secret_from_stdin("Credentials JSON")
+        secret = Connection(channel, account or "", Secret(raw.encode()))
+
+    def change(registry: StoreRegistry) -> StoreRegistry:
+        store = _known(registry, store_id, path)
+        kept = tuple(c for c in store.connections if c.channel != channel)
+        return registry.with_store(
+            replace(store, connections=kept + ((secret,) if secret is not None else ()))
+        )
+
+    StoreRegistry.update(path, box, change)
+    done = "disconnected" if remove else f"connected {account} on"
+    typer.echo(f"{store_id}: {done} {channel} (in {path})")
 
 
 @stores_app.command("settings")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hmac
+import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from itertools import pairwise
-from typing import Any
+from typing import Any, Final
 
 from revloop.crypto import Secret
 from revloop.settings import STORE_SETTINGS
@@ -22,6 +24,50 @@ class RegistryError(ValueError):
 def secret_context(store_id: str) -> str:
     """The AES-GCM associated data binding a stored webhook secret to its store."""
     return f"store:{store_id}:webhook_secret"
+
+
+def connection_context(store_id: str, channel: str) -> str:
+    """The AES-GCM associated data binding a connection's credentials to its store and channel."""
+    return f"store:{store_id}:connection:{channel}"
+
+
+CHANNELS: Final = frozenset({"meta", "google"})
+"""The ad channels a store can connect (docs/connectors.md)."""
+_ACCOUNT = re.compile(r"^(act_)?[0-9]{1,20}$")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A store's account on an ad channel, and the credentials that act on it (a JSON object,
+    decrypted only in memory: ``{"token": ...}`` for Meta; ``{"token", "developer_token",
+    "login_customer_id"?}`` for Google Ads)."""
+
+    channel: str
+    account: str
+    """Meta's ad account (``act_<digits>``), Google's customer id (digits, no dashes)."""
+    credentials: Secret = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if self.channel not in CHANNELS:
+            raise ValueError(f"channel {self.channel!r} is not one of {sorted(CHANNELS)}")
+        if not isinstance(self.account, str) or not _ACCOUNT.fullmatch(self.account):
+            raise ValueError(f"{self.channel} account {self.account!r} is not an account id")
+        fields = self.fields()
+        needed = {"token"} | ({"developer_token"} if self.channel == "google" else set())
+        if not needed <= fields.keys() or not all(isinstance(v, str) for v in fields.values()):
+            raise ValueError(
+                f"{self.channel} credentials are a JSON object of strings with "
+                f"{', '.join(sorted(needed))}"
+            )
+
+    def fields(self) -> dict[str, Any]:
+        try:
+            value = json.loads(self.credentials.reveal())
+        except ValueError:
+            raise ValueError(f"{self.channel} credentials are not JSON") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"{self.channel} credentials are not a JSON object")
+        return value
 
 
 @dataclass(frozen=True)
@@ -43,6 +89,11 @@ class Store:
     """The shop currency (ISO 4217): product payloads carry prices without one."""
     settings: tuple[SettingsVersion, ...] = ()
     """The store's own settings over time (revloop/stores/store_settings.py)."""
+    connections: tuple[Connection, ...] = field(default=(), repr=False)
+    """Its ad channels' accounts and credentials, one per channel."""
+
+    def connection(self, channel: str) -> Connection | None:
+        return next((c for c in self.connections if c.channel == channel), None)
 
     def __post_init__(self) -> None:
         if not isinstance(self.store_id, str) or not STORE_ID.fullmatch(self.store_id):
@@ -76,6 +127,12 @@ class Store:
         ):
             raise ValueError(f"store {self.store_id!r}: settings must be a tuple of versions")
         check_history(self.settings)
+        if not isinstance(self.connections, tuple) or not all(
+            isinstance(c, Connection) for c in self.connections
+        ):
+            raise ValueError(f"store {self.store_id!r}: connections must be a tuple of Connection")
+        if len({c.channel for c in self.connections}) != len(self.connections):
+            raise ValueError(f"store {self.store_id!r}: one connection per channel")
         hashes = self.api_key_hashes
         if not isinstance(hashes, tuple) or not all(
             isinstance(h, str) and SHA256_HEX.fullmatch(h) for h in hashes

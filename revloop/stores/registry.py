@@ -17,9 +17,11 @@ from revloop.crypto import CryptoError, Secret, SecretBox
 from revloop.files import write_private
 from revloop.stores.identity import CURRENCY
 from revloop.stores.model import (
+    Connection,
     RegistryError,
     SettingsVersion,
     Store,
+    connection_context,
     require_aware,
     secret_context,
 )
@@ -34,10 +36,11 @@ _FILE_KEYS: Final = frozenset(
         "api_key_hashes",
         "currency",
         "settings",
+        "connections",
     }
 )
 _OPTIONAL_FILE_KEYS: Final = frozenset(
-    {"previous_secret_expires_at", "api_key_hashes", "currency", "settings"}
+    {"previous_secret_expires_at", "api_key_hashes", "currency", "settings", "connections"}
 )
 
 
@@ -220,6 +223,28 @@ def _store_from_json(entry: Any, position: int, box: SecretBox) -> Store:
     versions = entry.get("settings", [])
     if not isinstance(versions, list):
         raise RegistryError(f"{where}: settings must be a list of versions")
+    connections = entry.get("connections", [])
+    if not isinstance(connections, list) or not all(
+        isinstance(c, dict) and {"channel", "account", "credentials"} == c.keys()
+        for c in connections
+    ):
+        raise RegistryError(
+            f"{where}: connections must be a list of {{channel, account, credentials}}"
+        )
+    try:
+        decrypted = [
+            (
+                c,
+                Secret(
+                    box.decrypt(
+                        c["credentials"], context=connection_context(store_id, c["channel"])
+                    )
+                ),
+            )
+            for c in connections
+        ]
+    except (CryptoError, TypeError) as exc:
+        raise CryptoError(f"{where}: cannot decrypt its connections: {exc}") from None
     try:
         return Store(
             store_id=store_id,
@@ -230,6 +255,9 @@ def _store_from_json(entry: Any, position: int, box: SecretBox) -> Store:
             api_key_hashes=tuple(api_key_hashes),
             currency=entry.get("currency"),
             settings=tuple(SettingsVersion.from_json(v) for v in versions),
+            connections=tuple(
+                Connection(c["channel"], c["account"], secret) for c, secret in decrypted
+            ),
         )
     except (TypeError, ValueError) as exc:
         raise RegistryError(f"{where}: {exc}") from None
@@ -255,4 +283,15 @@ def _store_to_json(store: Store, box: SecretBox) -> dict[str, Any]:
         entry["currency"] = store.currency
     if store.settings:
         entry["settings"] = [version.to_json() for version in store.settings]
+    if store.connections:
+        entry["connections"] = [
+            {
+                "channel": c.channel,
+                "account": c.account,
+                "credentials": box.encrypt(
+                    c.credentials.reveal(), context=connection_context(store.store_id, c.channel)
+                ),
+            }
+            for c in store.connections
+        ]
     return entry

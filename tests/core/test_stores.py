@@ -1097,3 +1097,55 @@ def test_a_stores_file_in_a_new_state_dir_is_private_but_the_dir_stays_traversab
         os.umask(old_umask)
     assert stat.S_IMODE(state_dir.stat().st_mode) == 0o755
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_cli_connects_ad_accounts_with_their_credentials_encrypted(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = CliRunner()
+    _use_keys(monkeypatch, runner.invoke(stores_app, ["keygen"]).stdout.strip())
+    add = ["add", "--store-id", "acme", "--platform", "shopify", "--identity", "acme.myshopify.com"]
+    assert runner.invoke(stores_app, [*add, "--secret", "shpss_one"]).exit_code == 0
+    meta = '{"token": "EAAB-very-secret"}'
+    connect = ["connect", "--store-id", "acme", "--channel", "meta", "--account", "act_42"]
+    done = runner.invoke(stores_app, [*connect, "--credentials", "-"], input=meta)
+    assert done.exit_code == 0, done.output
+    google = '{"token": "ya29-secret", "developer_token": "dev-secret"}'
+    connect_google = ["connect", "--store-id", "acme", "--channel", "google", "--account", "123"]
+    assert (
+        runner.invoke(stores_app, [*connect_google, "--credentials", "-"], input=google).exit_code
+        == 0
+    )
+    text = cli_env.read_text()
+    assert "EAAB" not in text and "ya29" not in text and "dev-secret" not in text
+    store = StoreRegistry.load(cli_env, SecretBox.from_settings(get_settings())).get("acme")
+    assert store is not None
+    connection = store.connection("meta")
+    assert connection is not None and connection.fields() == {"token": "EAAB-very-secret"}
+    assert "EAAB" not in repr(store) + repr(connection)
+    listing = runner.invoke(stores_app, ["list"], env={"COLUMNS": "200"})
+    assert "meta:act_42" in listing.stdout and "google:123" in listing.stdout
+    assert "EAAB" not in listing.output
+
+    # Bad input is refused with a reason and without the input.
+    bad = runner.invoke(stores_app, [*connect, "--credentials", "-"], input='{"tok": "EAAB-x"}')
+    assert bad.exit_code == 1 and "token" in bad.stderr and "EAAB" not in bad.output
+    wrong = ["connect", "--store-id", "acme", "--channel", "meta", "--account", "act_4/2"]
+    refused = runner.invoke(stores_app, [*wrong, "--credentials", "-"], input=meta)
+    assert refused.exit_code == 1 and "not an account id" in refused.stderr
+    # Credentials are bound to their store: moved to another entry, they do not decrypt.
+    document = json.loads(cli_env.read_text())
+    other = {**document["stores"][0], "store_id": "other", "identity": "other.myshopify.com"}
+    box = SecretBox.from_settings(get_settings())
+    other["secrets"] = [box.encrypt(b"shpss_other", context=secret_context("other"))]
+    cli_env.write_text(json.dumps({"stores": [*document["stores"], other]}))
+    with pytest.raises(CryptoError, match="store 'other': cannot decrypt its connections"):
+        StoreRegistry.load(cli_env, SecretBox.from_settings(get_settings()))
+    cli_env.write_text(json.dumps(document))
+
+    removed = runner.invoke(
+        stores_app, ["connect", "--store-id", "acme", "--channel", "meta", "--remove"]
+    )
+    assert removed.exit_code == 0, removed.output
+    store = StoreRegistry.load(cli_env, SecretBox.from_settings(get_settings())).get("acme")
+    assert store is not None and [c.channel for c in store.connections] == ["google"]
