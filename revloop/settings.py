@@ -6,13 +6,21 @@ Values come from the environment (``REVLOOP_*``, plus the conventional ``KAFKA_B
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Final, Literal, Self
-from urllib.parse import quote
+from typing import Annotated, Any, Final, Literal, Self
+from urllib.parse import quote, urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.topics import Topic, prefixed
@@ -25,6 +33,22 @@ def _default_state_dir() -> Path:
     if (PACKAGE_ROOT / "pyproject.toml").exists():
         return PACKAGE_ROOT / ".revloop"
     return Path.cwd() / ".revloop"
+
+
+def api_url(value: str) -> str:
+    """A platform API's base URL: https, or http to a loopback address (an emulator); no
+    credentials, query or fragment. It becomes every call's URL, so nothing else passes."""
+    parts = urlsplit(value)
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+        raise ValueError(f"{value!r} must be https (http only to a loopback address)")
+    if not host or parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError(f"{value!r} must be a plain base URL (no credentials, query or fragment)")
+    return value.rstrip("/")
 
 
 def _default_stores_file(data: dict[str, Any]) -> Path:
@@ -228,6 +252,20 @@ class Settings(BaseSettings):
     sink_session_timeout_ms: int = Field(default=45_000, gt=0)
     sink_webhook_log_days: float = Field(default=90.0, gt=0)
     """How long ``webhook_log`` keeps a delivery's row."""
+
+    # The ad executors (`revloop connect ads`, docs/connectors.md).
+    ads_group_id: str = "revloop.connect.ads"
+    """Their consumer group on ``actions.circuit-breaker.v1``."""
+    meta_api_url: Annotated[str, AfterValidator(api_url)] = "https://graph.facebook.com"
+    """The Graph API's base (an emulator's on loopback in tests and the demo)."""
+    meta_usage_window_seconds: float = Field(default=300.0, gt=0)
+    """The window Meta's ad-account usage decays over: pacing waits up to this long."""
+    google_ads_api_url: Annotated[str, AfterValidator(api_url)] = "https://googleads.googleapis.com"
+    google_ads_requests_per_second: float = Field(default=5.0, gt=0)
+    """How fast one executor calls Google Ads (Google sends no usage headers)."""
+    connect_retry_attempts: int = Field(default=6, ge=1)
+    """Tries of one platform call, the first included (docs/connectors.md)."""
+    connect_backoff_cap_seconds: float = Field(default=30.0, gt=0)
 
     # Supervisor (revloop up); see docs/operations.md.
     supervisor_backoff_initial_seconds: float = Field(default=1.0, gt=0)

@@ -31,12 +31,14 @@ class Hold:
 
 def on_pause(hold: Hold | None, holder: str, current: str) -> tuple[Hold, bool]:
     """The hold after ``holder`` pauses an object whose status is ``current``, and whether the
-    object must be set paused now (again, for a redelivery: setting it is idempotent)."""
+    object must be set paused now: by the first holder, or again by a holder seen before (a
+    redelivery after a crash that may have come between its hold and its call; setting it is
+    idempotent). A further holder finds it paused already."""
     if hold is None:
         hold = Hold(frozenset({holder}), current)
-    else:
-        hold = replace(hold, holders=hold.holders | {holder})
-    return hold, hold.was_running
+        return hold, hold.was_running
+    again = holder in hold.holders
+    return replace(hold, holders=hold.holders | {holder}), again and hold.was_running
 
 
 def on_resume(hold: Hold | None, holder: str) -> tuple[Hold | None, bool]:

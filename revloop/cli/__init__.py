@@ -20,6 +20,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("normalize",): ("streams.normalizer", "normalize_command"),
     ("worker",): ("streams.worker", "worker_command"),
     ("sink", "postgres"): ("sinks.postgres.service", "sink_postgres_command"),
+    ("connect", "ads"): ("connectors.ad_platforms.executor", "connect_ads_command"),
     # One-off commands.
     ("settle",): ("revloop.cli.db", "settle_command"),
     ("demo",): ("demo", "demo_command"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from connectors.ad_platforms.executor import connect_ads_command
 from demo import demo_command
 from infra.cli import app as infra_app
 from infra.supervisor_cli import down_command, status_command, supervise_command, up_command
@@ -32,6 +33,11 @@ app.add_typer(db_app, name="db")
 app.add_typer(sink_app, name="sink")
 app.add_typer(ledger_app, name="ledger")
 app.command("settle")(settle_command)
+connect_app = typer.Typer(
+    help="Connectors: the pipeline's decisions carried out on the platforms.", no_args_is_help=True
+)
+connect_app.command("ads")(connect_ads_command)
+app.add_typer(connect_app, name="connect")
 app.command("ingest")(serve)
 app.command("normalize")(normalize_command)
 app.command("worker")(worker_command)

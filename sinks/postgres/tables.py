@@ -265,6 +265,37 @@ class CampaignSpendRow(_Versioned, Base):
     currency: Mapped[str] = mapped_column(String(3))
 
 
+# -- the ad executors' bookkeeping (connectors/ad_platforms/, docs/connectors.md) --------------
+
+
+class AdHoldRow(Base):
+    """An ad object revloop paused: the breakers holding it, and its status before."""
+
+    __tablename__ = "ad_holds"
+    store_id: Mapped[str] = _text(primary=True)
+    channel: Mapped[str] = _text(primary=True)
+    object_id: Mapped[str] = _text(primary=True)
+    campaign_id: Mapped[str] = _text()
+    holders: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    status_before: Mapped[str] = _text()
+    updated_at: Mapped[datetime]
+
+
+class AdActionRow(Base):
+    """Each breaker action the executors finished: done once, whatever is redelivered."""
+
+    __tablename__ = "ad_actions"
+    action_id: Mapped[str] = _text(primary=True)
+    store_id: Mapped[str] = _text()
+    product_id: Mapped[str] = _text()
+    holder: Mapped[str] = _text()
+    action: Mapped[str] = _text()
+    outcome: Mapped[str] = _text()
+    """``applied``, or why not (no account connected; failed, with the call)."""
+    calls: Mapped[int] = mapped_column(Integer)
+    done_at: Mapped[datetime]
+
+
 # -- what the pipeline derived ------------------------------------------------------------------
 
 

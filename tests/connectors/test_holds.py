@@ -13,7 +13,7 @@ def test_a_running_ad_is_paused_and_runs_again_when_its_last_holder_resumes() ->
     hold, pause = on_pause(None, "p1/*", "ACTIVE")
     assert pause and hold == Hold(frozenset({"p1/*"}), "ACTIVE")
     hold, pause = on_pause(hold, "p2/*", "PAUSED")  # a second product's breaker, same campaign
-    assert pause and hold.status_before == "ACTIVE"  # the first pause's view stands
+    assert not pause and hold.status_before == "ACTIVE"  # paused already; the first view stands
     hold2, run = on_resume(hold, "p1/*")
     assert not run and hold2 is not None and hold2.holders == {"p2/*"}
     released, run = on_resume(hold2, "p2/*")

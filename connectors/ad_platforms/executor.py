@@ -1,0 +1,380 @@
+"""`revloop connect ads`: the circuit breaker's pauses and resumes, carried out on the ad
+platforms (docs/connectors.md, "The ad executor").
+
+It reads ``actions.circuit-breaker.v1`` (read_committed) and, for each promoting campaign on a
+channel the store has connected, pauses or resumes its ad objects: a Meta campaign's ad sets,
+a Google Ads campaign. What a pause or resume changes is decided by the holds
+(:mod:`connectors.ad_platforms.holds`), kept in Postgres (``ad_holds``) under a lock per
+object, since one campaign may be held by breakers of products in other partitions.
+
+Crash safety: a pause writes its hold *before* calling the platform, and a resume calls the
+platform *before* releasing its hold; an action is marked done (``ad_actions``) before its
+offset is committed. So a process killed anywhere repeats at most a status call that sets what
+is already set, and a redelivered action is skipped. An action that still fails after the
+client's retries goes to ``ops.dead-letters.v1`` (the store, the call and why; no token) and
+is marked failed; the next actions keep flowing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any, Protocol
+
+import psycopg
+import typer
+from confluent_kafka import Consumer, KafkaException, Message, Producer
+
+from connectors.ad_platforms.google import GoogleAds
+from connectors.ad_platforms.holds import Hold, on_pause, on_resume
+from connectors.ad_platforms.meta import MetaAds
+from connectors.http import ApiError, RetryPolicy
+from revloop.crypto import SecretBox
+from revloop.kafka import consumer_config, producer_config
+from revloop.settings import Settings, get_settings
+from revloop.stores import Connection, LiveStoreRegistry, Store
+from schemas.registry import registry_for
+from schemas.serde import AvroSerde, SerdeError
+from schemas.topics import topic, topic_for_record
+
+log = logging.getLogger(__name__)
+
+ACTIONS = "actions.circuit-breaker.v1"
+DEAD_LETTER = "dev.revloop.events.DeadLetter"
+
+
+class AdChannel(Protocol):
+    """What the executor needs of an ad platform."""
+
+    def objects(self, campaign_id: str) -> list[tuple[str, str]]:
+        """The campaign's ad objects to pause, with their status now."""
+        ...
+
+    def set_running(self, object_id: str, running: bool) -> None: ...
+
+    @property
+    def calls(self) -> int: ...
+
+
+class MetaChannel:
+    """A Meta campaign's ad sets."""
+
+    def __init__(self, api: MetaAds) -> None:
+        self.api = api
+
+    def objects(self, campaign_id: str) -> list[tuple[str, str]]:
+        return [(a.adset_id, a.status) for a in self.api.adsets(campaign_id)]
+
+    def set_running(self, object_id: str, running: bool) -> None:
+        self.api.set_status(object_id, "ACTIVE" if running else "PAUSED")
+
+    @property
+    def calls(self) -> int:
+        return self.api.client.calls
+
+
+class GoogleChannel:
+    """A Google Ads campaign itself."""
+
+    def __init__(self, api: GoogleAds) -> None:
+        self.api = api
+
+    def objects(self, campaign_id: str) -> list[tuple[str, str]]:
+        return list(self.api.statuses([campaign_id]).items())
+
+    def set_running(self, object_id: str, running: bool) -> None:
+        self.api.set_status(object_id, "ENABLED" if running else "PAUSED")
+
+    @property
+    def calls(self) -> int:
+        return self.api.client.calls
+
+
+def channel_for(settings: Settings, store: Store, connection: Connection) -> AdChannel:
+    policy = RetryPolicy(
+        attempts=settings.connect_retry_attempts, cap_seconds=settings.connect_backoff_cap_seconds
+    )
+    fields = connection.fields()
+    if connection.channel == "meta":
+        return MetaChannel(
+            MetaAds(
+                store.store_id,
+                fields["token"],
+                base_url=settings.meta_api_url,
+                window_seconds=settings.meta_usage_window_seconds,
+                policy=policy,
+            )
+        )
+    return GoogleChannel(
+        GoogleAds(
+            store.store_id,
+            connection.account,
+            fields["token"],
+            fields["developer_token"],
+            base_url=settings.google_ads_api_url,
+            login_customer_id=fields.get("login_customer_id"),
+            requests_per_second=settings.google_ads_requests_per_second,
+            policy=policy,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    text: str
+    calls: int
+    failure: ApiError | None = None
+
+
+class AdExecutor:
+    def __init__(self, settings: Settings, stores: LiveStoreRegistry) -> None:
+        self.settings, self.stores = settings, stores
+        self.conn = psycopg.connect(
+            settings.dsn, application_name="revloop-connect-ads", autocommit=True
+        )
+        self._channels: dict[tuple[str, str, str], AdChannel] = {}
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def done(self, action_id: str) -> bool:
+        found = self.conn.execute(
+            "SELECT 1 FROM ad_actions WHERE action_id = %s", (action_id,)
+        ).fetchone()
+        return found is not None
+
+    def handle(self, action: dict[str, Any]) -> Outcome:
+        """Carry out one CircuitBreakerAction value; what happened."""
+        envelope = action["envelope"]
+        store_id, pause = envelope["store_id"], action["action"] == "pause"
+        holder = f"{action['product_id']}/{action.get('variant_id') or '*'}"
+        self.stores.refresh()
+        store = self.stores.get(store_id)
+        campaigns = action.get("campaigns") or [
+            {"campaign_id": c, "channel": ""} for c in action["campaign_ids"]
+        ]
+        skipped, calls = [], 0
+        for campaign in campaigns:
+            channel = campaign["channel"]
+            connection = store.connection(channel) if store is not None else None
+            if store is None or connection is None:
+                skipped.append(f"{channel or '?'}:{campaign['campaign_id']}")
+                continue
+            api = self._channel(store, connection)
+            before = api.calls
+            try:
+                if pause:
+                    self._pause(api, store_id, channel, campaign["campaign_id"], holder)
+                else:
+                    self._resume(api, store_id, channel, campaign["campaign_id"], holder)
+            except ApiError as failure:
+                return Outcome(f"failed: {failure}", calls + api.calls - before, failure)
+            calls += api.calls - before
+        text = (
+            "applied" if not skipped else f"applied; no account connected for {' '.join(skipped)}"
+        )
+        return Outcome(text, calls)
+
+    def record(self, action: dict[str, Any], outcome: Outcome) -> None:
+        envelope = action["envelope"]
+        holder = f"{action['product_id']}/{action.get('variant_id') or '*'}"
+        with self.conn.transaction():
+            self.conn.execute(
+                "INSERT INTO ad_actions (action_id, store_id, product_id, holder, action,"
+                " outcome, calls, done_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (action_id) DO NOTHING",
+                (
+                    envelope["event_id"],
+                    envelope["store_id"],
+                    action["product_id"],
+                    holder,
+                    action["action"],
+                    outcome.text,
+                    outcome.calls,
+                    datetime.now(UTC),
+                ),
+            )
+
+    def _channel(self, store: Store, connection: Connection) -> AdChannel:
+        # A rotated token is another key: the cached client would still send the old one.
+        digest = hashlib.sha256(connection.credentials.reveal()).hexdigest()
+        key = (store.store_id, connection.channel, connection.account + digest)
+        if key not in self._channels:
+            self._channels[key] = channel_for(self.settings, store, connection)
+        return self._channels[key]
+
+    @contextmanager
+    def _object(self, store_id: str, channel: str, object_id: str) -> Iterator[Hold | None]:
+        """The object's hold, under its lock, in a transaction the caller's block is part of."""
+        with self.conn.transaction():
+            self.conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))",
+                (f"ad:{store_id}/{channel}/{object_id}",),
+            )
+            row = self.conn.execute(
+                "SELECT holders, status_before FROM ad_holds"
+                " WHERE store_id = %s AND channel = %s AND object_id = %s",
+                (store_id, channel, object_id),
+            ).fetchone()
+            yield Hold(frozenset(row[0]), row[1]) if row else None
+
+    def _write(
+        self, store_id: str, channel: str, campaign_id: str, object_id: str, hold: Hold | None
+    ) -> None:
+        if hold is None:
+            self.conn.execute(
+                "DELETE FROM ad_holds WHERE store_id = %s AND channel = %s AND object_id = %s",
+                (store_id, channel, object_id),
+            )
+            return
+        self.conn.execute(
+            "INSERT INTO ad_holds (store_id, channel, object_id, campaign_id, holders,"
+            " status_before, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (store_id, channel, object_id) DO UPDATE SET"
+            " holders = EXCLUDED.holders, updated_at = EXCLUDED.updated_at",
+            (
+                store_id,
+                channel,
+                object_id,
+                campaign_id,
+                sorted(hold.holders),
+                hold.status_before,
+                datetime.now(UTC),
+            ),
+        )
+
+    def _pause(
+        self, api: AdChannel, store_id: str, channel: str, campaign_id: str, holder: str
+    ) -> None:
+        for object_id, status in api.objects(campaign_id):
+            with self._object(store_id, channel, object_id) as hold:
+                held, change = on_pause(hold, holder, status)
+                self._write(store_id, channel, campaign_id, object_id, held)
+            # The hold is committed first: killed after the call, the retry still knows the
+            # status before it.
+            if change:
+                api.set_running(object_id, False)
+
+    def _resume(
+        self, api: AdChannel, store_id: str, channel: str, campaign_id: str, holder: str
+    ) -> None:
+        held = self.conn.execute(
+            "SELECT object_id FROM ad_holds WHERE store_id = %s AND channel = %s"
+            " AND campaign_id = %s AND %s = ANY(holders) ORDER BY object_id",
+            (store_id, channel, campaign_id, holder),
+        ).fetchall()
+        for (object_id,) in held:
+            with self._object(store_id, channel, object_id) as hold:
+                left, run = on_resume(hold, holder)
+                # The call comes before the hold is released: killed after it, the retry calls
+                # again (setting what is set) rather than forget the object.
+                if run:
+                    api.set_running(object_id, True)
+                self._write(store_id, channel, campaign_id, object_id, left)
+
+
+def dead_letter(
+    settings: Settings, serde: AvroSerde, message: Message, action: dict[str, Any], why: str
+) -> tuple[str, bytes, bytes]:
+    """A DeadLetter for an action that failed: a reference to it, the store, the call and why."""
+    envelope = action["envelope"]
+    now = datetime.now(UTC)
+    value = {
+        "envelope": {
+            "event_id": f"dead-letter/connect.ads/{envelope['event_id']}",
+            "store_id": envelope["store_id"],
+            "platform": envelope["platform"],
+            "occurred_at": now,
+            "received_at": now,
+            "source": "derived",
+            "caused_by": [envelope["event_id"]],
+        },
+        "stage": "connect.ads",
+        "error_type": "platform_call_failed",
+        "error_message": why,
+        "original_topic": message.topic(),
+        "original_partition": message.partition(),
+        "original_offset": message.offset(),
+        "original_key": message.key(),
+        "original_value": None,
+        "raw_event_id": None,
+        "attempts": settings.connect_retry_attempts,
+    }
+    name = settings.topic_name(topic_for_record(DEAD_LETTER))
+    key = topic_for_record(DEAD_LETTER).message_key(value)
+    return name, key, serde.encode(DEAD_LETTER, value)
+
+
+def run(settings: Settings, stop: threading.Event, instance_id: str) -> None:
+    serde = AvroSerde(registry_for(settings.schema_registry_url))
+    stores = LiveStoreRegistry(settings.stores_file, SecretBox.from_settings(settings))
+    executor = AdExecutor(settings, stores)
+    # Static membership: a restart (after a SIGKILL too) takes its partitions back at once
+    # instead of waiting out the dead member's session.
+    consumer = Consumer(
+        consumer_config(
+            settings,
+            settings.ads_group_id,
+            **{"group.instance.id": instance_id, "session.timeout.ms": 45_000},
+        )
+    )
+    producer = Producer(producer_config(settings))
+    consumer.subscribe([settings.topic_name(topic(ACTIONS))])
+    try:
+        while not stop.is_set():
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            if message.error():
+                raise KafkaException(message.error())
+            try:
+                action = serde.decode(message.value() or b"").value
+            except SerdeError as exc:
+                log.error("offset %d of %s does not decode: %s", message.offset(), ACTIONS, exc)
+                consumer.commit(message, asynchronous=False)
+                continue
+            action_id = action["envelope"]["event_id"]
+            if not executor.done(action_id):
+                outcome = executor.handle(action)
+                if outcome.failure is not None:
+                    name, key, value = dead_letter(settings, serde, message, action, outcome.text)
+                    producer.produce(name, key=key, value=value)
+                    if producer.flush(settings.kafka_call_timeout_seconds):
+                        raise RuntimeError("a dead letter was not acknowledged in time")
+                    log.warning("action %s: %s", action_id, outcome.text)
+                executor.record(action, outcome)
+            consumer.commit(message, asynchronous=False)
+    finally:
+        consumer.close()
+        executor.close()
+
+
+def connect_ads_command(
+    instance_id: str | None = typer.Option(
+        None,
+        help="Stable id of this instance (default: the host name): its static group membership.",
+    ),
+) -> None:
+    """Carry the circuit breaker's pauses and resumes out to the ad platforms (Meta, Google
+    Ads) of each store's connected accounts, until interrupted."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    stop = threading.Event()
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        run(get_settings(), stop, instance_id or socket.gethostname())
+    except (KafkaException, psycopg.OperationalError) as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
