@@ -35,7 +35,8 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from demo.loop import LOOP_TOPICS, LoopOutcome, loop_outcome
+from demo.ads import ad_outcome, ad_platforms
+from demo.loop import ACTIONS, LOOP_TOPICS, LoopOutcome, loop_outcome
 from demo.simulation import (
     MAX_ORDERS,
     MIN_ORDERS,
@@ -406,6 +407,8 @@ class DemoReport:
     """This run's orders in Postgres and the ledger (:mod:`demo.tables`)."""
     invoices: list[dict[str, Any]] = field(default_factory=list)
     """Each store's invoice preview for the run's periods, with its proof's sums."""
+    ads: list[dict[str, Any]] = field(default_factory=list)
+    """Each breaker action of the run as `revloop connect ads` carried it out."""
 
     @property
     def ok(self) -> bool:
@@ -472,7 +475,11 @@ def run_demo(
             raise DemoFailed(
                 f"cannot prepare the database: {exc} (is the local stack up? `revloop infra up`)"
             ) from None
+        platforms = stack.enter_context(ad_platforms())
+        env.update(platforms.env)
         # Stopped in reverse: ingest first, so nothing arrives for a normalizer that is leaving.
+        ads = _child("connect ads", env, logs / "connect-ads.log")
+        stack.callback(ads.stop)
         sink = _child("sink postgres", env, logs / "sink-postgres.log")
         stack.callback(sink.stop)
         worker = _child("worker", env, logs / "worker.log")
@@ -481,12 +488,20 @@ def run_demo(
         stack.callback(normalizer.stop)
         ingest = _child("ingest", env, logs / "ingest.log")
         stack.callback(ingest.stop)
-        children = (normalizer, worker, ingest, sink)
+        children = (normalizer, worker, ingest, sink, ads)
         with console.status(f"starting ingest on {base_url}, the normalizer and the worker"):
             _wait_ready(base_url, children, READY_TIMEOUT)
 
         now = datetime.now(UTC)
         simulation = run_simulation(seed, orders, stores=state.stores, now=now)
+        platforms.add_campaigns(
+            [
+                link
+                for request in simulation.requests
+                if request.topic == "campaigns"
+                for link in json.loads(request.body)["links"]
+            ]
+        )
         registry = demo_registry(state.stores)
         expected = expected_outcome(
             simulation.requests, registry, state.customer_salt.encode(), now
@@ -526,6 +541,16 @@ def run_demo(
             timeout,
             console,
         )
+        with console.status("waiting for the ad executor: Meta and Google Ads"):
+            now_marks = _watermarks(marks_reader, [ACTIONS], settings.topic_prefix)
+            breaker_actions = [
+                value
+                for name, value in _read_between(settings, serde, start_marks, now_marks)
+                if name == ACTIONS
+            ]
+            ad_rows, ad_problems = ad_outcome(
+                settings, platforms, breaker_actions, lambda: _check(children), timeout
+            )
         with console.status("waiting for the sink: tables and the ledger"):
             wait_sink_caught_up(settings, marks_reader, lambda: _check(children), timeout)
         tables = store_tables(settings, placed)
@@ -539,6 +564,8 @@ def run_demo(
         worker_incremental = {s: v["incremental_minor"] for s, v in report.loop["scores"].items()}
         report.problems += table_problems(tables, worker_incremental)
         report.invoices = [vars(i) for i in invoices]
+        report.ads = [vars(row) for row in ad_rows]
+        report.problems += ad_problems
         report.problems += invoice_problems(invoices)
         _print_summary(console, report, sent)
         write_private(
@@ -818,6 +845,7 @@ def _print_summary(console: Console, report: DemoReport, sent: Sequence[Sent]) -
     flows = ", ".join(f"{n} {flow}" for flow, n in sorted(report.loop["triggers"].items()))
     console.print(f"Lifecycle triggers (lifecycle.triggers.v1): {flows or 'none'}")
     console.print()
+    _print_ads(console, report.ads)
     tables = Table(
         title="In Postgres (revloop sink postgres) and the billing ledger",
         title_justify="left",
@@ -889,6 +917,41 @@ def _print_summary(console: Console, report: DemoReport, sent: Sequence[Sent]) -
     console.print()
     if report.ok:
         console.print("[green]Every request was accepted and every expected event was written.[/]")
+
+
+def _print_ads(console: Console, ads: Sequence[dict[str, Any]]) -> None:
+    table = Table(
+        title="Ads (revloop connect ads, on the Meta and Google Ads emulators)",
+        title_justify="left",
+        show_edge=False,
+    )
+    for column in ("store", "product", "breaker", "at", "calls", "changes made"):
+        table.add_column(column, justify="right" if column == "calls" else "left")
+    for ad in ads:
+        failed = ad["outcome"].startswith("failed") or ad["outcome"] == "not done"
+        changes = ", ".join(ad["changes"]) or (
+            "none: " + ad["outcome"].removeprefix("applied; ")
+            if "no account" in ad["outcome"]
+            else "none: no campaign promotes it"
+            if not ad["campaigns"]
+            else "none: its ads were paused already"
+        )
+        table.add_row(
+            ad["store_id"],
+            ad["product_id"] + (f" ({ad['variant_id']})" if ad["variant_id"] else ""),
+            ad["action"],
+            _hhmm(ad["at"]),
+            str(ad["calls"]),
+            f"[red]{ad['outcome']}[/]" if failed else changes,
+        )
+    console.print(table)
+    console.print(
+        "  Each sell-out pauses the running ad sets (Meta) or campaigns (Google) of the campaigns "
+        "promoting the product, and its restock resumes what the pause changed: the ad set its "
+        "merchant had paused stays paused, and a campaign shared with a product still sold out "
+        "waits for it. TikTok has no executor yet."
+    )
+    console.print()
 
 
 def _money(minor: int, currency: str) -> str:

@@ -131,6 +131,8 @@ def channel_for(settings: Settings, store: Store, connection: Connection) -> AdC
 class Outcome:
     text: str
     calls: int
+    changes: tuple[str, ...] = ()
+    """The status changes made, as ``<channel>:<object> <status>``."""
     failure: ApiError | None = None
 
 
@@ -161,7 +163,7 @@ class AdExecutor:
         campaigns = action.get("campaigns") or [
             {"campaign_id": c, "channel": ""} for c in action["campaign_ids"]
         ]
-        skipped, calls = [], 0
+        skipped, calls, changes = [], 0, []
         for campaign in campaigns:
             channel = campaign["channel"]
             connection = store.connection(channel) if store is not None else None
@@ -171,17 +173,20 @@ class AdExecutor:
             api = self._channel(store, connection)
             before = api.calls
             try:
-                if pause:
-                    self._pause(api, store_id, channel, campaign["campaign_id"], holder)
-                else:
-                    self._resume(api, store_id, channel, campaign["campaign_id"], holder)
+                step = self._pause if pause else self._resume
+                changes += [
+                    f"{channel}:{change}"
+                    for change in step(api, store_id, channel, campaign["campaign_id"], holder)
+                ]
             except ApiError as failure:
-                return Outcome(f"failed: {failure}", calls + api.calls - before, failure)
+                return Outcome(
+                    f"failed: {failure}", calls + api.calls - before, tuple(changes), failure
+                )
             calls += api.calls - before
         text = (
             "applied" if not skipped else f"applied; no account connected for {' '.join(skipped)}"
         )
-        return Outcome(text, calls)
+        return Outcome(text, calls, tuple(changes))
 
     def record(self, action: dict[str, Any], outcome: Outcome) -> None:
         envelope = action["envelope"]
@@ -189,7 +194,7 @@ class AdExecutor:
         with self.conn.transaction():
             self.conn.execute(
                 "INSERT INTO ad_actions (action_id, store_id, product_id, holder, action,"
-                " outcome, calls, done_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " outcome, calls, changes, done_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (action_id) DO NOTHING",
                 (
                     envelope["event_id"],
@@ -199,6 +204,7 @@ class AdExecutor:
                     action["action"],
                     outcome.text,
                     outcome.calls,
+                    list(outcome.changes),
                     datetime.now(UTC),
                 ),
             )
@@ -253,7 +259,8 @@ class AdExecutor:
 
     def _pause(
         self, api: AdChannel, store_id: str, channel: str, campaign_id: str, holder: str
-    ) -> None:
+    ) -> list[str]:
+        changed = []
         for object_id, status in api.objects(campaign_id):
             with self._object(store_id, channel, object_id) as hold:
                 held, change = on_pause(hold, holder, status)
@@ -262,10 +269,13 @@ class AdExecutor:
             # status before it.
             if change:
                 api.set_running(object_id, False)
+                changed.append(f"{object_id} paused")
+        return changed
 
     def _resume(
         self, api: AdChannel, store_id: str, channel: str, campaign_id: str, holder: str
-    ) -> None:
+    ) -> list[str]:
+        changed = []
         held = self.conn.execute(
             "SELECT object_id FROM ad_holds WHERE store_id = %s AND channel = %s"
             " AND campaign_id = %s AND %s = ANY(holders) ORDER BY object_id",
@@ -278,7 +288,9 @@ class AdExecutor:
                 # again (setting what is set) rather than forget the object.
                 if run:
                     api.set_running(object_id, True)
+                    changed.append(f"{object_id} resumed")
                 self._write(store_id, channel, campaign_id, object_id, left)
+        return changed
 
 
 def dead_letter(

@@ -55,8 +55,13 @@ class AdTool:
         others = [p for p in products if p is not product]
         extra = [rng.choice(others)] if others and rng.random() < 0.5 else []
         number = CATALOGUES[platform].index(product.spec) + 1
-        campaign = f"{channel}-{platform[:4]}-{self.day.seed % 1000:03d}{number}"
-        return {campaign: [product, *extra]}
+        return {self._campaign_id(channel, number): [product, *extra]}
+
+    def _campaign_id(self, channel: str, number: int) -> str:
+        platform, run = self.store.platform, self.day.seed % 1000
+        if channel == "google":  # Google Ads campaign ids are numbers
+            return f"7{sorted(CATALOGUES).index(platform)}{run:03d}{number}"
+        return f"{channel}-{platform[:4]}-{run:03d}{number}"
 
     def _campaign_of(self, product: Product) -> tuple[str, str] | None:
         platform = self.store.platform
@@ -64,7 +69,7 @@ class AdTool:
         if index >= len(_CHANNELS):
             return None
         channel = _CHANNELS[index]
-        return channel, f"{channel}-{platform[:4]}-{self.day.seed % 1000:03d}{index + 1}"
+        return channel, self._campaign_id(channel, index + 1)
 
     def touchpoints(
         self, customer: Customer, bought: Sequence[Variant], at: datetime

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final, Protocol
 
+from demo.ads import demo_connections
 from revloop.crypto import Secret
 from revloop.stores import SettingsVersion, Store, StoreRegistry, api_key_digest
 
@@ -89,8 +90,9 @@ def demo_registry(stores: Iterable[DemoStore]) -> StoreRegistry:
             api_key_hashes=(api_key_digest(s.api_key),),
             currency=s.spec.currency,
             settings=(SettingsVersion(CONTRACTS_FROM, {"billing_plan": s.spec.plan}),),
+            connections=demo_connections(number),
         )
-        for s in stores
+        for number, s in enumerate(stores)
     )
 
 

@@ -293,6 +293,8 @@ class AdActionRow(Base):
     outcome: Mapped[str] = _text()
     """``applied``, or why not (no account connected; failed, with the call)."""
     calls: Mapped[int] = mapped_column(Integer)
+    changes: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    """The status changes it made: ``meta:<ad set> PAUSED``, ``google:<campaign> ENABLED``."""
     done_at: Mapped[datetime]
 
 

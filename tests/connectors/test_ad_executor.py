@@ -167,6 +167,11 @@ def test_pauses_and_resumes_reach_the_platforms_and_restore_only_what_they_chang
     assert google.calls.writes == [("777", "PAUSED"), ("777", "ENABLED")]
     outcomes = dict(executor.done())
     assert outcomes["a1"] == outcomes["a2"] == outcomes["a3"] == "applied"
+    with psycopg.connect(executor.dsn) as conn:
+        changes = dict(conn.execute("SELECT action_id, changes FROM ad_actions").fetchall())
+    assert changes["a1"] == ["meta:as1 paused", "meta:as3 paused", "google:777 paused"]
+    assert changes["a2"] == []  # c1 was paused already
+    assert changes["a3"] == ["google:777 resumed"]  # p2 still holds c1
     assert outcomes["a4"] == "applied; no account connected for tiktok:c5"
 
     executor.publish(action("a5", 5, "p2", "resume", [("c1", "meta")]))

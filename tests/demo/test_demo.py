@@ -107,6 +107,11 @@ def test_the_demo_drives_the_pipeline_and_can_run_again(
     assert plans["demo-shopify"][0] == "roas_profit_share"
     assert plans["demo-woo"][0] == "baseline_uplift" and plans["demo-woo"][1] > 0
     assert plans["demo-bigcommerce"][0] == "attributed_incremental"
+    # The ad executor carried out the sell-outs and restocks on the emulators ("problems" holds
+    # any ad that does not show what its breakers last said).
+    changes = [change for ad in report["ads"] for change in ad["changes"]]
+    assert any(c.endswith(" paused") for c in changes)
+    assert any(c.endswith(" resumed") for c in changes)
 
     # A second run reuses the registry and is new traffic, not a replay the dedupe drops.
     master_key = (state_dir / "master-keys").read_text()

@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("action", sa.Text(), nullable=False),
         sa.Column("outcome", sa.Text(), nullable=False),
         sa.Column("calls", sa.Integer(), nullable=False),
+        sa.Column("changes", postgresql.ARRAY(sa.Text()), server_default="{}", nullable=False),
         sa.Column("done_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("action_id", name=op.f("ad_actions_pkey")),
     )
