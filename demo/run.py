@@ -35,7 +35,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from demo.ads import ad_outcome, ad_platforms
+from demo.ad_platforms import ad_outcome, ad_platforms
 from demo.loop import ACTIONS, LOOP_TOPICS, LoopOutcome, loop_outcome
 from demo.simulation import (
     MAX_ORDERS,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final, Protocol
 
-from demo.ads import demo_connections
+from demo.ad_platforms import demo_connections
 from revloop.crypto import Secret
 from revloop.stores import SettingsVersion, Store, StoreRegistry, api_key_digest
 
