@@ -341,6 +341,7 @@ class Shops:
         product_id, _ = rng.choice(self.state[store].products)
         kind = rng.choice(("pause", "resume"))
         available = 0 if kind == "pause" else rng.randint(1, 20)
+        campaigns = [f"cmp{rng.randrange(40)}" for _ in range(rng.randint(1, 3))]
         return "CircuitBreakerAction", {
             "envelope": _envelope(
                 self._id("ev-a"), at, store, source="derived", caused_by=[self._id("ev-l")]
@@ -348,7 +349,8 @@ class Shops:
             "action": kind,
             "product_id": product_id,
             "variant_id": None,
-            "campaign_ids": [f"cmp{rng.randrange(40)}" for _ in range(rng.randint(1, 3))],
+            "campaign_ids": campaigns,
+            "campaigns": [{"campaign_id": c, "channel": "meta"} for c in campaigns],
             "available": available,
             "previous_available": 3,
             "reason": f"{kind}: {available} available",

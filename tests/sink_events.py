@@ -228,6 +228,7 @@ def action(
         "product_id": product_id,
         "variant_id": None,
         "campaign_ids": ["c1"],
+        "campaigns": [{"campaign_id": "c1", "channel": "meta"}],
         "available": available,
         "previous_available": 3,
         "reason": f"{kind}: {available} available",

@@ -333,7 +333,9 @@ def _output(
     }
     if decision.transition is Transition.LOW_STOCK:
         assert rules.low_stock_below is not None  # no warning without a threshold
-        return {**value, "threshold": rules.low_stock_below}
+        # A warning names the campaigns by id only (LowStockWarning has no channels).
+        warning = {k: v for k, v in value.items() if k != "campaigns"}
+        return {**warning, "threshold": rules.low_stock_below}
     return {**value, "action": decision.transition.value}
 
 
