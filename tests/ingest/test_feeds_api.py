@@ -60,7 +60,9 @@ async def serve(service: IngestService) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture(scope="module")
 def feed_topics(settings: Settings) -> None:
-    ensure_topics(settings, [feeds.TOUCHPOINT_TOPIC, feeds.CAMPAIGN_LINK_TOPIC])
+    ensure_topics(
+        settings, [feeds.TOUCHPOINT_TOPIC, feeds.CAMPAIGN_LINK_TOPIC, feeds.CAMPAIGN_SPEND_TOPIC]
+    )
 
 
 @pytest.fixture
