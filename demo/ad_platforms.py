@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import psycopg
 
+from connectors.ad_platforms.holds import holder_of
 from emulators import GoogleAdsEmulator, MetaEmulator, serve
 from revloop.crypto import Secret
 from revloop.settings import Settings
@@ -124,7 +125,7 @@ def ad_outcome(
     ]
     last: dict[tuple[str, str], dict[str, str]] = {}
     for action in sorted(actions, key=lambda a: a["envelope"]["occurred_at"]):
-        holder = f"{action['product_id']}/{action['variant_id'] or '*'}"
+        holder = holder_of(action)
         for campaign in action.get("campaigns", []):
             key = (campaign["channel"], campaign["campaign_id"])
             last.setdefault(key, {})[holder] = action["action"]

@@ -34,7 +34,7 @@ import typer
 from confluent_kafka import Consumer, KafkaException, Message, Producer
 
 from connectors.ad_platforms.google import GoogleAds
-from connectors.ad_platforms.holds import Hold, on_pause, on_resume
+from connectors.ad_platforms.holds import Hold, holder_of, on_pause, on_resume
 from connectors.ad_platforms.meta import MetaAds
 from connectors.http import ApiError, RetryPolicy
 from revloop.crypto import SecretBox
@@ -157,7 +157,7 @@ class AdExecutor:
         """Carry out one CircuitBreakerAction value; what happened."""
         envelope = action["envelope"]
         store_id, pause = envelope["store_id"], action["action"] == "pause"
-        holder = f"{action['product_id']}/{action.get('variant_id') or '*'}"
+        holder = holder_of(action)
         self.stores.refresh()
         store = self.stores.get(store_id)
         campaigns = action.get("campaigns") or [
@@ -190,7 +190,7 @@ class AdExecutor:
 
     def record(self, action: dict[str, Any], outcome: Outcome) -> None:
         envelope = action["envelope"]
-        holder = f"{action['product_id']}/{action.get('variant_id') or '*'}"
+        holder = holder_of(action)
         with self.conn.transaction():
             self.conn.execute(
                 "INSERT INTO ad_actions (action_id, store_id, product_id, holder, action,"

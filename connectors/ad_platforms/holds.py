@@ -11,7 +11,16 @@ changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
+
+
+def holder_of(action: Mapping[str, Any]) -> str:
+    """The breaker a CircuitBreakerAction speaks for: ``<product>/<variant>``, ``*`` for the
+    whole product. Its pauses and resumes hold and release ad objects under this name."""
+    return f"{action['product_id']}/{action.get('variant_id') or '*'}"
+
 
 RUNNING = frozenset({"ACTIVE", "ENABLED"})
 """Statuses of a running object (Meta's and Google's words)."""
