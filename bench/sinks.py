@@ -299,6 +299,7 @@ class Shops:
             "total_shipping": _money(200),
             "financial_status": "paid",
             "fulfillment_status": None,
+            "placed_at": None,
             "cancelled_at": None,
             "line_items": lines,
             "refund": None,

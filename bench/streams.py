@@ -133,6 +133,7 @@ def order(event_id: str, at: datetime, n: str, customer: int, product: int) -> d
         "total_shipping": None,
         "financial_status": None,
         "fulfillment_status": None,
+        "placed_at": None,
         "cancelled_at": None,
         "line_items": [
             {

@@ -4,6 +4,17 @@ Tests start them on loopback, and the demo runs against them; every emulator cou
 it got and the rate-limit violations among them."""
 
 from emulators.ad_platforms import GoogleAdsEmulator, MetaEmulator
+from emulators.bigcommerce import BigCommerceEmulator
 from emulators.server import Running, serve
+from emulators.shopify import ShopifyEmulator
+from emulators.woocommerce import WooCommerceEmulator
 
-__all__ = ["GoogleAdsEmulator", "MetaEmulator", "Running", "serve"]
+__all__ = [
+    "BigCommerceEmulator",
+    "GoogleAdsEmulator",
+    "MetaEmulator",
+    "Running",
+    "ShopifyEmulator",
+    "WooCommerceEmulator",
+    "serve",
+]

@@ -20,75 +20,21 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
-from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-
-@dataclass
-class Calls:
-    """What an emulator was asked: every call, and those past its rate limit."""
-
-    total: int = 0
-    violations: int = 0
-    writes: list[tuple[str, str]] = field(default_factory=list)
-    """(object id, status) of every status change, in order."""
-
-
-class _Window:
-    """Points spent in the last ``seconds``."""
-
-    def __init__(self, capacity: int, seconds: float) -> None:
-        self.capacity, self.seconds = capacity, seconds
-        self._spent: deque[tuple[float, int]] = deque()
-
-    def used(self, now: float) -> int:
-        while self._spent and self._spent[0][0] <= now - self.seconds:
-            self._spent.popleft()
-        return sum(points for _, points in self._spent)
-
-    def spend(self, points: int, now: float) -> bool:
-        if self.used(now) + points > self.capacity:
-            return False
-        self._spent.append((now, points))
-        return True
-
-
-class _Emulator:
-    def __init__(self) -> None:
-        self.calls = Calls()
-        self._lock = threading.Lock()
-        self._failures: deque[int] = deque()
-
-    def fail_next(self, times: int = 1, status: int = 503) -> None:
-        """The next ``times`` calls are answered ``status`` (and change nothing)."""
-        with self._lock:
-            self._failures.extend([status] * times)
-
-    def _injected(self) -> int | None:
-        return self._failures.popleft() if self._failures else None
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """A POST's urlencoded fields (the Graph API's form posts)."""
-    if request.method != "POST":
-        return {}
-    return {k: v[-1] for k, v in parse_qs((await request.body()).decode()).items()}
-
+from emulators.common import Emulator, Window, form_fields
 
 # --- Meta ------------------------------------------------------------------------------------
 
 
-class MetaEmulator(_Emulator):
+class MetaEmulator(Emulator):
     """One ad account's campaigns and ad sets."""
 
     def __init__(
@@ -102,7 +48,7 @@ class MetaEmulator(_Emulator):
     ) -> None:
         super().__init__()
         self.token, self.account_id, self.page_size = token, account_id, page_size
-        self._window = _Window(capacity, window_seconds)
+        self._window = Window(capacity, window_seconds)
         self.adsets: dict[str, dict[str, str]] = {}
         """Ad set id → {"campaign_id", "status"}."""
 
@@ -147,13 +93,13 @@ class MetaEmulator(_Emulator):
         return JSONResponse(body, status_code=status, headers=self._usage(now))
 
     async def _begin(self, request: Request, points: int) -> tuple[JSONResponse | None, float]:
-        form = await _form(request)
+        form = await form_fields(request)
         token = request.query_params.get("access_token") or form.get("access_token")
         bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         now = time.monotonic()
         with self._lock:
             self.calls.total += 1
-            failure = self._injected()
+            failure = self.injected()
             if failure is not None:
                 return self._error(failure, 2, "An unexpected error has occurred.", now), now
             if (token or bearer) != self.token:
@@ -197,7 +143,7 @@ class MetaEmulator(_Emulator):
                 return self._error(400, 100, "Unsupported request: object does not exist.", now)
             if not write:
                 return JSONResponse({"id": node, "status": known["status"]})
-            status = (await _form(request)).get("status")
+            status = (await form_fields(request)).get("status")
             if status not in ("ACTIVE", "PAUSED"):
                 return self._error(400, 100, "Invalid parameter: status.", now)
             known["status"] = str(status)
@@ -211,7 +157,7 @@ _FAILURE = "type.googleapis.com/google.ads.googleads.v17.errors.GoogleAdsFailure
 _IDS = re.compile(r"campaign\.id\s*(?:=\s*(\d+)|IN\s*\(([\d,\s]+)\))", re.IGNORECASE)
 
 
-class GoogleAdsEmulator(_Emulator):
+class GoogleAdsEmulator(Emulator):
     """One customer's campaigns."""
 
     def __init__(
@@ -225,7 +171,7 @@ class GoogleAdsEmulator(_Emulator):
     ) -> None:
         super().__init__()
         self.token, self.developer_token, self.customer_id = token, developer_token, customer_id
-        self._window = _Window(requests_per_window, window_seconds)
+        self._window = Window(requests_per_window, window_seconds)
         self.campaigns: dict[str, str] = {}
         """Campaign id → ENABLED, PAUSED or REMOVED."""
 
@@ -273,7 +219,7 @@ class GoogleAdsEmulator(_Emulator):
     def _begin(self, request: Request) -> JSONResponse | None:
         with self._lock:
             self.calls.total += 1
-            failure = self._injected()
+            failure = self.injected()
             if failure is not None:
                 return JSONResponse(
                     {

@@ -24,7 +24,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
 from ingest import feeds
@@ -517,7 +518,13 @@ def _feed_handler(service: IngestService, feed: str) -> Callable[[Request], Any]
     return handler
 
 
-def create_app(service: IngestService, on_shutdown: Callable[[], Any] | None = None) -> IngestApp:
+def create_app(
+    service: IngestService,
+    on_shutdown: Callable[[], Any] | None = None,
+    routes: Sequence[BaseRoute] = (),
+) -> IngestApp:
+    """The ingest app; ``routes`` are served beside its own (onboarding's, from the CLI)."""
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Everything built so far lives as long as the process. Frozen, the cyclic collector
@@ -552,6 +559,8 @@ def create_app(service: IngestService, on_shutdown: Callable[[], Any] | None = N
             methods=["POST"],
             name=f"feed_{feed}",
         )
+
+    app.router.routes.extend(routes)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

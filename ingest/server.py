@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import typer
 import uvicorn
+from starlette.routing import BaseRoute
 
 from ingest.app import IngestService, create_app
 from ingest.metrics import IngestMetrics
@@ -36,13 +39,24 @@ def serve(
 ) -> None:
     """Serve the webhook receivers (/webhooks/{shopify,woocommerce,bigcommerce}), the marketing
     feeds (/events/{touchpoints,campaigns,spend}), /healthz, /readyz and /metrics."""
-    settings = get_settings()
+    run(get_settings(), host, port)
+
+
+def run(
+    settings: Settings,
+    host: str | None,
+    port: int | None,
+    routes: Callable[[SecretBox], Sequence[BaseRoute]] | None = None,
+) -> None:
+    """Serve ingest, with ``routes`` (made with the registry's keys) served beside it: the
+    composition root adds onboarding's."""
     try:
         service = build_service(settings)
+        extra = routes(SecretBox.from_settings(settings)) if routes is not None else ()
     except (CryptoError, FileNotFoundError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
-    app = create_app(service, on_shutdown=service.publisher.close)
+    app = create_app(service, on_shutdown=service.publisher.close, routes=extra)
     uvicorn.run(
         app,
         host=host or settings.ingest_host,

@@ -7,9 +7,11 @@ are deterministic, so a retried delivery derives the same events. Nothing here t
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -90,6 +92,39 @@ def fact_event_id(raw: RawDelivery, kind: str, fact_id: str) -> str:
     return deterministic_id(name)
 
 
+@dataclass(frozen=True)
+class Version:
+    """Names an event that states one version of a platform resource (an order as of its
+    ``updated_at``), whichever path carried it: a webhook, a hydration, a backfill or a
+    reconciliation read of the same version make one event id, not two.
+
+    The id is the resource, the ``kind`` (which tells apart the events one version yields: an
+    order ``created`` and ``paid`` at one instant), the instant written in UTC (so the REST and
+    GraphQL spellings of one time name one version) and a digest of the event's content (two
+    changes within one second of a platform's clock are two versions). Without an instant the
+    event is the delivery's own, as before versions."""
+
+    kind: str
+    resource_id: str
+    at: datetime | None
+    parts: tuple[str, ...] = ()
+
+    def __init__(self, kind: str, resource_id: str, at: datetime | None, *parts: str) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "resource_id", resource_id)
+        object.__setattr__(self, "at", at)
+        object.__setattr__(self, "parts", parts)
+
+    def event_id(self, raw: RawDelivery, content: Mapping[str, Any]) -> str:
+        if self.at is None:
+            return derived_event_id(raw, self.kind, self.resource_id, *self.parts)
+        stamp = self.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        body = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+        digest = hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        name = "/".join((self.resource_id, *self.parts, "v", stamp, digest))
+        return fact_event_id(raw, self.kind, name)
+
+
 def store_currency(raw: RawDelivery, context: NormalizeContext) -> str:
     """The shop currency for payloads that carry none. Unknown means dead letter, not a guess:
     once the store's currency is configured the delivery can be re-driven."""
@@ -118,11 +153,17 @@ def emit(
     raw: RawDelivery,
     context: NormalizeContext,
     *,
-    event_id: str,
+    event_id: str | None = None,
+    version: Version | None = None,
     occurred_at: datetime | None,
     **fields: Any,
 ) -> Emit:
-    """A canonical event derived from ``raw``: same store and platform, caused by it."""
+    """A canonical event derived from ``raw``: same store and platform, caused by it. Its id
+    is ``event_id``, or the one its ``version`` names."""
+    if version is not None:
+        event_id = version.event_id(raw, fields)
+    if event_id is None:
+        raise TypeError("an event needs its event_id or its version")
     envelope = {
         "event_id": event_id,
         "store_id": raw.store_id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from platforms.events import (
     NormalizeContext,
     RawDelivery,
     Skip,
+    Version,
     attribution_hints,
     customer_deleted,
     derived_event_id,
@@ -166,7 +167,7 @@ def normalize(raw: RawDelivery, context: NormalizeContext) -> list[Emit] | Skip:
     return [_customer_upsert(raw, context, payload)]
 
 
-def _gmt(payload: dict[str, Any], name: str) -> datetime | None:
+def _gmt(payload: Mapping[str, Any], name: str) -> datetime | None:
     return instant(payload.get(f"{name}_gmt"), naive_is_utc=True)
 
 
@@ -223,13 +224,14 @@ def _order_events(
     }
     landing = meta.pop("session_entry", None)
     referrer = meta.pop("referrer", None)
+    kind = _order_kind(event, status)
     event_out = emit(
         "OrderEvent",
         raw,
         context,
-        event_id=derived_event_id(raw, "order", order_id),
+        version=Version(f"order:{kind}", order_id, occurred_at),
         occurred_at=occurred_at,
-        kind=_order_kind(event, status),
+        kind=kind,
         order_id=order_id,
         order_number=text(order.get("number")),
         customer_id=customer_id,
@@ -242,6 +244,7 @@ def _order_events(
         total_shipping=money(order.get("shipping_total", "0"), currency),
         financial_status=_financial_status(status, order.get("date_paid_gmt")),
         fulfillment_status=status,
+        placed_at=_gmt(order, "date_created"),
         cancelled_at=occurred_at if status == "cancelled" else None,
         line_items=[_line_item(line, currency) for line in lines],
         refund=None,
@@ -318,7 +321,7 @@ def _product_events(
                 "ProductUpsert",
                 raw,
                 context,
-                event_id=derived_event_id(raw, "product", product_id),
+                version=Version("product", product_id, occurred_at),
                 occurred_at=occurred_at,
                 product_id=product_id,
                 title=text(product.get("name")) or "",
@@ -345,29 +348,83 @@ def _product_events(
                     details={"variations": ",".join(str(v) for v in product["variations"])},
                 )
             )
-    stock = _stock(product)
-    if stock is not None:
-        # WooCommerce has no inventory webhook and no locations: stock rides on the product.
-        events.append(
-            emit(
-                "InventoryLevel",
-                raw,
-                context,
-                event_id=derived_event_id(raw, "inventory", product_id, "default"),
-                occurred_at=occurred_at,
-                inventory_item_id=product_id,
-                location_id="default",
-                method="absolute",
-                quantity=stock,
-                product_id=parent_id or product_id,
-                variant_id=product_id,
-                sku=text(product.get("sku")) or None,
-            )
-        )
-    return events
+    stock_event = _stock_event(raw, context, product, parent_id or product_id)
+    return events + ([stock_event] if stock_event is not None else [])
 
 
-def _stock(product: dict[str, Any]) -> int | None:
+def _stock_event(
+    raw: RawDelivery, context: NormalizeContext, item: Mapping[str, Any], product_id: str
+) -> Emit | None:
+    """A product's or variation's managed stock. WooCommerce has no inventory webhook and no
+    locations: stock rides on the product."""
+    stock = _stock(item)
+    if stock is None:
+        return None
+    item_id = id_str(item.get("id"), "id")
+    occurred_at = _gmt(item, "date_modified")
+    return emit(
+        "InventoryLevel",
+        raw,
+        context,
+        version=Version("inventory", item_id, occurred_at, "default"),
+        occurred_at=occurred_at,
+        inventory_item_id=item_id,
+        location_id="default",
+        method="absolute",
+        quantity=stock,
+        product_id=product_id,
+        variant_id=item_id,
+        sku=text(item.get("sku")) or None,
+    )
+
+
+def variations_events(
+    raw: RawDelivery,
+    context: NormalizeContext,
+    product: Mapping[str, Any],
+    variations: Sequence[Mapping[str, Any]],
+) -> list[Emit]:
+    """A variable product made whole from the API (the hydrator): its ProductUpsert with every
+    variation as a variant, and each variation's managed stock. Its version is the newest of
+    the product's and the variations' (a variation's change changes the whole), and its kind
+    differs from the webhook's variant-less upsert of the same product version."""
+    currency = store_currency(raw, context)
+    product_id = id_str(product.get("id"), "id")
+    versions = [t for t in (_gmt(r, "date_modified") for r in (product, *variations)) if t]
+    newest = max(versions) if versions else None
+    upsert = emit(
+        "ProductUpsert",
+        raw,
+        context,
+        version=Version("product:variations", product_id, newest),
+        occurred_at=newest,
+        product_id=product_id,
+        title=text(product.get("name")) or "",
+        handle=text(product.get("slug")),
+        status=text(product.get("status")),
+        vendor=None,
+        product_type=text(product.get("type")),
+        tags=[str(mapping(t).get("name")) for t in items(product.get("tags"))],
+        variants=[
+            {
+                "variant_id": id_str(v.get("id"), "variations[].id"),
+                "sku": text(v.get("sku")) or None,
+                "title": " / ".join(
+                    str(mapping(a).get("option")) for a in items(v.get("attributes"))
+                )
+                or None,
+                "price": money(text(v.get("price")) or "0", currency),
+                "inventory_item_id": id_str(v.get("id"), "variations[].id"),
+                "inventory_quantity": _stock(v),
+            }
+            for v in map(mapping, variations)
+        ],
+    )
+    stock = [_stock_event(raw, context, v, product_id) for v in map(mapping, variations)]
+    return [upsert, *(e for e in stock if e is not None)]
+
+
+def _stock(product: Mapping[str, Any]) -> int | None:
     if not product.get("manage_stock") or product.get("stock_quantity") is None:
         return None
     return count(product["stock_quantity"], "stock_quantity")
@@ -380,7 +437,7 @@ def _customer_upsert(raw: RawDelivery, context: NormalizeContext, customer: dict
         "CustomerUpsert",
         raw,
         context,
-        event_id=derived_event_id(raw, "customer", customer_id),
+        version=Version("customer", customer_id, _gmt(customer, "date_modified")),
         occurred_at=_gmt(customer, "date_modified"),
         customer_id=customer_id,
         customer_key=shopper_key(context, raw.store_id, email, customer_id),

@@ -27,7 +27,7 @@ from enum import StrEnum
 from fractions import Fraction
 
 from revloop.ledger import Code
-from revloop.money import allocate
+from revloop.money import allocate, half_even
 
 BP = 10_000
 """Basis points in a whole: 2000 bp is 20%, 30000 bp a ROAS of 3.0."""
@@ -225,15 +225,7 @@ def _split(fee: int, nets: Sequence[int]) -> list[int]:
     if all(w >= 0 for w in weights):
         return allocate(fee, weights)
     # Mixed signs: round each share half to even, then put what is left on the largest order.
-    parts = [_half_even(Fraction(fee) * w) for w in weights]
+    parts = [half_even(Fraction(fee) * w) for w in weights]
     largest = max(range(len(nets)), key=lambda i: (abs(nets[i]), -i))
     parts[largest] += fee - sum(parts)
     return parts
-
-
-def _half_even(value: Fraction) -> int:
-    floor = value.numerator // value.denominator
-    rest = value - floor
-    if rest > Fraction(1, 2) or (rest == Fraction(1, 2) and floor % 2 == 1):
-        floor += 1
-    return floor

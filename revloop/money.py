@@ -33,3 +33,12 @@ def allocate(total_minor: int, weights: Sequence[int | Fraction]) -> list[int]:
     for i in by_remainder[:left]:
         parts[i] += 1
     return parts
+
+
+def half_even(value: Fraction) -> int:
+    """The nearest integer, a half to the even one (banker's rounding), exactly."""
+    floor = value.numerator // value.denominator
+    rest = value - floor
+    if rest > Fraction(1, 2) or (rest == Fraction(1, 2) and floor % 2 == 1):
+        floor += 1
+    return floor

@@ -51,6 +51,10 @@ def api_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def optional_api_url(value: str | None) -> str | None:
+    return None if value is None else api_url(value)
+
+
 def _default_stores_file(data: dict[str, Any]) -> Path:
     state_dir: Path = data["state_dir"]
     return state_dir / "stores.json"
@@ -266,6 +270,29 @@ class Settings(BaseSettings):
     connect_retry_attempts: int = Field(default=6, ge=1)
     """Tries of one platform call, the first included (docs/connectors.md)."""
     connect_backoff_cap_seconds: float = Field(default=30.0, gt=0)
+
+    # Store platform APIs (docs/connectors.md, "Store APIs"). The URL overrides send every
+    # store's calls to one base instead of the store's own (an emulator, in tests and the demo).
+    shopify_api_url: Annotated[str | None, AfterValidator(optional_api_url)] = None
+    """Instead of ``https://{shop}.myshopify.com``."""
+    woocommerce_api_url: Annotated[str | None, AfterValidator(optional_api_url)] = None
+    """Instead of the store's site URL."""
+    bigcommerce_api_url: Annotated[str, AfterValidator(api_url)] = "https://api.bigcommerce.com"
+    woocommerce_requests_per_second: float = Field(default=5.0, gt=0)
+    """How fast one process calls a WooCommerce site (WooCommerce sends no usage headers)."""
+    # Onboarding (docs/connectors.md, "Onboarding"): the apps merchants install, served by ingest.
+    public_url: Annotated[str | None, AfterValidator(optional_api_url)] = None
+    """Where the platforms reach revloop: OAuth redirects and webhook addresses are built on it."""
+    shopify_client_id: str | None = None
+    shopify_client_secret: SecretStr | None = None
+    """The app's client secret: it signs OAuth callbacks and every webhook of its shops."""
+    shopify_scopes: str = "read_products,read_orders,read_customers,read_inventory,write_inventory"
+    oauth_state_seconds: int = Field(default=600, gt=0)
+    """How long an install's state nonce stays good."""
+    hydrator_group_id: str = "revloop.connect.hydrate"
+    """`revloop connect hydrate`'s consumer group on ``ingest.hydration-requests.v1``."""
+    hydrator_batch_size: int = Field(default=20, ge=1)
+    """Requests per transaction: each may wait on a platform call, so batches stay small."""
 
     # Supervisor (revloop up); see docs/operations.md.
     supervisor_backoff_initial_seconds: float = Field(default=1.0, gt=0)

@@ -93,7 +93,12 @@ TOPICS: tuple[Topic, ...] = (
         partitions=6,
         cleanup=Cleanup.DELETE,
         retention_ms=FOREVER,
-        producers=("streams.normalizer", "connectors.backfill"),
+        producers=(
+            "streams.normalizer",
+            "connectors.hydrator",
+            "connectors.backfill",
+            "connectors.reconcile",
+        ),
         consumers=("streams.attribution", "streams.lifecycle", "sinks.postgres"),
         description="Order lifecycle: created, updated, paid, cancelled, fulfilled, refunded.",
     ),
@@ -104,7 +109,12 @@ TOPICS: tuple[Topic, ...] = (
         partitions=3,
         cleanup=Cleanup.COMPACT,
         retention_ms=FOREVER,
-        producers=("streams.normalizer", "connectors.backfill"),
+        producers=(
+            "streams.normalizer",
+            "connectors.hydrator",
+            "connectors.backfill",
+            "connectors.reconcile",
+        ),
         consumers=("streams.circuit_breaker", "streams.attribution", "sinks.postgres"),
         description="Latest state of each product and its variants; a delete is the last word.",
     ),
@@ -115,7 +125,12 @@ TOPICS: tuple[Topic, ...] = (
         partitions=6,
         cleanup=Cleanup.DELETE,
         retention_ms=FOREVER,
-        producers=("streams.normalizer", "connectors.backfill", "connectors.reconcile"),
+        producers=(
+            "streams.normalizer",
+            "connectors.hydrator",
+            "connectors.backfill",
+            "connectors.reconcile",
+        ),
         consumers=("streams.inventory", "sinks.postgres"),
         description="Stock changes per item and location. Keyed by item (not location) so one "
         "worker sees every location of an item and can total them.",
@@ -127,7 +142,12 @@ TOPICS: tuple[Topic, ...] = (
         partitions=3,
         cleanup=Cleanup.COMPACT,
         retention_ms=FOREVER,
-        producers=("streams.normalizer", "connectors.backfill"),
+        producers=(
+            "streams.normalizer",
+            "connectors.hydrator",
+            "connectors.backfill",
+            "connectors.reconcile",
+        ),
         consumers=("streams.lifecycle", "sinks.postgres"),
         description="Latest customer state. The only topic an email may appear on: compaction "
         "lets a CustomerRedact replace it.",
@@ -234,6 +254,18 @@ TOPICS: tuple[Topic, ...] = (
         consumers=("sinks.postgres",),
         description="Immutable double-entry postings. Keyed by store so a store's ledger is one "
         "ordered sequence (its hash chain depends on that order).",
+    ),
+    Topic(
+        name="ops.connector-checkpoints.v1",
+        key=("envelope.store_id", "job", "resource"),
+        values=(E + "ConnectorCheckpoint",),
+        partitions=1,
+        cleanup=Cleanup.COMPACT,
+        retention_ms=FOREVER,
+        producers=("connectors.backfill", "connectors.reconcile"),
+        consumers=("connectors.backfill", "connectors.reconcile"),
+        description="How far each backfill and reconciliation has read, per store and "
+        "resource; committed with the events of each page, so a killed job resumes exactly.",
     ),
     Topic(
         name="ops.dead-letters.v1",

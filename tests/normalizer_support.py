@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 import uuid
 from datetime import UTC, datetime
@@ -87,3 +88,10 @@ def wait_for(check: Any, timeout: float = 45.0) -> None:
 
 def fixture_body(platform: str, name: str) -> bytes:
     return (FIXTURES / platform / f"{name}.json").read_bytes()
+
+
+def inventory_body(n: int) -> bytes:
+    """Shopify's inventory_levels/update fixture at level ``n``: one distinct stock change per
+    ``n`` (an identical body is the same change delivered again, and is deduplicated)."""
+    level = json.loads(fixture_body("shopify", "inventory_levels__update"))
+    return json.dumps({**level, "available": n}).encode()

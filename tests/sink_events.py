@@ -105,6 +105,7 @@ def order(
         "total_shipping": money(200),
         "financial_status": financial,
         "fulfillment_status": None,
+        "placed_at": None,
         "cancelled_at": None,
         "line_items": [
             {

@@ -31,24 +31,24 @@ from typing import Any, Protocol
 
 import psycopg
 import typer
-from confluent_kafka import Consumer, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 
 from connectors.ad_platforms.google import GoogleAds
 from connectors.ad_platforms.holds import Hold, holder_of, on_pause, on_resume
 from connectors.ad_platforms.meta import MetaAds
+from connectors.dead_letters import dead_letter
 from connectors.http import ApiError, RetryPolicy
-from revloop.crypto import SecretBox
+from revloop.crypto import CryptoError, SecretBox
 from revloop.kafka import consumer_config, producer_config
 from revloop.settings import Settings, get_settings
 from revloop.stores import Connection, LiveStoreRegistry, Store
 from schemas.registry import registry_for
 from schemas.serde import AvroSerde, SerdeError
-from schemas.topics import topic, topic_for_record
+from schemas.topics import topic
 
 log = logging.getLogger(__name__)
 
 ACTIONS = "actions.circuit-breaker.v1"
-DEAD_LETTER = "dev.revloop.events.DeadLetter"
 
 
 class AdChannel(Protocol):
@@ -293,38 +293,6 @@ class AdExecutor:
         return changed
 
 
-def dead_letter(
-    settings: Settings, serde: AvroSerde, message: Message, action: dict[str, Any], why: str
-) -> tuple[str, bytes, bytes]:
-    """A DeadLetter for an action that failed: a reference to it, the store, the call and why."""
-    envelope = action["envelope"]
-    now = datetime.now(UTC)
-    value = {
-        "envelope": {
-            "event_id": f"dead-letter/connect.ads/{envelope['event_id']}",
-            "store_id": envelope["store_id"],
-            "platform": envelope["platform"],
-            "occurred_at": now,
-            "received_at": now,
-            "source": "derived",
-            "caused_by": [envelope["event_id"]],
-        },
-        "stage": "connect.ads",
-        "error_type": "platform_call_failed",
-        "error_message": why,
-        "original_topic": message.topic(),
-        "original_partition": message.partition(),
-        "original_offset": message.offset(),
-        "original_key": message.key(),
-        "original_value": None,
-        "raw_event_id": None,
-        "attempts": settings.connect_retry_attempts,
-    }
-    name = settings.topic_name(topic_for_record(DEAD_LETTER))
-    key = topic_for_record(DEAD_LETTER).message_key(value)
-    return name, key, serde.encode(DEAD_LETTER, value)
-
-
 def run(settings: Settings, stop: threading.Event, instance_id: str) -> None:
     serde = AvroSerde(registry_for(settings.schema_registry_url))
     stores = LiveStoreRegistry(settings.stores_file, SecretBox.from_settings(settings))
@@ -357,7 +325,15 @@ def run(settings: Settings, stop: threading.Event, instance_id: str) -> None:
             if not executor.done(action_id):
                 outcome = executor.handle(action)
                 if outcome.failure is not None:
-                    name, key, value = dead_letter(settings, serde, message, action, outcome.text)
+                    name, key, value = dead_letter(
+                        settings,
+                        serde,
+                        message,
+                        action["envelope"],
+                        stage="connect.ads",
+                        error_type="platform_call_failed",
+                        why=outcome.text,
+                    )
                     producer.produce(name, key=key, value=value)
                     if producer.flush(settings.kafka_call_timeout_seconds):
                         raise RuntimeError("a dead letter was not acknowledged in time")
@@ -387,6 +363,6 @@ def connect_ads_command(
     signal.signal(signal.SIGINT, _stop)
     try:
         run(get_settings(), stop, instance_id or socket.gethostname())
-    except (KafkaException, psycopg.OperationalError) as exc:
+    except (KafkaException, psycopg.OperationalError, CryptoError) as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None

@@ -16,13 +16,16 @@ import typer
 
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     # Long-running processes (the supervisor starts and restarts them).
-    ("ingest",): ("ingest.server", "serve"),
+    ("ingest",): ("revloop.cli.ingest", "serve_command"),
     ("normalize",): ("streams.normalizer", "normalize_command"),
     ("worker",): ("streams.worker", "worker_command"),
     ("sink", "postgres"): ("sinks.postgres.service", "sink_postgres_command"),
     ("connect", "ads"): ("connectors.ad_platforms.executor", "connect_ads_command"),
+    ("connect", "hydrate"): ("connectors.hydrator", "hydrate_command"),
     # One-off commands.
     ("settle",): ("revloop.cli.db", "settle_command"),
+    ("backfill",): ("revloop.cli.connect", "backfill_command"),
+    ("reconcile",): ("revloop.cli.connect", "reconcile_command"),
     ("demo",): ("demo", "demo_command"),
     ("up",): ("infra.supervisor_cli", "up_command"),
     ("down",): ("infra.supervisor_cli", "down_command"),

@@ -5,11 +5,13 @@ from __future__ import annotations
 import typer
 
 from connectors.ad_platforms.executor import connect_ads_command
+from connectors.hydrator import hydrate_command
 from demo import demo_command
 from infra.cli import app as infra_app
 from infra.supervisor_cli import down_command, status_command, supervise_command, up_command
-from ingest.server import serve
+from revloop.cli.connect import backfill_command, reconcile_command
 from revloop.cli.db import db_app, ledger_app, settle_command, sink_app
+from revloop.cli.ingest import serve_command
 from revloop.cli.schemas import schemas_app, topics_app
 from revloop.cli.stores import stores_app
 from streams.normalizer import normalize_command
@@ -33,12 +35,15 @@ app.add_typer(db_app, name="db")
 app.add_typer(sink_app, name="sink")
 app.add_typer(ledger_app, name="ledger")
 app.command("settle")(settle_command)
+app.command("backfill")(backfill_command)
+app.command("reconcile")(reconcile_command)
 connect_app = typer.Typer(
     help="Connectors: the pipeline's decisions carried out on the platforms.", no_args_is_help=True
 )
 connect_app.command("ads")(connect_ads_command)
+connect_app.command("hydrate")(hydrate_command)
 app.add_typer(connect_app, name="connect")
-app.command("ingest")(serve)
+app.command("ingest")(serve_command)
 app.command("normalize")(normalize_command)
 app.command("worker")(worker_command)
 app.command("demo")(demo_command)

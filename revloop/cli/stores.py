@@ -277,20 +277,27 @@ def api_key(
 @_registry_errors
 def connect(
     store_id: str = typer.Option(..., "--store-id", help="The store."),
-    channel: str = typer.Option(..., "--channel", help="meta or google."),
+    channel: str = typer.Option(
+        ..., "--channel", help="meta, google, shopify, woocommerce or bigcommerce."
+    ),
     account: str | None = typer.Option(
-        None, "--account", help="Meta's ad account (act_123...) or Google's customer id (digits)."
+        None,
+        "--account",
+        help="Meta's ad account (act_123...), Google's customer id (digits), the myshopify "
+        "domain, the WooCommerce site URL (https://...), or the BigCommerce store hash.",
     ),
     credentials: str | None = typer.Option(
         None,
         "--credentials",
-        help='"-": read the credentials JSON from stdin: {"token": ...} for Meta; {"token", '
-        '"developer_token", "login_customer_id"?} for Google Ads. Encrypted in the registry.',
+        help='"-": read the credentials JSON from stdin: {"token"} for Meta, Shopify and '
+        'BigCommerce; {"token", "developer_token", "login_customer_id"?} for Google Ads; '
+        '{"consumer_key", "consumer_secret"} for WooCommerce. Encrypted in the registry.',
     ),
     remove: bool = typer.Option(False, "--remove", help="Disconnect the channel instead."),
 ) -> None:
-    """Connect a store's ad account, for the ad executors (`revloop connect ads`) to pause and
-    resume its campaigns; or disconnect it. The credentials are never printed."""
+    """Connect a store's ad account (for `revloop connect ads` to pause and resume its
+    campaigns) or a store platform's API (for hydration, backfill and reconciliation); or
+    disconnect it. The credentials are never printed."""
     path, box = _location()
     if not remove and (account is None or credentials != _STDIN):
         raise ValueError("give --account and --credentials - (the JSON on stdin)")

@@ -31,29 +31,47 @@ def connection_context(store_id: str, channel: str) -> str:
     return f"store:{store_id}:connection:{channel}"
 
 
-CHANNELS: Final = frozenset({"meta", "google"})
-"""The ad channels a store can connect (docs/connectors.md)."""
-_ACCOUNT = re.compile(r"^(act_)?[0-9]{1,20}$")
+AD_CHANNELS: Final = frozenset({"meta", "google"})
+STORE_CHANNELS: Final = frozenset({"shopify", "woocommerce", "bigcommerce"})
+CHANNELS: Final = AD_CHANNELS | STORE_CHANNELS
+"""What a store can connect (docs/connectors.md): ad accounts, and store platform APIs (its
+own, for hydration, backfill and reconciliation; others, for the multichannel lock)."""
+_ACCOUNTS: Final = {
+    "meta": re.compile(r"^act_[0-9]{1,20}$|^[0-9]{1,20}$"),
+    "google": re.compile(r"^[0-9]{1,20}$"),
+    # The platform's own shop-name pattern: the domain becomes API URLs, so nothing else passes.
+    "shopify": re.compile(r"^[a-z0-9][a-z0-9-]{0,59}\.myshopify\.com$"),
+    "woocommerce": re.compile(r"^https://[a-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$"),
+    "bigcommerce": re.compile(r"^[a-z0-9]{1,20}$"),
+}
+_CREDENTIALS: Final = {
+    "meta": {"token"},
+    "google": {"token", "developer_token"},
+    "shopify": {"token"},
+    "woocommerce": {"consumer_key", "consumer_secret"},
+    "bigcommerce": {"token"},
+}
 
 
 @dataclass(frozen=True)
 class Connection:
-    """A store's account on an ad channel, and the credentials that act on it (a JSON object,
-    decrypted only in memory: ``{"token": ...}`` for Meta; ``{"token", "developer_token",
-    "login_customer_id"?}`` for Google Ads)."""
+    """A store's account on a channel, and the credentials that act on it (a JSON object of
+    strings, decrypted only in memory; the fields each channel needs are in ``_CREDENTIALS``,
+    Google's ``login_customer_id`` is optional)."""
 
     channel: str
     account: str
-    """Meta's ad account (``act_<digits>``), Google's customer id (digits, no dashes)."""
+    """Meta's ad account (``act_<digits>``), Google's customer id (digits, no dashes), the
+    myshopify domain, the WooCommerce site URL, the BigCommerce store hash."""
     credentials: Secret = field(repr=False)
 
     def __post_init__(self) -> None:
         if self.channel not in CHANNELS:
             raise ValueError(f"channel {self.channel!r} is not one of {sorted(CHANNELS)}")
-        if not isinstance(self.account, str) or not _ACCOUNT.fullmatch(self.account):
+        if not isinstance(self.account, str) or not _ACCOUNTS[self.channel].fullmatch(self.account):
             raise ValueError(f"{self.channel} account {self.account!r} is not an account id")
         fields = self.fields()
-        needed = {"token"} | ({"developer_token"} if self.channel == "google" else set())
+        needed = _CREDENTIALS[self.channel]
         if not needed <= fields.keys() or not all(isinstance(v, str) for v in fields.values()):
             raise ValueError(
                 f"{self.channel} credentials are a JSON object of strings with "

@@ -174,7 +174,9 @@ def order_rows(value: Value) -> list[Row]:
         "discounts_minor": _minor(value["total_discounts"]),
         "shipping_minor": _minor(value["total_shipping"]),
     }
-    if value["kind"] in ("created", "paid"):
+    if value.get("placed_at") is not None:
+        order["placed_at"] = value["placed_at"]
+    elif value["kind"] in ("created", "paid"):
         order["placed_at"] = envelope["occurred_at"]
     items = [
         Row(

@@ -298,6 +298,41 @@ class AdActionRow(Base):
     done_at: Mapped[datetime]
 
 
+class BaselineOrderRow(Base):
+    """One order a backfill read: what the store's baseline is computed from."""
+
+    __tablename__ = "baseline_orders"
+    store_id: Mapped[str] = _text(primary=True)
+    order_id: Mapped[str] = _text(primary=True)
+    placed_at: Mapped[datetime]
+    currency: Mapped[str] = mapped_column(String(3))
+    total_minor: Mapped[int] = mapped_column(BigInteger)
+    refunded_minor: Mapped[int] = mapped_column(BigInteger)
+    customer_key: Mapped[str | None] = _text(nullable=True)
+    cancelled: Mapped[bool]
+
+
+class StoreBaselineRow(Base):
+    """A store's baseline as its last backfill computed it (revloop/baseline.py)."""
+
+    __tablename__ = "store_baselines"
+    store_id: Mapped[str] = _text(primary=True)
+    computed_at: Mapped[datetime]
+    window_start: Mapped[datetime]
+    window_end: Mapped[datetime]
+    currency: Mapped[str] = mapped_column(String(3))
+    revenue_minor: Mapped[int] = mapped_column(BigInteger)
+    orders: Mapped[int] = mapped_column(Integer)
+    average_order_minor: Mapped[int] = mapped_column(BigInteger)
+    unique_customers: Mapped[int] = mapped_column(Integer)
+    repeat_customers: Mapped[int] = mapped_column(Integer)
+    repeat_rate_bp: Mapped[int] = mapped_column(Integer)
+    monthly_revenue_minor: Mapped[int] = mapped_column(BigInteger)
+    months: Mapped[list[dict[str, object]]] = mapped_column(JSONB)
+    """[{month, start, end, revenue_minor, orders}], oldest first."""
+    source: Mapped[str] = _text()
+
+
 # -- what the pipeline derived ------------------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 
 from platforms.dispatch import Outcome, normalize_delivery
 from platforms.events import Emit, NormalizeContext, RawDelivery
+from revloop.exactly_once import ExactlyOnceLoop, LoopOptions, Output, kafka_call_guard
 from revloop.kafka import consumer_config, read_ranges
 from revloop.settings import Settings, get_settings
 from revloop.stores import LiveCurrencies
@@ -41,7 +42,6 @@ from schemas.serde import AvroSerde, SerdeError
 from schemas.topics import TOPICS, topic, topic_for_record
 from streams.normalizer.dead_letters import RawReference, dead_letter
 from streams.normalizer.dedupe import SeenEvents, first_sightings
-from streams.runtime import ExactlyOnceLoop, LoopOptions, Output, kafka_call_guard
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from revloop.settings import Settings
 from revloop.watchdog import EXIT_OVERRUN, EXIT_SHUTDOWN_OVERRUN, Watchdog
 from schemas.topics import prefixed
 from tests import ROOT
-from tests.normalizer_support import SERDE, STORES, Pipeline, fixture_body, wait_for
+from tests.normalizer_support import SERDE, STORES, Pipeline, inventory_body, wait_for
 from tests.stack_support import free_ports, isolated_settings, scratch_state_dir
 
 
@@ -150,7 +150,6 @@ def test_a_broker_restart_mid_transaction_ends_in_exactly_once_output(
                 stderr=subprocess.STDOUT,
             )
 
-    body = fixture_body("shopify", "inventory_levels__update")
     store = next(iter(STORES.stores_for("shopify")))
     fed: list[str] = []
     feeding = threading.Event()
@@ -164,7 +163,7 @@ def test_a_broker_restart_mid_transaction_ends_in_exactly_once_output(
             event_id = f"ev-{n}"
             record = raw_record(
                 Delivery(store, "inventory_levels/update", event_id, None, now, {}),
-                body,
+                inventory_body(n),
                 "application/json",
                 now,
             )

@@ -111,7 +111,7 @@ def test_entity_state_topics_are_compacted_and_histories_are_kept() -> None:
     for t in TOPICS:
         if t.cleanup is Cleanup.COMPACT:
             assert t.name.startswith(
-                ("commerce.products", "commerce.customers", "marketing.campaign")
+                ("commerce.products", "commerce.customers", "marketing.campaign", "ops.connector-")
             )
     history = [
         "commerce.orders.v1",

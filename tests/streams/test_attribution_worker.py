@@ -105,6 +105,7 @@ def order(
         "total_shipping": None,
         "financial_status": None,
         "fulfillment_status": None,
+        "placed_at": None,
         "cancelled_at": None,
         "line_items": [
             {

@@ -30,6 +30,7 @@ from tests.normalizer_support import (
     STORES,
     Pipeline,
     fixture_body,
+    inventory_body,
     wait_for,
 )
 
@@ -210,8 +211,8 @@ def test_a_normalizer_killed_mid_stream_resumes_without_loss_or_duplicates(
     pipeline: Pipeline, settings: Settings
 ) -> None:
     total = 3000
-    body = fixture_body("shopify", "inventory_levels__update")
     for n in range(total):
+        body = inventory_body(n)
         store = next(iter(STORES.stores_for("shopify")))
         now = datetime.now(UTC) - timedelta(seconds=total - n)
         record = raw_record(

@@ -1,4 +1,5 @@
-"""The exactly-once consume-transform-produce loop every hand-written processor runs in.
+"""The exactly-once consume-transform-produce loop every hand-written processor runs in (the
+normalizer, the hydrator), and the protocol a processor implements.
 
 Each batch is one Kafka transaction: the processor's outputs and the input offsets commit
 together, so a crash mid-batch leaves neither half-written outputs nor a skipped record. Readers
@@ -13,17 +14,55 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from revloop.kafka import Guard, consumer_config, kafka_error, producer_config, requires_abort
 from revloop.settings import Settings
 from revloop.watchdog import Watchdog
-from streams.runtime.processor import Processor
+
+
+@dataclass(frozen=True)
+class Output:
+    """One record to produce, encoded: topic, key and value."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+class Processor(Protocol):
+    """A consume-transform-produce step over one input topic.
+
+    The loop calls :meth:`process` for every record of a batch, produces what it returns and
+    commits the outputs with the input offsets in one transaction. State a processor keeps in
+    memory must be rebuilt in :meth:`restore` from the log as it stood at the committed offsets:
+    the loop calls it on assignment and again after an aborted batch, before re-reading.
+    """
+
+    @property
+    def input_topic(self) -> str: ...
+
+    def prepare(self) -> None:
+        """Before the first poll: fail fast on what would otherwise fail every record."""
+
+    def restore(self, committed: Sequence[TopicPartition]) -> None:
+        """The state for these partitions as of their committed offsets."""
+
+    def forget(self, partitions: Sequence[int]) -> None:
+        """Partitions this instance no longer owns."""
+
+    def process(self, message: Message) -> Sequence[Output]:
+        """What one input record becomes. Must not raise for a bad record (turn it into a dead
+        letter instead); whatever it raises stops or aborts the batch."""
+
+    def batch_done(self) -> None:
+        """After each committed or aborted batch (e.g. to update gauges)."""
+
 
 log = logging.getLogger(__name__)
 
