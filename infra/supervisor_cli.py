@@ -123,11 +123,28 @@ def _normalizer_problems(settings: Settings) -> list[str]:
     )
 
 
+def _registry_problems(settings: Settings) -> list[str]:
+    """What a connector needs of the registry: the master keys, and a stores file they open."""
+    try:
+        secret_box = SecretBox.from_settings(settings)
+    except CryptoError as exc:
+        return [str(exc)]
+    return _stores_file_problem(
+        settings, lambda: StoreRegistry.load(settings.stores_file, secret_box)
+    )
+
+
+def _hydrator_problems(settings: Settings) -> list[str]:
+    return _salt_problems(settings) + _registry_problems(settings)
+
+
 PIPELINE: tuple[ProcessSpec, ...] = (
     ProcessSpec("ingest", revloop_command("ingest"), _ingest_problems, _ingest_ready),
     ProcessSpec("normalize", revloop_command("normalize"), _normalizer_problems),
     ProcessSpec("worker", revloop_command("worker")),
     ProcessSpec("sink-postgres", revloop_command("sink", "postgres")),
+    ProcessSpec("connect-hydrate", revloop_command("connect", "hydrate"), _hydrator_problems),
+    ProcessSpec("connect-ads", revloop_command("connect", "ads"), _registry_problems),
 )
 """Every long-running process of the pipeline, in start order."""
 

@@ -244,7 +244,14 @@ def test_up_supervises_the_pipeline_and_down_stops_it(
     assert supervisor is not None
     assert f"Supervisor: pid {supervisor}, running since" in table.stdout
     assert "Database: database at revision" in up.stdout  # the sink's tables are ready
-    for name in ("ingest", "normalize", "worker", "sink-postgres"):
+    for name in (
+        "ingest",
+        "normalize",
+        "worker",
+        "sink-postgres",
+        "connect-hydrate",
+        "connect-ads",
+    ):
         pid = deployment.pid_of(name)
         assert re.search(rf"{name}\s+running\s+{pid}\s+\d+s\s+0\s+-", table.stdout), table.stdout
         assert os.getpgid(pid) == supervisor  # in the supervisor's group
@@ -341,7 +348,7 @@ def test_down_kills_a_supervisor_that_does_not_answer(deployment: Deployment) ->
     up = deployment.revloop("up")
     assert up.returncode == 0, up.stdout + up.stderr
     pids = deployment.every_pid()
-    assert len(pids) == 5  # the supervisor, ingest, the normalizer, the worker and the sink
+    assert len(pids) == 7  # the supervisor, ingest, normalizer, worker, sink and two connectors
     supervisor = running_supervisor(deployment.paths)
     assert supervisor is not None
     os.kill(supervisor, signal.SIGSTOP)  # alive, but deaf to SIGTERM
