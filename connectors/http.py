@@ -47,6 +47,19 @@ class RetryPolicy:
         return rng.uniform(0, min(self.cap_seconds, self.base_seconds * 2**retry))
 
 
+@dataclass(frozen=True)
+class Answer:
+    """One try of a call and what came of it (for the record of calls; no token, no body)."""
+
+    call: str
+    attempt: int
+    status: int | None
+    outcome: str
+    """``ok``, ``retried`` (another try follows) or ``failed`` (the call fails with it)."""
+    error: str | None
+    elapsed_ms: int
+
+
 class ApiError(Exception):
     """A platform call that failed: which store, which call, why (never a token or a body)."""
 
@@ -89,6 +102,8 @@ class ApiClient:
         )
         self.calls = 0
         """Requests sent, retries included."""
+        self.journal: list[Answer] | None = None
+        """When a list, every try is recorded in it (the ad executor's record of calls)."""
 
     def __repr__(self) -> str:
         return f"ApiClient({self.platform!r}, store={self.store_id!r}, base={self._base()!r})"
@@ -117,45 +132,68 @@ class ApiClient:
             if wait > 0:
                 self._sleep(wait)
             self.calls += 1
+            started = time.monotonic()
+            status: int | None = None
             try:
                 response = self._http.request(method, path, **kwargs)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 reason, later = f"{type(exc).__name__} (no answer)", None
             else:
+                status = response.status_code
                 if self._pace is not None:
                     self._not_before = time.monotonic() + self._pace(response)
                 later = self._throttle(response) if self._throttle is not None else None
                 if later is None and response.status_code == 429:
                     later = retry_after(response)
                 if later is None and response.is_success:
+                    self._note(call or f"{method} {path}", retry, status, "ok", None, started)
                     return response
                 if later is None and response.status_code < 500 and response.status_code != 429:
-                    raise ApiError(
-                        self.store_id,
-                        name,
-                        f"HTTP {response.status_code}",
-                        status=response.status_code,
-                        retryable=False,
-                    )
+                    reason = f"HTTP {response.status_code}"
+                    self._note(call or f"{method} {path}", retry, status, "failed", reason, started)
+                    raise ApiError(self.store_id, name, reason, status=status, retryable=False)
                 reason = f"HTTP {response.status_code}" + (" (throttled)" if later else "")
             retry += 1
+            failed: ApiError | None = None
             if retry >= self.policy.attempts:
-                raise ApiError(
+                failed = ApiError(
                     self.store_id,
                     name,
                     f"{reason}, {retry} tries",
                     status=None if later is None else 429,
                     retryable=True,
                 )
-            if later is not None and later > self.policy.max_wait_seconds:
-                raise ApiError(
+            elif later is not None and later > self.policy.max_wait_seconds:
+                failed = ApiError(
                     self.store_id,
                     name,
                     f"{reason}; asked to wait {later:.0f} s",
                     status=429,
                     retryable=True,
                 )
+            outcome = "failed" if failed is not None else "retried"
+            self._note(call or f"{method} {path}", retry - 1, status, outcome, reason, started)
+            if failed is not None:
+                raise failed
             self._sleep(later if later is not None else self.policy.backoff(retry, self._rng))
+
+    def _note(
+        self,
+        call: str,
+        retry: int,
+        status: int | None,
+        outcome: str,
+        error: str | None,
+        started: float,
+    ) -> None:
+        if self.journal is not None:
+            elapsed = int((time.monotonic() - started) * 1000)
+            self.journal.append(Answer(call, retry + 1, status, outcome, error, elapsed))
+
+    def take_journal(self) -> list[Answer]:
+        """The tries recorded since the last take (journaling on from now)."""
+        taken, self.journal = self.journal or [], []
+        return taken
 
 
 def retry_after(response: httpx.Response, now: datetime | None = None) -> float | None:

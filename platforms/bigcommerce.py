@@ -56,10 +56,11 @@ from platforms.webhooks import (
     StoreLookup,
     event_id,
     header,
-    hmac_sha256_b64,
     kept_headers,
     registered_store,
     signing_keys,
+    standard_signed_content,
+    standard_webhook_headers,
     unauthorized,
     verified_fields,
 )
@@ -92,10 +93,6 @@ TOPICS = frozenset(
 KEPT_HEADERS = ("content-type", "webhook-id", "webhook-timestamp", "webhook-signature")
 
 
-def signed_content(webhook_id: str, timestamp: str, body: bytes) -> bytes:
-    return f"{webhook_id}.{timestamp}.".encode() + body
-
-
 def authenticate(
     body: bytes,
     headers: Mapping[str, str],
@@ -118,7 +115,7 @@ def authenticate(
     if abs(now - sent_at) > tolerance:
         raise unauthorized("stale_timestamp", "webhook-timestamp outside the tolerance window")
     app_keys = stores.verification_keys(PLATFORM, now)
-    content = signed_content(webhook_id, timestamp, body)
+    content = standard_signed_content(webhook_id, timestamp, body)
     # The header is unauthenticated: bound how many candidates it can make us check.
     candidates = [
         s.split(",", 1)[1].encode()
@@ -167,18 +164,8 @@ def _equal(got: str | None, expected: str) -> bool:
     return got is not None and hmac.compare_digest(got.encode(), expected.encode())
 
 
-def signed_headers(
-    body: bytes, secret: bytes, *, webhook_id: str, sent_at: datetime
-) -> dict[str, str]:
-    """Headers exactly as BigCommerce (Standard Webhooks) would send them with ``body``."""
-    timestamp = str(int(sent_at.timestamp()))
-    signature = hmac_sha256_b64(secret, signed_content(webhook_id, timestamp, body)).decode()
-    return {
-        "content-type": "application/json",
-        "webhook-id": webhook_id,
-        "webhook-timestamp": timestamp,
-        "webhook-signature": f"v1,{signature}",
-    }
+signed_headers = standard_webhook_headers
+"""Headers exactly as BigCommerce (Standard Webhooks) would send them with a body."""
 
 
 # -- normalization: raw delivery → canonical events ------------------------------------------

@@ -59,6 +59,27 @@ def hmac_sha256_b64(key: bytes, message: bytes) -> bytes:
     return base64.b64encode(hmac.digest(key, message, "sha256"))
 
 
+def standard_signed_content(webhook_id: str, timestamp: str, body: bytes) -> bytes:
+    """What a Standard Webhooks signature signs: ``{id}.{timestamp}.{body}``."""
+    return f"{webhook_id}.{timestamp}.".encode() + body
+
+
+def standard_webhook_headers(
+    body: bytes, secret: bytes, *, webhook_id: str, sent_at: datetime
+) -> dict[str, str]:
+    """Standard Webhooks headers for ``body`` (BigCommerce sends these; revloop signs its own
+    notifications so): ``webhook-signature`` is ``v1,`` + base64 HMAC-SHA256 of the signed
+    content."""
+    timestamp = str(int(sent_at.timestamp()))
+    signature = hmac_sha256_b64(secret, standard_signed_content(webhook_id, timestamp, body))
+    return {
+        "content-type": "application/json",
+        "webhook-id": webhook_id,
+        "webhook-timestamp": timestamp,
+        "webhook-signature": f"v1,{signature.decode()}",
+    }
+
+
 def signed_by_any(candidates: Iterable[bytes], keys: Iterable[bytes], message: bytes) -> bool:
     """Whether any candidate base64 HMAC-SHA256 signature was made with any of ``keys``."""
     return bool(signing_keys(candidates, keys, message))

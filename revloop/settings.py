@@ -270,6 +270,8 @@ class Settings(BaseSettings):
     connect_retry_attempts: int = Field(default=6, ge=1)
     """Tries of one platform call, the first included (docs/connectors.md)."""
     connect_backoff_cap_seconds: float = Field(default=30.0, gt=0)
+    notify_allow_loopback: bool = False
+    """Let notification URLs be http to a loopback address (tests and the demo only)."""
 
     # Store platform APIs (docs/connectors.md, "Store APIs"). The URL overrides send every
     # store's calls to one base instead of the store's own (an emulator, in tests and the demo).

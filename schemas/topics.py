@@ -256,6 +256,18 @@ TOPICS: tuple[Topic, ...] = (
         "ordered sequence (its hash chain depends on that order).",
     ),
     Topic(
+        name="ops.connector-calls.v1",
+        key=("envelope.store_id", "action_id"),
+        values=(E + "ConnectorCall",),
+        partitions=3,
+        cleanup=Cleanup.DELETE,
+        retention_ms=FOREVER,
+        producers=("connectors.ad_platforms",),
+        consumers=("sinks.postgres", "ops"),
+        description="Every call the ad executor made for a breaker action, and its answer: "
+        "ad platform status changes and the merchant's notifications.",
+    ),
+    Topic(
         name="ops.connector-checkpoints.v1",
         key=("envelope.store_id", "job", "resource"),
         values=(E + "ConnectorCheckpoint",),

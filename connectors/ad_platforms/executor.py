@@ -37,11 +37,14 @@ from connectors.ad_platforms.google import GoogleAds
 from connectors.ad_platforms.holds import Hold, holder_of, on_pause, on_resume
 from connectors.ad_platforms.meta import MetaAds
 from connectors.dead_letters import dead_letter
-from connectors.http import ApiError, RetryPolicy
+from connectors.http import Answer, ApiError, RetryPolicy
+from connectors.notifications import notify
 from revloop.crypto import CryptoError, SecretBox
+from revloop.ids import deterministic_id
 from revloop.kafka import consumer_config, producer_config
 from revloop.settings import Settings, get_settings
 from revloop.stores import Connection, LiveStoreRegistry, Store
+from revloop.stores.model import AD_CHANNELS, NOTIFY
 from schemas.registry import registry_for
 from schemas.serde import AvroSerde, SerdeError
 from schemas.topics import topic
@@ -49,6 +52,8 @@ from schemas.topics import topic
 log = logging.getLogger(__name__)
 
 ACTIONS = "actions.circuit-breaker.v1"
+CALLS = "ops.connector-calls.v1"
+CALL = "dev.revloop.events.ConnectorCall"
 
 
 class AdChannel(Protocol):
@@ -62,6 +67,10 @@ class AdChannel(Protocol):
 
     @property
     def calls(self) -> int: ...
+
+    def take_journal(self) -> list[Answer]:
+        """The calls made (each try) since the last take."""
+        ...
 
 
 class MetaChannel:
@@ -80,6 +89,9 @@ class MetaChannel:
     def calls(self) -> int:
         return self.api.client.calls
 
+    def take_journal(self) -> list[Answer]:
+        return self.api.client.take_journal()
+
 
 class GoogleChannel:
     """A Google Ads campaign itself."""
@@ -97,6 +109,9 @@ class GoogleChannel:
     def calls(self) -> int:
         return self.api.client.calls
 
+    def take_journal(self) -> list[Answer]:
+        return self.api.client.take_journal()
+
 
 def channel_for(settings: Settings, store: Store, connection: Connection) -> AdChannel:
     policy = RetryPolicy(
@@ -104,7 +119,7 @@ def channel_for(settings: Settings, store: Store, connection: Connection) -> AdC
     )
     fields = connection.fields()
     if connection.channel == "meta":
-        return MetaChannel(
+        meta = MetaChannel(
             MetaAds(
                 store.store_id,
                 fields["token"],
@@ -113,7 +128,9 @@ def channel_for(settings: Settings, store: Store, connection: Connection) -> AdC
                 policy=policy,
             )
         )
-    return GoogleChannel(
+        meta.api.client.journal = []
+        return meta
+    google = GoogleChannel(
         GoogleAds(
             store.store_id,
             connection.account,
@@ -125,6 +142,8 @@ def channel_for(settings: Settings, store: Store, connection: Connection) -> AdC
             policy=policy,
         )
     )
+    google.api.client.journal = []
+    return google
 
 
 @dataclass(frozen=True)
@@ -134,6 +153,8 @@ class Outcome:
     changes: tuple[str, ...] = ()
     """The status changes made, as ``<channel>:<object> <status>``."""
     failure: ApiError | None = None
+    answers: tuple[tuple[str, Answer], ...] = ()
+    """Every call made for the action (each try), with its channel: the record of calls."""
 
 
 class AdExecutor:
@@ -164,10 +185,12 @@ class AdExecutor:
             {"campaign_id": c, "channel": ""} for c in action["campaign_ids"]
         ]
         skipped, calls, changes = [], 0, []
+        answers: list[tuple[str, Answer]] = []
+        failure: ApiError | None = None
         for campaign in campaigns:
             channel = campaign["channel"]
             connection = store.connection(channel) if store is not None else None
-            if store is None or connection is None:
+            if store is None or connection is None or channel not in AD_CHANNELS:
                 skipped.append(f"{channel or '?'}:{campaign['campaign_id']}")
                 continue
             api = self._channel(store, connection)
@@ -178,15 +201,25 @@ class AdExecutor:
                     f"{channel}:{change}"
                     for change in step(api, store_id, channel, campaign["campaign_id"], holder)
                 ]
-            except ApiError as failure:
-                return Outcome(
-                    f"failed: {failure}", calls + api.calls - before, tuple(changes), failure
-                )
+            except ApiError as error:
+                failure = error
             calls += api.calls - before
-        text = (
-            "applied" if not skipped else f"applied; no account connected for {' '.join(skipped)}"
-        )
-        return Outcome(text, calls, tuple(changes))
+            answers += [(channel, answer) for answer in api.take_journal()]
+            if failure is not None:
+                break
+        if failure is not None:
+            text = f"failed: {failure}"
+        elif skipped:
+            text = f"applied; no account connected for {' '.join(skipped)}"
+        else:
+            text = "applied"
+        target = store.connection(NOTIFY) if store is not None else None
+        if target is not None:
+            why, tries = notify(self.settings, store_id, target, action, text, changes)
+            answers += [(NOTIFY, answer) for answer in tries]
+            if why is not None:
+                text += f"; notification failed: {why}"
+        return Outcome(text, calls, tuple(changes), failure, tuple(answers))
 
     def record(self, action: dict[str, Any], outcome: Outcome) -> None:
         envelope = action["envelope"]
@@ -293,6 +326,31 @@ class AdExecutor:
         return changed
 
 
+def call_record(action: dict[str, Any], channel: str, answer: Answer, n: int) -> dict[str, Any]:
+    """The ConnectorCall value of the ``n``-th try made for ``action``."""
+    envelope = action["envelope"]
+    now = datetime.now(UTC)
+    return {
+        "envelope": {
+            "event_id": deterministic_id(f"call/{envelope['event_id']}/{n}/{answer.call}"),
+            "store_id": envelope["store_id"],
+            "platform": envelope["platform"],
+            "occurred_at": now,
+            "received_at": now,
+            "source": "derived",
+            "caused_by": [envelope["event_id"]],
+        },
+        "action_id": envelope["event_id"],
+        "channel": channel,
+        "call": answer.call,
+        "attempt": answer.attempt,
+        "status": answer.status,
+        "outcome": answer.outcome,
+        "error": answer.error,
+        "elapsed_ms": answer.elapsed_ms,
+    }
+
+
 def run(settings: Settings, stop: threading.Event, instance_id: str) -> None:
     serde = AvroSerde(registry_for(settings.schema_registry_url))
     stores = LiveStoreRegistry(settings.stores_file, SecretBox.from_settings(settings))
@@ -324,6 +382,14 @@ def run(settings: Settings, stop: threading.Event, instance_id: str) -> None:
             action_id = action["envelope"]["event_id"]
             if not executor.done(action_id):
                 outcome = executor.handle(action)
+                calls = topic(CALLS)
+                for n, (channel, answer) in enumerate(outcome.answers):
+                    record = call_record(action, channel, answer, n)
+                    producer.produce(
+                        settings.topic_name(calls),
+                        key=calls.message_key(record),
+                        value=serde.encode(CALL, record),
+                    )
                 if outcome.failure is not None:
                     name, key, value = dead_letter(
                         settings,
@@ -335,9 +401,11 @@ def run(settings: Settings, stop: threading.Event, instance_id: str) -> None:
                         why=outcome.text,
                     )
                     producer.produce(name, key=key, value=value)
-                    if producer.flush(settings.kafka_call_timeout_seconds):
-                        raise RuntimeError("a dead letter was not acknowledged in time")
                     log.warning("action %s: %s", action_id, outcome.text)
+                # The record of calls and any dead letter, acknowledged before the action is
+                # marked done: killed before, the action is carried out (and recorded) again.
+                if producer.flush(settings.kafka_call_timeout_seconds):
+                    raise RuntimeError("the record of calls was not acknowledged in time")
                 executor.record(action, outcome)
             consumer.commit(message, asynchronous=False)
     finally:

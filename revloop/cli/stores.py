@@ -278,20 +278,22 @@ def api_key(
 def connect(
     store_id: str = typer.Option(..., "--store-id", help="The store."),
     channel: str = typer.Option(
-        ..., "--channel", help="meta, google, shopify, woocommerce or bigcommerce."
+        ..., "--channel", help="meta, google, shopify, woocommerce, bigcommerce or notify."
     ),
     account: str | None = typer.Option(
         None,
         "--account",
         help="Meta's ad account (act_123...), Google's customer id (digits), the myshopify "
-        "domain, the WooCommerce site URL (https://...), or the BigCommerce store hash.",
+        "domain, the WooCommerce site URL (https://...), the BigCommerce store hash, or the "
+        "notification URL (https://...).",
     ),
     credentials: str | None = typer.Option(
         None,
         "--credentials",
         help='"-": read the credentials JSON from stdin: {"token"} for Meta, Shopify and '
         'BigCommerce; {"token", "developer_token", "login_customer_id"?} for Google Ads; '
-        '{"consumer_key", "consumer_secret"} for WooCommerce. Encrypted in the registry.',
+        '{"consumer_key", "consumer_secret"} for WooCommerce; {"secret"} (what notifications '
+        "are signed with) for notify. Encrypted in the registry.",
     ),
     remove: bool = typer.Option(False, "--remove", help="Disconnect the channel instead."),
 ) -> None:

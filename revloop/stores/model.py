@@ -33,9 +33,12 @@ def connection_context(store_id: str, channel: str) -> str:
 
 AD_CHANNELS: Final = frozenset({"meta", "google"})
 STORE_CHANNELS: Final = frozenset({"shopify", "woocommerce", "bigcommerce"})
-CHANNELS: Final = AD_CHANNELS | STORE_CHANNELS
-"""What a store can connect (docs/connectors.md): ad accounts, and store platform APIs (its
-own, for hydration, backfill and reconciliation; others, for the multichannel lock)."""
+NOTIFY: Final = "notify"
+CHANNELS: Final = AD_CHANNELS | STORE_CHANNELS | {NOTIFY}
+"""What a store can connect (docs/connectors.md): ad accounts, store platform APIs (its own,
+for hydration, backfill and reconciliation; others, for the multichannel lock), and the URL its
+pauses and resumes are notified to (``notify``: the account is the URL, the credentials the
+signing secret)."""
 _ACCOUNTS: Final = {
     "meta": re.compile(r"^act_[0-9]{1,20}$|^[0-9]{1,20}$"),
     "google": re.compile(r"^[0-9]{1,20}$"),
@@ -43,6 +46,9 @@ _ACCOUNTS: Final = {
     "shopify": re.compile(r"^[a-z0-9][a-z0-9-]{0,59}\.myshopify\.com$"),
     "woocommerce": re.compile(r"^https://[a-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$"),
     "bigcommerce": re.compile(r"^[a-z0-9]{1,20}$"),
+    # No user info, no fragment; https is required when it is called (http to loopback only
+    # where the deployment allows it: tests and the demo).
+    NOTIFY: re.compile(r"^https?://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~/%-]*)?$"),
 }
 _CREDENTIALS: Final = {
     "meta": {"token"},
@@ -50,6 +56,7 @@ _CREDENTIALS: Final = {
     "shopify": {"token"},
     "woocommerce": {"consumer_key", "consumer_secret"},
     "bigcommerce": {"token"},
+    NOTIFY: {"secret"},
 }
 
 

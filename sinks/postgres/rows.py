@@ -302,6 +302,25 @@ def action_rows(value: Value) -> list[Row]:
     ]
 
 
+def call_rows(value: Value) -> list[Row]:
+    return [
+        Row(
+            "connector_calls",
+            {
+                **_fact(value),
+                "action_id": value["action_id"],
+                "channel": value["channel"],
+                "call": value["call"],
+                "attempt": int(value["attempt"]),
+                "status": value["status"],
+                "outcome": value["outcome"],
+                "error": value["error"],
+                "elapsed_ms": int(value["elapsed_ms"]),
+            },
+        )
+    ]
+
+
 def warning_rows(value: Value) -> list[Row]:
     return [
         Row(
@@ -449,6 +468,7 @@ _BUILDERS = {
     "CampaignProductLink": campaign_product_rows,
     "CampaignSpend": campaign_spend_rows,
     "CircuitBreakerAction": action_rows,
+    "ConnectorCall": call_rows,
     "LowStockWarning": warning_rows,
     "AttributionScore": score_rows,
     "LifecycleTrigger": trigger_rows,

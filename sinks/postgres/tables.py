@@ -345,6 +345,22 @@ class _Fact:
     caused_by: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
 
 
+class ConnectorCallRow(_Fact, Base):
+    """Each call the ad executor made for a breaker action, and its answer."""
+
+    __tablename__ = "connector_calls"
+    action_id: Mapped[str] = _text()
+    channel: Mapped[str] = _text()
+    call: Mapped[str] = _text()
+    attempt: Mapped[int] = mapped_column(Integer)
+    status: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str] = _text()
+    error: Mapped[str | None] = _text(nullable=True)
+    elapsed_ms: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index(None, "store_id", "action_id"),)
+
+
 class CircuitBreakerActionRow(_Fact, Base):
     __tablename__ = "circuit_breaker_actions"
     product_id: Mapped[str] = _text()

@@ -69,6 +69,7 @@ TABLES: dict[str, TableWrite] = {
         TableWrite("campaign_products", ("store_id", "campaign_id", "product_id"), "latest"),
         TableWrite("campaign_spend", ("store_id", "channel", "campaign_id", "day"), "latest"),
         TableWrite("circuit_breaker_actions", ("event_id",), "once"),
+        TableWrite("connector_calls", ("event_id",), "once"),
         TableWrite("low_stock_warnings", ("event_id",), "once"),
         TableWrite("attribution_scores", ("event_id",), "once"),
         TableWrite("lifecycle_triggers", ("event_id",), "once"),

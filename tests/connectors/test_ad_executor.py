@@ -12,8 +12,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +23,17 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from pydantic import SecretStr
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from emulators import GoogleAdsEmulator, MetaEmulator, serve
+from platforms.webhooks import standard_webhook_headers
 from revloop.crypto import Secret, SecretBox, new_master_key
 from revloop.kafka import consumer_config, ensure_topics, producer_config
 from revloop.settings import Settings
 from revloop.stores import Connection, Store, StoreRegistry
 from schemas.topics import Topic, topic_for_record
-from tests.normalizer_support import SERDE, wait_for
+from tests.normalizer_support import SERDE, Pipeline, wait_for
 from tests.sink_support import envelope, scratch_database
 
 ACTION = "dev.revloop.events.CircuitBreakerAction"
@@ -51,6 +56,37 @@ def action(
     }
 
 
+NOTIFY_SECRET = "whsec-notify-test"
+
+
+class Receiver:
+    """The merchant's endpoint for notifications: keeps what arrives, answers 200."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        request = Request(scope, receive)
+        self.received.append((dict(request.headers), await request.body()))
+        await JSONResponse({"ok": True})(scope, receive, send)
+
+    def verified(self) -> list[dict[str, Any]]:
+        """Each notification's body, once its signature checks out."""
+        bodies = []
+        for headers, body in self.received:
+            expected = standard_webhook_headers(
+                body,
+                NOTIFY_SECRET.encode(),
+                webhook_id=headers["webhook-id"],
+                sent_at=datetime.fromtimestamp(int(headers["webhook-timestamp"]), UTC),
+            )
+            assert headers["webhook-signature"] == expected["webhook-signature"]
+            value = json.loads(body)
+            assert value["action_id"] == headers["webhook-id"]
+            bodies.append(value)
+        return bodies
+
+
 @dataclass
 class Executor:
     settings: Settings
@@ -60,7 +96,11 @@ class Executor:
     log: Path
     meta: MetaEmulator
     google: GoogleAdsEmulator
+    receiver: Receiver
     process: subprocess.Popen[bytes] | None = None
+
+    def calls(self) -> list[dict[str, Any]]:
+        return [v for _, v in Pipeline(self.settings, self.topics).read("ops.connector-calls.v1")]
 
     def publish(self, *values: dict[str, Any]) -> None:
         prefix = self.topics[0].name.split(".", 1)[0] + "."
@@ -120,10 +160,22 @@ def executor(settings: Settings, scratch_catalogue: Any, tmp_path: Path) -> Iter
             ),
         ),
     )
-    StoreRegistry([store]).save(tmp_path / "stores.json", box)
     meta = MetaEmulator(META_TOKEN, capacity=60, window_seconds=1.0)
     google = GoogleAdsEmulator(GOOGLE_TOKEN, DEVELOPER_TOKEN, requests_per_window=20)
-    with scratch_database(settings) as dsn, serve(meta.app) as m, serve(google.app) as g:
+    receiver = Receiver()
+    with (
+        scratch_database(settings) as dsn,
+        serve(meta.app) as m,
+        serve(google.app) as g,
+        serve(receiver) as r,
+    ):
+        notify = Connection(
+            "notify",
+            f"{r.base_url}/hooks/revloop",
+            Secret(b'{"secret": "' + NOTIFY_SECRET.encode() + b'"}'),
+        )
+        store = replace(store, connections=(*store.connections, notify))
+        StoreRegistry([store]).save(tmp_path / "stores.json", box)
         env = {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
@@ -138,8 +190,9 @@ def executor(settings: Settings, scratch_catalogue: Any, tmp_path: Path) -> Iter
             "REVLOOP_GOOGLE_ADS_API_URL": g.base_url,
             "REVLOOP_GOOGLE_ADS_REQUESTS_PER_SECOND": "10",
             "REVLOOP_CONNECT_BACKOFF_CAP_SECONDS": "0.2",
+            "REVLOOP_NOTIFY_ALLOW_LOOPBACK": "true",
         }
-        running = Executor(settings, topics, dsn, env, tmp_path / "ads.log", meta, google)
+        running = Executor(settings, topics, dsn, env, tmp_path / "ads.log", meta, google, receiver)
         yield running
         running.stop(signal.SIGKILL)
 
@@ -192,6 +245,24 @@ def test_pauses_and_resumes_reach_the_platforms_and_restore_only_what_they_chang
     executor.stop()
     assert executor.process is not None and executor.process.returncode == 0
     assert META_TOKEN not in executor.log.read_text()
+
+    # The merchant heard of each action once (the redelivered a1 was done already), signed.
+    heard = executor.receiver.verified()
+    assert sorted(n["action_id"] for n in heard) == ["a1", "a2", "a3", "a4", "a5"]
+    a3 = next(n for n in heard if n["action_id"] == "a3")
+    assert a3["type"] == "ads.resumed" and a3["changes"] == ["google:777 resumed"]
+    # Every call made, and its answer, is on the record: each the emulators and the merchant
+    # got, no more.
+    calls = executor.calls()
+    by_channel = Counter(c["channel"] for c in calls)
+    assert by_channel == {
+        "meta": meta.calls.total,
+        "google": google.calls.total,
+        "notify": len(executor.receiver.received),
+    }
+    assert {(c["outcome"], c["status"]) for c in calls} == {("ok", 200)}
+    assert all(c["envelope"]["caused_by"] == [c["action_id"]] for c in calls)
+    assert NOTIFY_SECRET not in json.dumps(calls, default=str)
 
 
 def test_a_killed_executor_repeats_nothing_and_a_failing_platform_does_not_stop_the_rest(
