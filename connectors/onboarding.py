@@ -16,10 +16,17 @@ created on its first install, named after the shop), and registers the shop's we
 mandatory compliance topics (``customers/data_request``, ``customers/redact``,
 ``shop/redact``) cannot be subscribed through the Admin API: Shopify takes them from the app's
 configuration, whose snippet :func:`shopify_app_config` prints.
+
+BigCommerce's app callbacks: ``/oauth/bigcommerce/auth`` exchanges the install's code (checked
+against the store's ``context``) for a token, stores it and registers the hooks; ``load`` and
+``uninstall`` carry a ``signed_payload_jwt`` (HS256 under the client secret, ``aud`` = the
+client id, in time), and an uninstall removes the store's token from the registry.
+:func:`disconnect` removes a store's webhooks and its token (``revloop stores disconnect``).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -27,8 +34,9 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
@@ -39,10 +47,12 @@ from starlette.routing import BaseRoute, Route
 
 from connectors.http import ApiError
 from connectors.store_apis.base import StoreApi
-from connectors.store_apis.connect import retry_policy
+from connectors.store_apis.connect import retry_policy, store_api
 from connectors.store_apis.shopify import ShopifyApi
-from platforms import shopify
-from revloop.crypto import Secret, SecretBox
+from connectors.store_apis.woocommerce import WooCommerceApi
+from platforms import bigcommerce, shopify, woocommerce
+from platforms.webhooks import Delivery
+from revloop.crypto import CryptoError, Secret, SecretBox
 from revloop.settings import Settings
 from revloop.stores import Connection, Store, StoreRegistry
 
@@ -152,9 +162,7 @@ class ShopifyOnboarding:
 
     @property
     def _public_url(self) -> str:
-        if not self.settings.public_url:
-            raise OnboardingRefused(503, "REVLOOP_PUBLIC_URL is not set")
-        return self.settings.public_url
+        return _public_url(self.settings)
 
     def _admin_base(self, shop: str) -> str:
         return self.settings.shopify_api_url or f"https://{shop}"
@@ -278,6 +286,343 @@ class ShopifyOnboarding:
         return list(WEBHOOK_TOPICS)
 
 
+BC_CONTEXT = re.compile(r"^stores/[a-z0-9]{1,20}$")
+
+
+def _b64url(value: str) -> bytes:
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+
+
+def verify_signed_payload(token: str, client_id: str, secret: bytes, now: float) -> dict[str, Any]:
+    """The claims of BigCommerce's ``signed_payload_jwt``, or OnboardingRefused (401): HS256
+    only, signed with the app's secret, for this app, in time, naming a store."""
+    parts = token.split(".")
+    if len(parts) != 3 or len(token) > 8192:
+        raise OnboardingRefused(401, "invalid signed payload")
+    try:
+        header = json.loads(_b64url(parts[0]))
+        claims = json.loads(_b64url(parts[1]))
+        signature = _b64url(parts[2])
+    except (ValueError, TypeError):
+        raise OnboardingRefused(401, "invalid signed payload") from None
+    expected = hmac.new(secret, f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest()
+    if (
+        not isinstance(header, dict)
+        or header.get("alg") != "HS256"
+        or not hmac.compare_digest(signature, expected)
+        or not isinstance(claims, dict)
+    ):
+        raise OnboardingRefused(401, "invalid signed payload")
+    audience = claims.get("aud")
+    in_time = isinstance(claims.get("exp"), int | float) and claims["exp"] >= now - 30
+    started = not isinstance(claims.get("nbf"), int | float) or claims["nbf"] <= now + 30
+    if audience != client_id or not in_time or not started:
+        raise OnboardingRefused(401, "invalid signed payload")
+    if not BC_CONTEXT.fullmatch(str(claims.get("sub", ""))):
+        raise OnboardingRefused(401, "invalid signed payload")
+    return claims
+
+
+@dataclass
+class BigCommerceOnboarding:
+    settings: Settings
+    box: SecretBox
+    clock: Callable[[], float] = time.time
+
+    def _app(self) -> tuple[str, bytes]:
+        secret = self.settings.bigcommerce_client_secret
+        if secret is None or not self.settings.bigcommerce_client_id:
+            raise OnboardingRefused(503, "the BigCommerce app is not configured")
+        return self.settings.bigcommerce_client_id, secret.get_secret_value().encode()
+
+    async def auth(self, request: Request) -> Response:
+        try:
+            client_id, secret = self._app()
+            context = request.query_params.get("context", "")
+            code = request.query_params.get("code")
+            if not BC_CONTEXT.fullmatch(context) or not code:
+                raise OnboardingRefused(400, "invalid context or code")
+            connected = await run_in_threadpool(
+                self._connect,
+                client_id,
+                secret,
+                context,
+                code,
+                request.query_params.get("scope", ""),
+            )
+        except OnboardingRefused as exc:
+            return _refusal(exc)
+        except ApiError as exc:
+            log.warning("bigcommerce onboarding failed: %s", exc)
+            return JSONResponse({"error": "the store did not answer; try again"}, 502)
+        return JSONResponse(connected)
+
+    def _connect(
+        self, client_id: str, secret: bytes, context: str, code: str, scope: str
+    ) -> dict[str, object]:
+        public_url = _public_url(self.settings)
+        with httpx.Client(base_url=self.settings.bigcommerce_login_url, timeout=20) as client:
+            answer = client.post(
+                "/oauth2/token",
+                json={
+                    "client_id": client_id,
+                    "client_secret": secret.decode(),
+                    "code": code,
+                    "scope": scope,
+                    "grant_type": "authorization_code",
+                    "redirect_uri": f"{public_url}/oauth/bigcommerce/auth",
+                    "context": context,
+                },
+            )
+        grant = answer.json() if answer.is_success else {}
+        token = grant.get("access_token") if isinstance(grant, dict) else None
+        if not isinstance(token, str) or not token or grant.get("context") != context:
+            raise OnboardingRefused(400, "the code was refused")
+        store_hash = context.removeprefix("stores/")
+        path = self.settings.stores_file
+        known = StoreRegistry.load(path, self.box) if path.exists() else StoreRegistry()
+        existing = known.lookup("bigcommerce", store_hash)
+        store_id = existing.store_id if existing else f"bigcommerce-{store_hash}"
+        credentials = Secret(json.dumps({"token": token}).encode())
+        connection = Connection("bigcommerce", store_hash, credentials)
+        api = store_api(self.settings, store_id, connection)
+        try:
+            info = api.shop()
+            address = f"{public_url}/webhooks/bigcommerce"
+            have = {(w.topic, w.address) for w in api.webhooks()}
+            for topic in sorted(bigcommerce.TOPICS):
+                if (topic, address) not in have:
+                    api.register_webhook(topic, address)
+        finally:
+            api.close()
+
+        def change(registry: StoreRegistry) -> StoreRegistry:
+            current = registry.lookup("bigcommerce", store_hash)
+            store = current or Store(
+                store_id, "bigcommerce", context, (Secret(secret),), currency=info.currency
+            )
+            kept = tuple(c for c in store.connections if c.channel != "bigcommerce")
+            return registry.with_store(replace(store, connections=(*kept, connection)))
+
+        StoreRegistry.update(path, self.box, change)
+        log.info("bigcommerce store %s connected as %s", store_hash, store_id)
+        return {"store_id": store_id, "store_hash": store_hash, "webhooks": len(bigcommerce.TOPICS)}
+
+    def _claims(self, request: Request) -> dict[str, Any]:
+        client_id, secret = self._app()
+        token = request.query_params.get("signed_payload_jwt", "")
+        return verify_signed_payload(token, client_id, secret, self.clock())
+
+    async def load(self, request: Request) -> Response:
+        try:
+            claims = self._claims(request)
+        except OnboardingRefused as exc:
+            return _refusal(exc)
+        store = self._registry().lookup("bigcommerce", str(claims["sub"]).removeprefix("stores/"))
+        connected = store is not None and store.connection("bigcommerce") is not None
+        return JSONResponse({"store_id": store.store_id if store else None, "connected": connected})
+
+    async def uninstall(self, request: Request) -> Response:
+        try:
+            claims = self._claims(request)
+        except OnboardingRefused as exc:
+            return _refusal(exc)
+        context = str(claims["sub"])
+
+        def change(registry: StoreRegistry) -> StoreRegistry:
+            store = registry.lookup("bigcommerce", context.removeprefix("stores/"))
+            if store is None:
+                return registry
+            kept = tuple(c for c in store.connections if c.channel != "bigcommerce")
+            return registry.with_store(replace(store, connections=kept))
+
+        # The app's hooks go with the app: BigCommerce deletes them; the token is ours to drop.
+        await run_in_threadpool(StoreRegistry.update, self.settings.stores_file, self.box, change)
+        log.info("bigcommerce %s uninstalled the app: its token is removed", context)
+        return JSONResponse({"uninstalled": context})
+
+    def _registry(self) -> StoreRegistry:
+        path = self.settings.stores_file
+        return StoreRegistry.load(path, self.box) if path.exists() else StoreRegistry()
+
+
+def _public_url(settings: Settings) -> str:
+    if not settings.public_url:
+        raise OnboardingRefused(503, "REVLOOP_PUBLIC_URL is not set")
+    return settings.public_url
+
+
+WOO_STATE = "oauth:woocommerce"
+WOO_SITE = re.compile(r"^https://[a-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$")
+
+
+@dataclass
+class WooCommerceOnboarding:
+    """WooCommerce's own app authorization (``/wc-auth/v1/authorize``): the merchant approves,
+    and the shop POSTs a REST key and secret to the callback. The ``user_id`` it echoes is the
+    site and a deadline sealed with the registry's master key (AES-GCM), so a callback names
+    the site it was asked of, in time, and nothing else can forge one."""
+
+    settings: Settings
+    box: SecretBox
+    clock: Callable[[], float] = time.time
+
+    async def install(self, request: Request) -> Response:
+        try:
+            public_url = _public_url(self.settings)
+            site = self._site(request.query_params.get("site"))
+        except OnboardingRefused as exc:
+            return _refusal(exc)
+        deadline = int(self.clock()) + self.settings.oauth_state_seconds
+        state = self.box.encrypt(json.dumps([site, deadline]).encode(), context=WOO_STATE)
+        query = urlencode(
+            {
+                "app_name": "revloop",
+                "scope": "read_write",
+                "user_id": state,
+                "return_url": f"{public_url}/oauth/woocommerce/done",
+                "callback_url": f"{public_url}/oauth/woocommerce/callback",
+            }
+        )
+        return RedirectResponse(f"{site.rstrip('/')}/wc-auth/v1/authorize?{query}", 302)
+
+    async def callback(self, request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+            if not isinstance(body, dict):
+                raise ValueError
+            site = self._state(str(body.get("user_id", "")))
+            key, secret = body.get("consumer_key"), body.get("consumer_secret")
+            if not isinstance(key, str) or not isinstance(secret, str) or not key or not secret:
+                raise OnboardingRefused(400, "no key and secret")
+            connected = await run_in_threadpool(self._connect, site, key, secret)
+        except ValueError:
+            return _refusal(OnboardingRefused(400, "the body is not a JSON object"))
+        except OnboardingRefused as exc:
+            return _refusal(exc)
+        except ApiError as exc:
+            log.warning("woocommerce onboarding failed: %s", exc)
+            return JSONResponse({"error": "the shop did not answer; try again"}, 502)
+        return JSONResponse(connected)
+
+    def _site(self, value: str | None) -> str:
+        site = (value or "").strip().lower()
+        if not WOO_SITE.fullmatch(site):
+            raise OnboardingRefused(400, "invalid site URL (https://shop.example/)")
+        return site if site.endswith("/") else site + "/"
+
+    def _state(self, state: str) -> str:
+        try:
+            site, deadline = json.loads(self.box.decrypt(state, context=WOO_STATE))
+        except (CryptoError, ValueError, TypeError):
+            raise OnboardingRefused(403, "invalid state") from None
+        if not isinstance(deadline, int) or deadline < self.clock():
+            raise OnboardingRefused(403, "invalid state")
+        return self._site(site)
+
+    def _connect(self, site: str, key: str, secret: str) -> dict[str, object]:
+        address = f"{_public_url(self.settings)}/webhooks/woocommerce"
+        credentials = json.dumps({"consumer_key": key, "consumer_secret": secret}).encode()
+        connection = Connection("woocommerce", site, Secret(credentials))
+        path = self.settings.stores_file
+        known = StoreRegistry.load(path, self.box) if path.exists() else StoreRegistry()
+        existing = known.lookup("woocommerce", site.rstrip("/"))
+        host = re.sub(r"[^a-z0-9-]+", "-", site.removeprefix("https://")).strip("-")[:40]
+        store_id = existing.store_id if existing else f"woocommerce-{host}"
+        # WooCommerce signs each webhook with the secret it was created with: one per store.
+        webhook_secret = (
+            existing.secrets[0].reveal() if existing else secrets.token_urlsafe(32).encode()
+        )
+        api = store_api(self.settings, store_id, connection)
+        try:
+            info = api.shop()
+            have = {(w.topic, w.address) for w in api.webhooks()}
+            for topic in sorted(woocommerce.TOPICS):
+                if (topic, address) not in have and isinstance(api, WooCommerceApi):
+                    api.register_webhook(topic, address, secret=webhook_secret.decode())
+        finally:
+            api.close()
+
+        def change(registry: StoreRegistry) -> StoreRegistry:
+            current = registry.lookup("woocommerce", site.rstrip("/"))
+            store = current or Store(
+                store_id, "woocommerce", site, (Secret(webhook_secret),), currency=info.currency
+            )
+            kept = tuple(c for c in store.connections if c.channel != "woocommerce")
+            return registry.with_store(replace(store, connections=(*kept, connection)))
+
+        StoreRegistry.update(path, self.box, change)
+        log.info("woocommerce site connected as store %s", store_id)
+        return {"store_id": store_id, "site": site, "webhooks": len(woocommerce.TOPICS)}
+
+
+def disconnect(settings: Settings, box: SecretBox, store_id: str) -> list[str]:
+    """Remove the webhooks revloop registered at the store's platform (those addressed to
+    ``REVLOOP_PUBLIC_URL``, or every one when it is not set) and the store's token. Returns
+    the topics unsubscribed."""
+    registry = StoreRegistry.load(settings.stores_file, box)
+    store = registry.get(store_id)
+    if store is None:
+        raise LookupError(f"no store {store_id!r} in {settings.stores_file}")
+    connection = store.connection(store.platform)
+    removed: list[str] = []
+    if connection is not None:
+        api = store_api(settings, store_id, connection)
+        try:
+            for hook in api.webhooks():
+                if settings.public_url is None or hook.address.startswith(settings.public_url):
+                    api.delete_webhook(hook.webhook_id)
+                    removed.append(hook.topic)
+        finally:
+            api.close()
+
+    def change(current: StoreRegistry) -> StoreRegistry:
+        found = current.get(store_id)
+        if found is None:
+            return current
+        kept = tuple(c for c in found.connections if c.channel != found.platform)
+        return current.with_store(replace(found, connections=kept))
+
+    StoreRegistry.update(settings.stores_file, box, change)
+    return removed
+
+
+UNINSTALLED = {"shopify": "app/uninstalled", "bigcommerce": "store/app/uninstalled"}
+"""The webhook each platform sends when a store removes the app: its token is void then."""
+
+
+def forget_token(settings: Settings, box: SecretBox, store_id: str) -> bool:
+    """Remove the store's platform connection (its token) from the registry; whether it had
+    one. The platform drops the app's webhooks itself on uninstall."""
+    forgot = False
+
+    def change(registry: StoreRegistry) -> StoreRegistry:
+        nonlocal forgot
+        store = registry.get(store_id)
+        if store is None or store.connection(store.platform) is None:
+            return registry
+        forgot = True
+        kept = tuple(c for c in store.connections if c.channel != store.platform)
+        return registry.with_store(replace(store, connections=kept))
+
+    StoreRegistry.update(settings.stores_file, box, change)
+    return forgot
+
+
+def on_uninstall(
+    settings: Settings, box: SecretBox
+) -> Callable[[Delivery], Coroutine[Any, Any, None]]:
+    """Ingest's hook: a verified uninstall webhook forgets the store's token."""
+
+    async def hook(delivery: Delivery) -> None:
+        store = delivery.store
+        uninstalled = UNINSTALLED.get(store.platform) == delivery.topic
+        if uninstalled and await run_in_threadpool(forget_token, settings, box, store.store_id):
+            log.info("%s uninstalled the app: its token is forgotten", store.store_id)
+
+    return hook
+
+
 def _refusal(exc: OnboardingRefused) -> Response:
     return JSONResponse({"error": exc.reason}, exc.status)
 
@@ -285,9 +630,16 @@ def _refusal(exc: OnboardingRefused) -> Response:
 def onboarding_routes(settings: Settings, box: SecretBox) -> list[BaseRoute]:
     """The routes the ingest app serves for onboarding."""
     shopify = ShopifyOnboarding(settings, box)
+    bc = BigCommerceOnboarding(settings, box)
+    woo = WooCommerceOnboarding(settings, box)
     return [
         Route("/oauth/shopify/install", shopify.install, methods=["GET"]),
         Route("/oauth/shopify/callback", shopify.callback, methods=["GET"]),
+        Route("/oauth/bigcommerce/auth", bc.auth, methods=["GET"]),
+        Route("/oauth/bigcommerce/load", bc.load, methods=["GET"]),
+        Route("/oauth/bigcommerce/uninstall", bc.uninstall, methods=["GET"]),
+        Route("/oauth/woocommerce/install", woo.install, methods=["GET"]),
+        Route("/oauth/woocommerce/callback", woo.callback, methods=["POST"]),
     ]
 
 

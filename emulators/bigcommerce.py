@@ -160,6 +160,9 @@ class BigCommerceEmulator(Emulator):
         self._versions: dict[tuple[str, int], datetime] = {}
         self._next = {"product": 100, "variant": 500, "order": 1000, "order_product": 5000}
         self._next.update({"refund": 1, "customer": 3000, "hook": 9000, "transaction": 1})
+        self.app_credentials: tuple[str, str] | None = None
+        """(client id, client secret) of the app whose codes the login service grants."""
+        self._codes: set[str] = set()
 
     # -- seeding -------------------------------------------------------------------------------
 
@@ -393,7 +396,43 @@ class BigCommerceEmulator(Emulator):
             ("/{rest:path}", self._unknown, ["GET", "POST", "PUT", "DELETE"]),
         ]
         return Starlette(
-            routes=[Route(base + path, self._guarded(fn), methods=m) for path, fn, m in routes]
+            routes=[
+                Route("/oauth2/token", self._token, methods=["POST"]),
+                *(Route(base + path, self._guarded(fn), methods=m) for path, fn, m in routes),
+            ]
+        )
+
+    def grant(self, code: str, client_id: str, client_secret: str) -> None:
+        """The store owner installed the app: ``code`` may be exchanged once for the token (the
+        login service, login.bigcommerce.com, served here too)."""
+        self.app_credentials = (client_id, client_secret)
+        self._codes.add(code)
+
+    async def _token(self, request: Request) -> Response:
+        self.calls.total += 1
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            body = {}
+        fields = body if isinstance(body, dict) else {}
+        code, context = fields.get("code"), fields.get("context")
+        if (
+            (fields.get("client_id"), fields.get("client_secret")) != self.app_credentials
+            or code not in self._codes
+            or fields.get("grant_type") != "authorization_code"
+            or context != f"stores/{self.store_hash}"
+        ):
+            return JSONResponse({"error": "Invalid client id or secret, or code"}, 400)
+        self._codes.discard(code)
+        return JSONResponse(
+            {
+                "access_token": self.token,
+                "scope": fields.get("scope", ""),
+                "user": {"id": 24654, "username": "owner", "email": "owner@example.com"},
+                "owner": {"id": 24654, "username": "owner", "email": "owner@example.com"},
+                "context": context,
+                "account_uuid": "5a3b6e4c-0000-4000-8000-000000000001",
+            }
         )
 
     def _guarded(self, handler: Handler) -> Handler:

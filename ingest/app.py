@@ -41,7 +41,7 @@ from ingest import feeds
 from ingest.metrics import IngestMetrics
 from ingest.publisher import DurablePublisher, PublishUnavailable
 from platforms import PLATFORMS, woocommerce
-from platforms.webhooks import Rejected, StoreLookup, raw_record
+from platforms.webhooks import Delivery, Rejected, StoreLookup, raw_record
 from revloop.settings import Settings
 from revloop.stores import Store
 from schemas.serde import AvroSerde
@@ -116,6 +116,9 @@ class IngestService:
     refresh_stores: Callable[[], bool] | None = None
     """Reads the stores file again if it changed (``LiveStoreRegistry.refresh``); the app calls
     it every ``stores_check_seconds``, off the event loop."""
+    on_accepted: Callable[[Delivery], Awaitable[None]] | None = None
+    """Called once a delivery is published (the composition root's: onboarding forgets an
+    uninstalled store's token). Its failure is logged; the delivery stays accepted."""
     raw_topic: str = field(init=False)
     max_body_bytes: int = field(init=False)
     body_timeout_seconds: float = field(init=False)
@@ -192,6 +195,11 @@ class IngestService:
             return Reply.json(503, {"error": "temporarily unavailable; retry"}, self._retry_after)
         self.metrics.publish_seconds.observe(time.perf_counter() - publish_started)
         self._count(platform, topic_label, "accepted", "")
+        if self.on_accepted is not None:
+            try:
+                await self.on_accepted(delivery)
+            except Exception:  # the delivery is safe in Kafka whatever this does
+                log.exception("after accepting %s of %s", delivery.topic, delivery.store.store_id)
         return Reply.accepted(delivery.event_id)
 
     async def watch_stores(self) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import typer
 import uvicorn
@@ -11,6 +12,7 @@ from starlette.routing import BaseRoute
 from ingest.app import IngestService, create_app
 from ingest.metrics import IngestMetrics
 from ingest.publisher import DurablePublisher
+from platforms.webhooks import Delivery
 from revloop.crypto import CryptoError, SecretBox
 from revloop.settings import Settings, get_settings
 from revloop.stores import LiveStoreRegistry
@@ -42,21 +44,30 @@ def serve(
     run(get_settings(), host, port)
 
 
+@dataclass(frozen=True)
+class Additions:
+    """What the composition root serves beside ingest: routes, and a hook after each accepted
+    delivery (onboarding's)."""
+
+    routes: Sequence[BaseRoute] = ()
+    on_accepted: Callable[[Delivery], Awaitable[None]] | None = None
+
+
 def run(
     settings: Settings,
     host: str | None,
     port: int | None,
-    routes: Callable[[SecretBox], Sequence[BaseRoute]] | None = None,
+    additions: Callable[[SecretBox], Additions] | None = None,
 ) -> None:
-    """Serve ingest, with ``routes`` (made with the registry's keys) served beside it: the
-    composition root adds onboarding's."""
+    """Serve ingest, with ``additions`` (made with the registry's keys)."""
     try:
         service = build_service(settings)
-        extra = routes(SecretBox.from_settings(settings)) if routes is not None else ()
+        extra = additions(SecretBox.from_settings(settings)) if additions else Additions()
     except (CryptoError, FileNotFoundError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
-    app = create_app(service, on_shutdown=service.publisher.close, routes=extra)
+    service.on_accepted = extra.on_accepted
+    app = create_app(service, on_shutdown=service.publisher.close, routes=extra.routes)
     uvicorn.run(
         app,
         host=host or settings.ingest_host,

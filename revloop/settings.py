@@ -289,6 +289,11 @@ class Settings(BaseSettings):
     shopify_client_secret: SecretStr | None = None
     """The app's client secret: it signs OAuth callbacks and every webhook of its shops."""
     shopify_scopes: str = "read_products,read_orders,read_customers,read_inventory,write_inventory"
+    bigcommerce_client_id: str | None = None
+    bigcommerce_client_secret: SecretStr | None = None
+    """The app's client secret: it signs the load and uninstall callbacks and every webhook."""
+    bigcommerce_login_url: Annotated[str, AfterValidator(api_url)] = "https://login.bigcommerce.com"
+    """Where BigCommerce's codes are exchanged for tokens (an emulator's, in tests)."""
     oauth_state_seconds: int = Field(default=600, gt=0)
     """How long an install's state nonce stays good."""
     hydrator_group_id: str = "revloop.connect.hydrate"

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import typer
 
-from connectors.onboarding import onboarding_routes
-from ingest.server import run
+from connectors.onboarding import on_uninstall, onboarding_routes
+from ingest.server import Additions, run
+from revloop.crypto import SecretBox
 from revloop.settings import get_settings
 
 
@@ -15,7 +16,12 @@ def serve_command(
     port: int | None = typer.Option(None, help="Port (default REVLOOP_INGEST_PORT)."),
 ) -> None:
     """Serve the webhook receivers (/webhooks/{shopify,woocommerce,bigcommerce}), the marketing
-    feeds (/events/{touchpoints,campaigns,spend}), onboarding (/oauth/shopify/install and
-    /callback), /healthz, /readyz and /metrics."""
+    feeds (/events/{touchpoints,campaigns,spend}), onboarding (/oauth/shopify/*,
+    /oauth/bigcommerce/*, /oauth/woocommerce/*), /healthz, /readyz and /metrics. A verified
+    uninstall webhook forgets the store's token."""
     settings = get_settings()
-    run(settings, host, port, routes=lambda box: onboarding_routes(settings, box))
+
+    def additions(box: SecretBox) -> Additions:
+        return Additions(onboarding_routes(settings, box), on_uninstall(settings, box))
+
+    run(settings, host, port, additions)

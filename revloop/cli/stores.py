@@ -442,3 +442,26 @@ def rotate_keys() -> None:
             style="dim",
             markup=False,
         )
+
+
+@stores_app.command("disconnect")
+@_registry_errors
+def disconnect_command(
+    store_id: str = typer.Option(..., "--store-id", help="The store."),
+) -> None:
+    """Disconnect a store from its platform: delete the webhooks revloop registered there (those
+    addressed to REVLOOP_PUBLIC_URL), then forget its token. Its history stays."""
+    # Here, not at the top: every `stores` command loads this module, and only this one calls.
+    from connectors.http import ApiError
+    from connectors.onboarding import disconnect
+
+    path, box = _location()
+    try:
+        removed = disconnect(get_settings(), box, store_id)
+    except LookupError as exc:
+        raise ValueError(str(exc)) from None
+    except ApiError as exc:
+        raise ValueError(f"{exc}; nothing was forgotten, run it again") from None
+    typer.echo(
+        f"{store_id}: {len(removed)} webhooks deleted, its platform token forgotten ({path})"
+    )

@@ -4,10 +4,16 @@ domain, a bad hmac and a bad or stale state connect nothing."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
+import time
+import uuid
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,15 +27,24 @@ from connectors.onboarding import (
     WEBHOOK_TOPICS,
     OnboardingRefused,
     check_state,
+    disconnect,
+    on_uninstall,
     onboarding_routes,
     query_with_hmac,
     shopify_app_config,
     state_cookie,
 )
-from emulators import ShopifyEmulator, serve
-from revloop.crypto import SecretBox, new_master_key
+from emulators import BigCommerceEmulator, ShopifyEmulator, WooCommerceEmulator, serve
+from ingest.app import RAW_TOPIC, IngestService, create_app
+from ingest.metrics import IngestMetrics
+from ingest.publisher import DurablePublisher
+from platforms import bigcommerce, shopify, woocommerce
+from revloop.crypto import Secret, SecretBox, new_master_key
+from revloop.kafka import ensure_topics
 from revloop.settings import Settings
-from revloop.stores import StoreRegistry
+from revloop.stores import Connection, LiveStoreRegistry, Store, StoreRegistry
+from schemas.registry import CommittedCatalogue
+from schemas.serde import AvroSerde
 
 with warnings.catch_warnings():  # it asks for httpx2; httpx is what the project uses
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -192,3 +207,221 @@ def test_the_compliance_topics_are_configured_in_the_app() -> None:
     assert config.count('uri = "https://revloop.example/webhooks/shopify"') == 3
     assert not set(COMPLIANCE_TOPICS) & set(WEBHOOK_TOPICS)
     assert json.dumps(config)  # printable as it is
+
+
+# -- BigCommerce ----------------------------------------------------------------------------------
+
+BC_HASH, BC_CLIENT, BC_SECRET, BC_TOKEN = "k2x9q7ab3c", "bc-client-id", "bc-client-secret", "bc-tok"
+
+
+def signed_payload(claims: dict[str, object], secret: str = BC_SECRET, alg: str = "HS256") -> str:
+    def part(value: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    head = part({"typ": "JWT", "alg": alg})
+    body = part(claims)
+    mac = hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+
+@pytest.fixture
+def bc_onboarding(tmp_path: Path) -> Iterator[tuple[TestClient, BigCommerceEmulator, Settings]]:
+    emulator = BigCommerceEmulator(BC_HASH, BC_TOKEN, currency="EUR")
+    with serve(emulator.app) as running:
+        settings = Settings(
+            master_keys=SecretStr(new_master_key("k1")),
+            stores_file=tmp_path / "stores.json",
+            public_url="https://revloop.example",
+            bigcommerce_client_id=BC_CLIENT,
+            bigcommerce_client_secret=SecretStr(BC_SECRET),
+            bigcommerce_api_url=running.base_url,
+            bigcommerce_login_url=running.base_url,
+        )
+        app = Starlette(routes=onboarding_routes(settings, SecretBox.from_settings(settings)))
+        with TestClient(app, base_url="https://revloop.example") as client:
+            yield client, emulator, settings
+
+
+def test_a_bigcommerce_install_connects_the_store_and_its_uninstall_forgets_the_token(
+    bc_onboarding: tuple[TestClient, BigCommerceEmulator, Settings],
+) -> None:
+    client, emulator, settings = bc_onboarding
+    box = SecretBox.from_settings(settings)
+    context = f"stores/{BC_HASH}"
+    emulator.grant("bc-code", BC_CLIENT, BC_SECRET)
+    assert (
+        client.get(
+            "/oauth/bigcommerce/auth", params={"code": "bc-code", "context": "x/1"}
+        ).status_code
+        == 400
+    )
+    answer = client.get(
+        "/oauth/bigcommerce/auth",
+        params={"code": "bc-code", "scope": "store_v2_orders", "context": context},
+    )
+    assert answer.status_code == 200, answer.text
+    store = StoreRegistry.load(settings.stores_file, box).lookup("bigcommerce", BC_HASH)
+    assert store is not None and store.store_id == f"bigcommerce-{BC_HASH}"
+    assert store.currency == "EUR" and store.connection("bigcommerce") is not None
+    assert {h["destination"] for h in emulator.hooks.values()} == {
+        "https://revloop.example/webhooks/bigcommerce"
+    }
+    assert len(emulator.hooks) == len(bigcommerce.TOPICS)
+    # The code is spent.
+    assert (
+        client.get(
+            "/oauth/bigcommerce/auth", params={"code": "bc-code", "context": context}
+        ).status_code
+        == 400
+    )
+
+    now = int(time.time())
+    good = {"aud": BC_CLIENT, "iss": "bc", "sub": context, "iat": now, "nbf": now, "exp": now + 60}
+    loaded = client.get(
+        "/oauth/bigcommerce/load", params={"signed_payload_jwt": signed_payload(good)}
+    )
+    assert loaded.json() == {"store_id": f"bigcommerce-{BC_HASH}", "connected": True}
+    for bad in (
+        signed_payload(good, secret="another-app"),
+        signed_payload({**good, "aud": "another-client"}),
+        signed_payload({**good, "exp": now - 3600}),
+        signed_payload({**good, "sub": "stores/../../etc"}),
+        signed_payload(good, alg="none"),
+        "not.a.jwt",
+    ):
+        for route in ("load", "uninstall"):
+            refused = client.get(f"/oauth/bigcommerce/{route}", params={"signed_payload_jwt": bad})
+            assert refused.status_code == 401
+    still = StoreRegistry.load(settings.stores_file, box).lookup("bigcommerce", BC_HASH)
+    assert still is not None and still.connection("bigcommerce") is not None
+
+    gone = client.get(
+        "/oauth/bigcommerce/uninstall", params={"signed_payload_jwt": signed_payload(good)}
+    )
+    assert gone.status_code == 200
+    after = StoreRegistry.load(settings.stores_file, box).lookup("bigcommerce", BC_HASH)
+    assert after is not None and after.connection("bigcommerce") is None
+    assert BC_TOKEN not in settings.stores_file.read_text()
+
+
+def test_disconnect_deletes_revloops_webhooks_and_forgets_the_token(
+    bc_onboarding: tuple[TestClient, BigCommerceEmulator, Settings],
+) -> None:
+    client, emulator, settings = bc_onboarding
+    emulator.grant("bc-code", BC_CLIENT, BC_SECRET)
+    context = f"stores/{BC_HASH}"
+    client.get("/oauth/bigcommerce/auth", params={"code": "bc-code", "context": context})
+    # A hook someone else registered at the store stays.
+    emulator.hooks[1] = {
+        "id": 1,
+        "scope": "store/order/created",
+        "destination": "https://other.example/h",
+        "is_active": True,
+    }
+    box = SecretBox.from_settings(settings)
+    removed = disconnect(settings, box, f"bigcommerce-{BC_HASH}")
+    assert sorted(removed) == sorted(bigcommerce.TOPICS)
+    assert [h["destination"] for h in emulator.hooks.values()] == ["https://other.example/h"]
+    store = StoreRegistry.load(settings.stores_file, box).get(f"bigcommerce-{BC_HASH}")
+    assert store is not None and store.connection("bigcommerce") is None
+
+
+# -- WooCommerce ----------------------------------------------------------------------------------
+
+
+def test_a_woocommerce_authorization_connects_the_site_with_signed_webhooks(tmp_path: Path) -> None:
+    woo = WooCommerceEmulator("ck_live", "cs_live", site_url="https://woo-shop.example/")
+    with serve(woo.app) as running:
+        settings = Settings(
+            master_keys=SecretStr(new_master_key("k1")),
+            stores_file=tmp_path / "stores.json",
+            public_url="https://revloop.example",
+            woocommerce_api_url=running.base_url,
+            woocommerce_requests_per_second=100,
+        )
+        box = SecretBox.from_settings(settings)
+        app = Starlette(routes=onboarding_routes(settings, box))
+        with TestClient(app, base_url="https://revloop.example", follow_redirects=False) as client:
+            for bad in ("http://woo-shop.example", "https://u:p@woo-shop.example", "javascript:x"):
+                refused = client.get("/oauth/woocommerce/install", params={"site": bad})
+                assert refused.status_code == 400 and "location" not in refused.headers
+            start = client.get(
+                "/oauth/woocommerce/install", params={"site": "https://woo-shop.example"}
+            )
+            location = urlsplit(start.headers["location"])
+            assert (location.netloc, location.path) == ("woo-shop.example", "/wc-auth/v1/authorize")
+            query = parse_qs(location.query)
+            assert query["callback_url"] == ["https://revloop.example/oauth/woocommerce/callback"]
+            state = query["user_id"][0]
+            # What WooCommerce POSTs once the merchant approves; a forged state gets nothing.
+            grant = {"key_id": 1, "consumer_key": "ck_live", "consumer_secret": "cs_live"}
+            forged = client.post("/oauth/woocommerce/callback", json={**grant, "user_id": "x.y.z"})
+            assert forged.status_code == 403 and not settings.stores_file.exists()
+            done = client.post("/oauth/woocommerce/callback", json={**grant, "user_id": state})
+            assert done.status_code == 200, done.text
+    registry = StoreRegistry.load(settings.stores_file, box)
+    store = registry.get("woocommerce-woo-shop-example")
+    assert store is not None and store.identity == "https://woo-shop.example"
+    connection = store.connection("woocommerce")
+    assert connection is not None and connection.fields()["consumer_secret"] == "cs_live"
+    # Every webhook signs with the store's secret: what ingest verifies deliveries with.
+    assert len(woo.webhooks) == len(woocommerce.TOPICS)
+    assert set(woo.webhook_secrets.values()) == {store.secrets[0].reveal().decode()}
+    assert "cs_live" not in settings.stores_file.read_text()
+
+
+# -- uninstall ------------------------------------------------------------------------------------
+
+
+def test_a_verified_uninstall_webhook_forgets_the_token(settings: Settings, tmp_path: Path) -> None:
+    ensure_topics(settings, [RAW_TOPIC])
+    keys = new_master_key("k1")
+    local = settings.model_copy(
+        update={"master_keys": SecretStr(keys), "stores_file": tmp_path / "stores.json"}
+    )
+    box = SecretBox.from_settings(local)
+    token = Secret(json.dumps({"token": TOKEN}).encode())
+    StoreRegistry(
+        [
+            Store(
+                "acme",
+                "shopify",
+                SHOP,
+                (Secret(CLIENT_SECRET.encode()),),
+                connections=(Connection("shopify", SHOP, token),),
+            )
+        ]
+    ).save(local.stores_file, box)
+    service = IngestService(
+        stores=LiveStoreRegistry(local.stores_file, box),
+        publisher=DurablePublisher(local, ack_timeout=10),
+        serde=AvroSerde(CommittedCatalogue.load()),
+        metrics=IngestMetrics(),
+        settings=local,
+        on_accepted=on_uninstall(local, box),
+    )
+    body = json.dumps({"id": 1, "name": "Acme", "domain": SHOP}).encode()
+
+    def deliver(topic: str, secret: str = CLIENT_SECRET) -> int:
+        headers = shopify.signed_headers(
+            body,
+            secret.encode(),
+            shop_domain=SHOP,
+            topic=topic,
+            webhook_id=str(uuid.uuid4()),
+            triggered_at=datetime.now(UTC),
+        )
+        with TestClient(create_app(service)) as client:
+            return client.post("/webhooks/shopify", content=body, headers=headers).status_code
+
+    try:
+        assert deliver("app/uninstalled", secret="forged") == 401
+        assert deliver("shop/update") == 200  # another topic changes nothing
+        kept = StoreRegistry.load(local.stores_file, box).get("acme")
+        assert kept is not None and kept.connection("shopify") is not None
+        assert deliver("app/uninstalled") == 200
+    finally:
+        service.publisher.close()
+    gone = StoreRegistry.load(local.stores_file, box).get("acme")
+    assert gone is not None and gone.connection("shopify") is None
+    assert gone.secrets  # still verifies the shop's late deliveries (shop/redact)
