@@ -1,5 +1,5 @@
-"""`revloop demo`: simulated stores send a day of webhooks through ingest and the normalizer
-(docs/demo.md)."""
+"""`revloop demo`: simulated stores send a day of webhooks through ingest, the normalizer, the
+hydrator and the worker (docs/demo.md)."""
 
 from demo.run import demo_command, run_demo
 

@@ -8,7 +8,7 @@ outcome out; the demo polls the topics and calls :func:`loop_outcome` until noth
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence, Set
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -52,13 +52,11 @@ def loop_outcome(
     moments: Sequence[StockMoment],
     orders: Mapping[str, Mapping[str, str]],
     records: Iterable[tuple[str, dict[str, Any]]],
-    stocked: Set[str],
 ) -> LoopOutcome:
     """``orders``: store id → order id → currency, the run's orders (created or paid).
-    ``records``: (topic, value) read from the loop's topics since the run began. ``stocked``:
-    the stores whose inventory reached the canonical topics in this run; the others' moments
-    cannot be answered (BigCommerce's webhooks carry ids only, and fetching the resource is a
-    connector's job)."""
+    ``records``: (topic, value) read from the loop's topics since the run began. Every store's
+    stock reaches the canonical topics (BigCommerce's once the hydrator has read it), so every
+    moment must be answered."""
     actions, scores, triggers = [], [], []
     for name, value in records:
         if name == ACTIONS:
@@ -77,19 +75,6 @@ def loop_outcome(
     )
     used: set[str] = set()
     for moment in moments:
-        if moment.store_id not in stocked:
-            outcome.stock.append(
-                {
-                    "store_id": moment.store_id,
-                    "product": moment.product,
-                    "kind": moment.kind,
-                    "at": moment.at.isoformat(),
-                    "action_at": None,
-                    "campaigns": [],
-                    "unanswerable": True,
-                }
-            )
-            continue
         want = "pause" if moment.kind == "sold_out" else "resume"
         match = next(
             (
@@ -116,7 +101,6 @@ def loop_outcome(
                 "at": moment.at.isoformat(),
                 "action_at": at.isoformat() if at else None,
                 "campaigns": list(match["campaign_ids"]) if match else [],
-                "unanswerable": False,
             }
         )
     for action in actions:

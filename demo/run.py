@@ -2,11 +2,13 @@
 ingest endpoints, normalized by the real normalizer, and summed up (docs/demo.md).
 
 The demo keeps its own store registry, master key and customer-key salt in ``<state_dir>/demo``
-(made once, mode 0600), starts ``revloop ingest`` and ``revloop normalize`` as subprocesses with
-that registry, sends the requests of :func:`demo.simulation.run_simulation` over HTTP, waits
-for the normalizer to commit past them, and reads back what this run wrote. Counting is by the
-event ids the run is expected to produce (:func:`demo.simulation.expected_outcome`), so
-other traffic on the same broker does not change the numbers.
+(made once, mode 0600), starts ``revloop ingest``, ``revloop normalize``, ``revloop connect
+hydrate`` and the rest as subprocesses with that registry, sends the requests of
+:func:`demo.simulation.run_simulation` over HTTP, waits for the normalizer and the hydrator to
+commit past them, and reads back what this run wrote. Counting is by the event ids the run is
+expected to produce (:func:`demo.simulation.expected_outcome`), and hydrated events by the
+run's deliveries they name as their cause, so other traffic on the same broker does not change
+the numbers.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import secrets
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence, Set
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +38,15 @@ from rich.console import Console
 from rich.table import Table
 
 from demo.ad_platforms import ad_outcome, ad_platforms
+from demo.hydration import (
+    EXAMPLES,
+    HYDRATOR_GROUP,
+    REQUESTS_PER_WINDOW,
+    WINDOW_MS,
+    hydrated,
+    hydration_outcome,
+    store_platform,
+)
 from demo.loop import ACTIONS, LOOP_TOPICS, LoopOutcome, loop_outcome
 from demo.simulation import (
     MAX_ORDERS,
@@ -80,6 +91,7 @@ __all__ = ["DemoFailed", "DemoState", "demo_command", "ensure_demo_state", "run_
 RAW: Final = topic("raw.webhooks.v1")
 RAW_TOPIC: Final = RAW.name
 DEAD_LETTERS: Final = topic("ops.dead-letters.v1").name
+HYDRATION_REQUESTS: Final = topic("ingest.hydration-requests.v1").name
 OUTPUT_TOPICS: Final = (
     "commerce.orders.v1",
     "commerce.products.v1",
@@ -87,7 +99,7 @@ OUTPUT_TOPICS: Final = (
     "commerce.customers.v1",
     "marketing.touchpoints.v1",
     "marketing.campaign-product-links.v1",
-    "ingest.hydration-requests.v1",
+    HYDRATION_REQUESTS,
     DEAD_LETTERS,
 )
 CONCURRENCY: Final = 8
@@ -216,11 +228,11 @@ def _require_free_port(host: str, port: int) -> None:
         raise DemoFailed(f"{host}:{port} is in use; pick another with --port")
 
 
-def _wait_ready(base_url: str, children: Sequence[Child], timeout: float) -> None:
+def _wait_ready(base_url: str, ingest: Child, children: Sequence[Child], timeout: float) -> None:
     if not wait_until_ok(f"{base_url}/readyz", timeout, check=lambda: _check(children)):
         raise DemoFailed(
             f"ingest did not answer 200 on {base_url}/readyz within {timeout:.0f}s. "
-            f"The end of its log:\n{_tail(children[-1])}"
+            f"The end of its log:\n{_tail(ingest)}"
         )
 
 
@@ -278,21 +290,27 @@ def _wait_caught_up(
     children: Sequence[Child],
     timeout: float,
     console: Console,
+    *,
+    group_id: str,
+    name: str,
+    what: str,
+    child: Child,
 ) -> None:
-    """Until the normalizer's group has committed past ``targets`` (raw partition → offset)."""
+    """Until ``group_id`` has committed past ``targets`` (partition of topic ``name`` →
+    offset); ``what`` is the process in that group, and ``child`` it."""
     if not targets:
         return
     # Never subscribes: it only reads the group's committed offsets.
-    reader = Consumer(consumer_config(settings, settings.normalizer_group_id))
+    reader = Consumer(consumer_config(settings, group_id))
     deadline = time.monotonic() + timeout
-    group = settings.topic_prefix + settings.normalizer_group_id
+    group = settings.topic_prefix + group_id
     try:
-        with console.status("waiting for the normalizer to catch up") as status:
+        with console.status(f"waiting for {what} to catch up") as status:
             while True:
                 _check(children)
                 try:
                     committed = reader.committed(
-                        [TopicPartition(settings.topic_name(RAW), p) for p in targets],
+                        [TopicPartition(settings.topic_name(topic(name)), p) for p in targets],
                         timeout=10,
                     )
                 except KafkaException as exc:
@@ -303,17 +321,73 @@ def _wait_caught_up(
                 behind = sum(max(0, targets[tp.partition] - max(tp.offset, 0)) for tp in committed)
                 if behind == 0:
                     return
-                status.update(f"waiting for the normalizer: {behind} raw records to go")
+                status.update(f"waiting for {what}: {behind} records of {name} to go")
                 if time.monotonic() > deadline:
                     raise DemoFailed(
-                        f"the normalizer is still {behind} raw records behind after "
+                        f"{what} is still {behind} records of {name} behind after "
                         f"{timeout:.0f}s (a backlog from earlier traffic, or another "
                         f"member of group {group!r} that is stuck?). "
-                        f"The end of its log:\n{_tail(children[0])}"
+                        f"The end of its log:\n{_tail(child)}"
                     )
                 time.sleep(0.3)
     finally:
         reader.close()
+
+
+def _skip_to(
+    settings: Settings, group_id: str, name: str, marks: Mapping[tuple[str, int], int]
+) -> None:
+    """Moves ``group_id`` on to ``marks`` of topic ``name`` where it is behind them, before its
+    process starts: the demo's hydrator reads this run's requests, not those of the runs before
+    (their stores' records are gone with their emulators). If the group cannot be moved (a
+    member of it still runs), it reads on from where it is."""
+    full = settings.topic_name(topic(name))
+    wanted = {p: offset for (t, p), offset in marks.items() if t == name}
+    consumer = Consumer(consumer_config(settings, group_id))  # never subscribes
+    try:
+        committed = consumer.committed([TopicPartition(full, p) for p in wanted], timeout=10)
+        behind = [
+            TopicPartition(full, tp.partition, wanted[tp.partition])
+            for tp in committed
+            if tp.offset < wanted[tp.partition]
+        ]
+        if behind:
+            consumer.commit(offsets=behind, asynchronous=False)
+    except KafkaException:
+        pass
+    finally:
+        consumer.close()
+
+
+def _ends(
+    settings: Settings,
+    name: str,
+    start: Mapping[tuple[str, int], int],
+    end: Mapping[tuple[str, int], int],
+) -> dict[int, int]:
+    """Partition → the offset after the last record of topic ``name`` from ``start`` up to
+    ``end``: where a consumer that processed them all commits (a transaction's marker takes an
+    offset after its records, which nobody commits past until more come)."""
+    prefix = settings.topic_prefix
+    ranges = {
+        (prefix + t, p): (start.get((t, p), 0), offset)
+        for (t, p), offset in end.items()
+        if t == name and offset > start.get((t, p), 0)
+    }
+    if not ranges:
+        return {}
+    consumer = Consumer(consumer_config(settings, f"revloop.demo.reader.{secrets.token_hex(4)}"))
+    found: dict[int, int] = {}
+    try:
+        for message in read_ranges(consumer, ranges, timeout=60):
+            partition, offset = message.partition(), message.offset()
+            if partition is not None and offset is not None:
+                found[partition] = max(found.get(partition, 0), offset + 1)
+    except TimeoutError as exc:
+        raise DemoFailed(str(exc)) from None
+    finally:
+        consumer.close()
+    return found
 
 
 def _read_between(
@@ -395,7 +469,7 @@ class DemoReport:
     requests: dict[str, dict[str, int]]
     """Label (platform and topic) → status code (or ``no answer``) → count."""
     events: dict[str, dict[str, int]]
-    """Topic → {"expected": n, "written": n, "unexpected": n}."""
+    """Topic → {"expected": n, "written": n, "hydrated": n, "unexpected": n}."""
     dead_letters: list[dict[str, str]]
     duplicates: list[str]
     stock: list[dict[str, Any]]
@@ -409,6 +483,9 @@ class DemoReport:
     """Each store's invoice preview for the run's periods, with its proof's sums."""
     ads: list[dict[str, Any]] = field(default_factory=list)
     """Each breaker action of the run as `revloop connect ads` carried it out."""
+    hydration: dict[str, Any] = field(default_factory=dict)
+    """What `revloop connect hydrate` made of BigCommerce's thin webhooks
+    (:class:`demo.hydration.Hydration`)."""
 
     @property
     def ok(self) -> bool:
@@ -477,23 +554,37 @@ def run_demo(
             ) from None
         platforms = stack.enter_context(ad_platforms())
         env.update(platforms.env)
-        # Stopped in reverse: ingest first, so nothing arrives for a normalizer that is leaving.
+        bigcommerce = next(s for s in state.stores if s.platform == "bigcommerce")
+        store_api = stack.enter_context(
+            store_platform(
+                bigcommerce.spec.identity, bigcommerce.spec.currency, bigcommerce.spec.name
+            )
+        )
+        env.update(store_api.env)
+        _skip_to(settings, HYDRATOR_GROUP, HYDRATION_REQUESTS, start_marks)
+        # Stopped in reverse: ingest first, so nothing arrives for a normalizer that is leaving,
+        # and the normalizer before the hydrator that reads its requests.
         ads = _child("connect ads", env, logs / "connect-ads.log")
         stack.callback(ads.stop)
         sink = _child("sink postgres", env, logs / "sink-postgres.log")
         stack.callback(sink.stop)
         worker = _child("worker", env, logs / "worker.log")
         stack.callback(worker.stop)
+        hydrate = _child("connect hydrate", env, logs / "connect-hydrate.log")
+        stack.callback(hydrate.stop)
         normalizer = _child("normalize", env, logs / "normalize.log")
         stack.callback(normalizer.stop)
         ingest = _child("ingest", env, logs / "ingest.log")
         stack.callback(ingest.stop)
-        children = (normalizer, worker, ingest, sink, ads)
+        children = (normalizer, worker, ingest, sink, ads, hydrate)
         with console.status(f"starting ingest on {base_url}, the normalizer and the worker"):
-            _wait_ready(base_url, children, READY_TIMEOUT)
+            _wait_ready(base_url, ingest, children, READY_TIMEOUT)
 
         now = datetime.now(UTC)
-        simulation = run_simulation(seed, orders, stores=state.stores, now=now)
+        # The BigCommerce store's records go to the emulator as the story tells them.
+        simulation = run_simulation(
+            seed, orders, stores=state.stores, now=now, bigcommerce=store_api.bigcommerce
+        )
         platforms.add_campaigns(
             [
                 link
@@ -524,11 +615,36 @@ def run_demo(
         targets = {
             p: offset for (_, p), offset in raw_end.items() if offset > start_marks[(RAW_TOPIC, p)]
         }
-        _wait_caught_up(settings, targets, children, timeout, console)
+        _wait_caught_up(
+            settings,
+            targets,
+            children,
+            timeout,
+            console,
+            group_id=settings.normalizer_group_id,
+            name=RAW_TOPIC,
+            what="the normalizer",
+            child=normalizer,
+        )
+        requests_end = _watermarks(marks_reader, [HYDRATION_REQUESTS], settings.topic_prefix)
+        _wait_caught_up(
+            settings,
+            _ends(settings, HYDRATION_REQUESTS, start_marks, requests_end),
+            children,
+            timeout,
+            console,
+            group_id=HYDRATOR_GROUP,
+            name=HYDRATION_REQUESTS,
+            what="the hydrator",
+            child=hydrate,
+        )
         end_marks = _watermarks(marks_reader, OUTPUT_TOPICS, settings.topic_prefix)
         with console.status("reading back what this run wrote"):
             records = list(_read_between(settings, serde, start_marks, end_marks))
         placed = _run_orders(records, expected)
+        hydration, hydration_problems = hydration_outcome(
+            bigcommerce.store_id, store_api.bigcommerce, records, expected.raw_event_ids
+        )
         loop = _wait_for_the_loop(
             settings,
             serde,
@@ -536,7 +652,6 @@ def run_demo(
             start_marks,
             simulation,
             placed,
-            {v["envelope"]["store_id"] for n, v in records if n == "commerce.inventory-levels.v1"},
             children,
             timeout,
             console,
@@ -566,6 +681,8 @@ def run_demo(
         report.invoices = [vars(i) for i in invoices]
         report.ads = [vars(row) for row in ad_rows]
         report.problems += ad_problems
+        report.hydration = asdict(hydration)
+        report.problems += hydration_problems
         report.problems += invoice_problems(invoices)
         _print_summary(console, report, sent)
         write_private(
@@ -585,14 +702,15 @@ def run_demo(
 def _run_orders(
     records: Sequence[tuple[str, dict[str, Any]]], expected: Expectation
 ) -> dict[str, dict[str, str]]:
-    """Store id → order id → currency: the orders this run placed (created or paid)."""
+    """Store id → order id → currency: the orders this run placed (created or paid), those of
+    the webhooks and those the hydrator read for the run's thin ones."""
     orders: dict[str, dict[str, str]] = {}
     wanted = expected.events.get("commerce.orders.v1", frozenset())
     for name, value in records:
         if (
             name == "commerce.orders.v1"
-            and value["envelope"]["event_id"] in wanted
             and value["kind"] in ("created", "paid")
+            and (value["envelope"]["event_id"] in wanted or hydrated(value, expected.raw_event_ids))
         ):
             store = orders.setdefault(value["envelope"]["store_id"], {})
             store[value["order_id"]] = value["currency"]
@@ -606,7 +724,6 @@ def _wait_for_the_loop(
     start_marks: Mapping[tuple[str, int], int],
     simulation: Simulation,
     orders: Mapping[str, Mapping[str, str]],
-    stocked: Set[str],
     children: Sequence[Child],
     timeout: float,
     console: Console,
@@ -619,7 +736,7 @@ def _wait_for_the_loop(
             _check(children)
             end = _watermarks(marks_reader, LOOP_TOPICS, settings.topic_prefix)
             records = list(_read_between(settings, serde, start_marks, end))
-            outcome = loop_outcome(simulation.stock, orders, records, stocked)
+            outcome = loop_outcome(simulation.stock, orders, records)
             if time.monotonic() > deadline:
                 return outcome
             if not outcome.missing:
@@ -644,6 +761,7 @@ def _report(
 ) -> DemoReport:
     written: Counter[str] = Counter()
     unexpected: Counter[str] = Counter()
+    hydrated_ids: dict[str, set[str]] = {}
     dead: list[dict[str, str]] = []
     for name, value in records:
         envelope = value.get("envelope", {})
@@ -659,6 +777,9 @@ def _report(
             continue
         if envelope.get("event_id") in expected.events.get(name, frozenset()):
             written[name] += 1
+        elif hydrated(value, expected.raw_event_ids):
+            # Each read of an order repeats its refunds so far: one event each, by id.
+            hydrated_ids.setdefault(name, set()).add(envelope["event_id"])
         elif set(envelope.get("caused_by") or ()) & expected.raw_event_ids:
             unexpected[name] += 1
     requests: dict[str, dict[str, int]] = {}
@@ -670,6 +791,7 @@ def _report(
         name: {
             "expected": len(expected.events.get(name, ())),
             "written": written[name],
+            "hydrated": len(hydrated_ids.get(name, ())),
             "unexpected": unexpected[name],
         }
         for name in OUTPUT_TOPICS
@@ -748,6 +870,7 @@ def _print_summary(console: Console, report: DemoReport, sent: Sequence[Sent]) -
     events.add_column("records")
     events.add_column("expected", justify="right")
     events.add_column("written", justify="right")
+    events.add_column("hydrated", justify="right")
     for name, counts in report.events.items():
         good = counts["written"] == counts["expected"] and not counts["unexpected"]
         mark = "[green]✓[/]" if good else "[red]✗[/]"
@@ -756,9 +879,16 @@ def _print_summary(console: Console, report: DemoReport, sent: Sequence[Sent]) -
             ", ".join(v.rsplit(".", 1)[-1] for v in topic(name).values),
             str(counts["expected"]),
             f"{counts['written']} {mark}",
+            str(counts["hydrated"] or ""),
         )
     console.print(events)
+    console.print(
+        "  Expected and written: the events of the webhooks and feeds, by id. Hydrated: what "
+        "`revloop connect hydrate` read from the store's API for BigCommerce's thin webhooks "
+        "(their requests are the ones on ingest.hydration-requests.v1), counted by cause."
+    )
     console.print()
+    _print_hydration(console, report.hydration)
 
     if report.dead_letters:
         console.print(f"[red]Dead letters: {len(report.dead_letters)}[/]")
@@ -810,15 +940,10 @@ def _print_summary(console: Console, report: DemoReport, sent: Sequence[Sent]) -
     for row in rows:
         stock.add_row(*row)
     console.print(stock)
-    if any(answer["unanswerable"] for answer in report.loop["stock"]):
-        console.print(
-            "  ¹ BigCommerce's webhooks carry ids only: its stock reaches the topics once a "
-            "connector fetches the resources (ingest.hydration-requests.v1)."
-        )
     for whole in report.loop["whole_products"]:
         console.print(
-            f"  {whole['store_id']}: every variant of product {whole['product_id']} sold out: "
-            f"the product's own breaker: {whole['action']} at {_hhmm(whole['at'])}"
+            f"  {whole['store_id']}: product {whole['product_id']}'s own breaker (every variant "
+            f"it had levels for sold out): {whole['action']} at {_hhmm(whole['at'])}"
         )
     console.print()
 
@@ -919,6 +1044,53 @@ def _print_summary(console: Console, report: DemoReport, sent: Sequence[Sent]) -
         console.print("[green]Every request was accepted and every expected event was written.[/]")
 
 
+def _print_hydration(console: Console, hydration: Mapping[str, Any]) -> None:
+    events = hydration["events"]
+    orders = hydration["orders"]
+    answered = hydration["answered"] == hydration["requests"]
+    console.print(
+        f"[bold]Hydration[/] (revloop connect hydrate, on a BigCommerce emulator): "
+        f"{hydration['answered']} of {hydration['requests']} requests of "
+        f"{hydration['store_id']} answered {'[green]✓[/]' if answered else '[red]✗[/]'}, with "
+        f"{events['commerce.orders.v1']} order events, {events['commerce.products.v1']} "
+        f"products, {events['commerce.customers.v1']} customers and "
+        f"{events['commerce.inventory-levels.v1']} stock levels; {hydration['calls']} API calls, "
+        f"{hydration['violations']} over its limit ({REQUESTS_PER_WINDOW} per "
+        f"{WINDOW_MS // 1000} s)."
+    )
+    table = Table(
+        title=f"BigCommerce orders, hydrated: {len(orders)} of {hydration['orders_held']} "
+        "arrived with their totals and lines on commerce.orders.v1",
+        title_justify="left",
+        show_edge=False,
+    )
+    for column in ("order", "as of", "status", "total", "line items", "refunded"):
+        table.add_column(column, justify="right" if column in ("total", "refunded") else "left")
+    # The orders with the most to show (a refund, several lines), in the order they came.
+    shown = sorted(
+        orders, key=lambda o: (not o["refunded_minor"], -len(o["lines"]), o["order_id"])
+    )[:EXAMPLES]
+    for order in sorted(shown, key=lambda o: o["order_id"]):
+        refunded = order["refunded_minor"]
+        table.add_row(
+            order["order_id"],
+            _hhmm(order["at"]),
+            order["status"],
+            _money(order["total_minor"], order["currency"]),
+            "\n".join(order["lines"]),
+            _money(refunded, order["currency"]) if refunded else "",
+        )
+    console.print(table)
+    if len(orders) > EXAMPLES:
+        console.print(f"  ... and {len(orders) - EXAMPLES} more (all in last-run.json).")
+    console.print(
+        "  The store's webhooks carry ids only; the hydrator read each order (with its products "
+        "and refunds), product and customer as the store holds it at the end of the day (as of: "
+        "its last change), and took the stock levels the inventory webhooks announce."
+    )
+    console.print()
+
+
 def _print_ads(console: Console, ads: Sequence[dict[str, Any]]) -> None:
     table = Table(
         title="Ads (revloop connect ads, on the Meta and Google Ads emulators)",
@@ -961,8 +1133,6 @@ def _money(minor: int, currency: str) -> str:
 
 
 def _answer(answer: dict[str, Any]) -> str:
-    if answer["unanswerable"]:
-        return "[dim]no stock events¹[/]"
     if answer["action_at"] is None:
         return "[red]none ✗[/]"
     return f"{_hhmm(answer['action_at'])} [green]✓[/]"
@@ -980,10 +1150,13 @@ def _keep_running(
         f"normalizer: consuming {prefix}{RAW_TOPIC} as group {prefix}{settings.normalizer_group_id}"
     )
     console.print(
+        f"hydrator:   consuming {prefix}{HYDRATION_REQUESTS} as group {prefix}{HYDRATOR_GROUP}"
+    )
+    console.print(
         f"registry:   {state.stores_file} (API keys in {state.directory / 'api-keys.json'})"
     )
     console.print(f"logs:       {state.directory / 'logs'}")
-    console.print("Press Ctrl-C to stop both.")
+    console.print("Press Ctrl-C to stop them all.")
     try:
         while True:
             _check(children)
@@ -1006,14 +1179,19 @@ def demo_command(
         40, min=MIN_ORDERS, max=MAX_ORDERS, help="Orders across the three stores."
     ),
     keep_running: bool = typer.Option(
-        False, "--keep-running", help="Leave ingest and the normalizer up until Ctrl-C."
+        False,
+        "--keep-running",
+        help="Leave ingest, the normalizer and the other processes up until Ctrl-C.",
     ),
     port: int | None = typer.Option(None, help="Ingest port (default REVLOOP_INGEST_PORT)."),
     state_dir: Annotated[
         Path | None,
         typer.Option(help="Where the demo keeps its registry and logs (default <state dir>/demo)."),
     ] = None,
-    timeout: float = typer.Option(120.0, help="Seconds to wait for the normalizer to catch up."),
+    timeout: float = typer.Option(
+        120.0,
+        help="Seconds to wait for each stage: the normalizer, the hydrator, the worker, the sink.",
+    ),
 ) -> None:
     """Simulate three stores (Shopify, WooCommerce, BigCommerce) and send their signed webhooks
     and ad touchpoints through ingest and the normalizer; print what came out."""

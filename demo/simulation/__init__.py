@@ -1,10 +1,12 @@
 """A seeded day of trading at three demo stores, as the HTTP requests their platforms and ad tools
 would send to ingest (`revloop demo`, docs/demo.md).
 
-Pure: no clock, no network, no files. Everything follows from ``seed`` and ``now``. The story
-(which products sell out, which orders are refunded) depends on the seed alone, and ``now``
-places it in time and makes its ids new, so that repeated runs are not dropped as
-duplicates of earlier ones.
+Pure: no clock, no network, no files. Everything follows from ``seed`` and ``now``. BigCommerce's
+webhooks carry ids only, so its store also writes each product, customer and order, as they
+change, to the back office it is given (the demo's BigCommerce emulator, which the hydrator
+reads; ``bigcommerce.py``); without one, the story is the same. The story (which products sell
+out, which orders are refunded) depends on the seed alone, and ``now`` places it in time and
+makes its ids new, so that repeated runs are not dropped as duplicates of earlier ones.
 
 One store per platform, each with a few products and a stock level per variant:
 
@@ -27,6 +29,7 @@ state one day shares), ``story.py`` (the walk through the day), ``shopify.py``,
 (the ad tools' feeds) and ``expectation.py``.
 """
 
+from demo.simulation.bigcommerce import BackOffice
 from demo.simulation.expectation import Expectation, expected_outcome
 from demo.simulation.story import MAX_ORDERS, MIN_ORDERS, Simulation, run_simulation, simulate
 from demo.simulation.world import (
@@ -42,6 +45,7 @@ __all__ = [
     "MAX_ORDERS",
     "MIN_ORDERS",
     "STORE_SPECS",
+    "BackOffice",
     "DemoRequest",
     "DemoStore",
     "Expectation",

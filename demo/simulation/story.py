@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from demo.simulation.bigcommerce import BigCommerceStore
+from demo.simulation.bigcommerce import BackOffice, BigCommerceStore
 from demo.simulation.marketing import AdTool
 from demo.simulation.shopify import ShopifyStore
 from demo.simulation.woocommerce import WooCommerceStore
@@ -57,12 +57,19 @@ def simulate(
 
 
 def run_simulation(
-    seed: int, orders: int, *, stores: Sequence[DemoStore], now: datetime
+    seed: int,
+    orders: int,
+    *,
+    stores: Sequence[DemoStore],
+    now: datetime,
+    bigcommerce: BackOffice | None = None,
 ) -> Simulation:
     """A day of trading that ends just before ``now`` (aware). ``stores`` holds one store per
     platform (see :data:`STORE_SPECS`); BigCommerce deliveries are signed for ``now``, since
     BigCommerce stamps each delivery when it sends it and ingest refuses stamps over 5 minutes
-    old."""
+    old. ``bigcommerce`` gets the BigCommerce store's products, customers and orders as they
+    change (its webhooks carry ids only: the hydrator reads them there); the story and the
+    requests are the same with it or without."""
     if not MIN_ORDERS <= orders <= MAX_ORDERS:
         raise ValueError(f"orders must be between {MIN_ORDERS} and {MAX_ORDERS}")
     if now.tzinfo is None or now.utcoffset() is None:
@@ -70,7 +77,7 @@ def run_simulation(
     by_platform = {s.platform: s for s in stores}
     if sorted(by_platform) != sorted(s.platform for s in STORE_SPECS) or len(stores) != 3:
         raise ValueError("expected exactly one store per platform")
-    return _Story(seed, orders, by_platform, now.astimezone(UTC)).run()
+    return _Story(seed, orders, by_platform, now.astimezone(UTC), bigcommerce).run()
 
 
 class _Story:
@@ -78,7 +85,12 @@ class _Story:
     the stores in that order."""
 
     def __init__(
-        self, seed: int, orders: int, stores: Mapping[str, DemoStore], now: datetime
+        self,
+        seed: int,
+        orders: int,
+        stores: Mapping[str, DemoStore],
+        now: datetime,
+        bigcommerce: BackOffice | None = None,
     ) -> None:
         self.order_count = orders
         self.stores = stores
@@ -87,7 +99,7 @@ class _Story:
         self.platforms: dict[str, Platform] = {
             "shopify": ShopifyStore(self.day, stores["shopify"]),
             "woocommerce": self.woocommerce,
-            "bigcommerce": BigCommerceStore(self.day, stores["bigcommerce"]),
+            "bigcommerce": BigCommerceStore(self.day, stores["bigcommerce"], bigcommerce),
         }
         self.ad_tools = {p: AdTool(self.day, store) for p, store in stores.items()}
         self.products: dict[str, list[Product]] = {}

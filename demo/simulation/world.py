@@ -16,6 +16,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final, Protocol
 
 from demo.ad_platforms import demo_connections
+from demo.hydration import platform_connections
 from revloop.crypto import Secret
 from revloop.stores import SettingsVersion, Store, StoreRegistry, api_key_digest
 
@@ -80,7 +81,8 @@ class DemoStore:
 
 
 def demo_registry(stores: Iterable[DemoStore]) -> StoreRegistry:
-    """The registry ingest needs for these stores: secrets, currencies, one API key each."""
+    """The registry ingest needs for these stores: secrets, currencies, one API key each; their
+    ad accounts, and BigCommerce's own API (for the hydrator), on the demo's emulators."""
     return StoreRegistry(
         Store(
             store_id=s.store_id,
@@ -90,7 +92,10 @@ def demo_registry(stores: Iterable[DemoStore]) -> StoreRegistry:
             api_key_hashes=(api_key_digest(s.api_key),),
             currency=s.spec.currency,
             settings=(SettingsVersion(CONTRACTS_FROM, {"billing_plan": s.spec.plan}),),
-            connections=demo_connections(number),
+            connections=(
+                *demo_connections(number),
+                *platform_connections(s.platform, s.spec.identity),
+            ),
         )
         for number, s in enumerate(stores)
     )
@@ -296,7 +301,8 @@ class Variant:
     spec: VariantSpec
     variant_id: int
     item_id: int
-    """Shopify's inventory item id; BigCommerce's SKU id; WooCommerce's product id."""
+    """Shopify's inventory item id; BigCommerce's SKU id (its stock is named by the variant id);
+    WooCommerce's product id."""
     level: int
 
     @property

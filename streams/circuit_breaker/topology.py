@@ -145,11 +145,20 @@ def item_step(record: Stored, stored: Stored, lateness: timedelta) -> tuple[Stor
         owner = {"product_id": record["product_id"], "variant_id": record["variant_id"]}
         changed = owner != stored.get("owner")
     else:
-        if owner is None and record["product_id"]:
-            variant_id = record["variant_id"]
-            if variant_id == record["product_id"]:  # a simple product's stock is the product's
-                variant_id = None
-            owner = {"product_id": record["product_id"], "variant_id": variant_id}
+        if (
+            owner is None
+            and record["product_id"]
+            and record["variant_id"]
+            in (
+                None,
+                record["product_id"],
+            )
+        ):
+            # A simple product's stock is the product's. A level naming a variant waits for its
+            # product's variants instead (kept in ``pending``): until they are known, a product
+            # of several variants would look sold out when one of them is, and one of a single
+            # variant would get a breaker of its own.
+            owner = {"product_id": record["product_id"], "variant_id": None}
         update = LevelUpdate(
             record["event_id"],
             record["location_id"],

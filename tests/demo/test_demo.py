@@ -79,6 +79,8 @@ def demo(bootstrap_servers: str, state_dir: Path, *args: str) -> dict[str, Any]:
     )
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert "Dead letters: 0" in result.stdout
+    assert "BigCommerce orders, hydrated" in result.stdout
+    assert "no stock events" not in result.stdout  # every store's stock moments are answered
     report: dict[str, Any] = json.loads((state_dir / "last-run.json").read_text())
     return report
 
@@ -100,13 +102,36 @@ def test_the_demo_drives_the_pipeline_and_can_run_again(
         assert counts["unexpected"] == 0, name
     assert len(report["duplicates"]) >= 2  # the Shopify and BigCommerce retries
     assert {m["kind"] for m in report["stock"]} == {"sold_out", "restocked"}
+    # BigCommerce's thin webhooks were hydrated from the store's API (the emulator): every
+    # request answered, every order complete on commerce.orders.v1 and in Postgres, within the
+    # API's rate limit.
+    hydration = report["hydration"]
+    assert hydration["answered"] == hydration["requests"] > 0
+    assert hydration["violations"] == 0
+    assert len(hydration["orders"]) == hydration["orders_held"] > 0
+    for order in hydration["orders"]:
+        assert order["total_minor"] > 0 and order["lines"], order
+    for name in ("commerce.orders.v1", "commerce.products.v1", "commerce.inventory-levels.v1"):
+        assert report["events"][name]["hydrated"] > 0, name
+    tables = report["tables"]["demo-bigcommerce"]
+    assert tables["orders_found"] == tables["orders_expected"] == len(hydration["orders"])
+    assert report["loop"]["scores"]["demo-bigcommerce"]["scored"] == len(hydration["orders"])
+    # Every store's sell-outs and restocks were answered by the breaker, BigCommerce's too.
+    assert {m["store_id"] for m in report["loop"]["stock"]} == {
+        "demo-shopify",
+        "demo-woo",
+        "demo-bigcommerce",
+    }
+    assert all(m["action_at"] for m in report["loop"]["stock"])
     # Each store gets an invoice on its own plan (the proofs agree with them, or "problems"
-    # would say so); the baseline-uplift store got a baseline to measure against. BigCommerce's
-    # orders wait for hydration, so its invoice bills nothing yet.
-    plans = {i["store_id"]: (i["plan"], i["expected_minor"]) for i in report["invoices"]}
-    assert plans["demo-shopify"][0] == "roas_profit_share"
-    assert plans["demo-woo"][0] == "baseline_uplift" and plans["demo-woo"][1] > 0
-    assert plans["demo-bigcommerce"][0] == "attributed_incremental"
+    # would say so); the baseline-uplift store got a baseline to measure against, and
+    # BigCommerce bills on its hydrated orders' incremental revenue.
+    plans = {i["store_id"]: i for i in report["invoices"]}
+    assert plans["demo-shopify"]["plan"] == "roas_profit_share"
+    assert plans["demo-woo"]["plan"] == "baseline_uplift"
+    assert plans["demo-woo"]["expected_minor"] > 0
+    assert plans["demo-bigcommerce"]["plan"] == "attributed_incremental"
+    assert plans["demo-bigcommerce"]["amount_minor"] > 0
     # The ad executor carried out the sell-outs and restocks on the emulators ("problems" holds
     # any ad that does not show what its breakers last said).
     changes = [change for ad in report["ads"] for change in ad["changes"]]
@@ -118,6 +143,8 @@ def test_the_demo_drives_the_pipeline_and_can_run_again(
     again = demo(bootstrap_servers, state_dir, "--orders", "3", "--seed", "11")
     assert (state_dir / "master-keys").read_text() == master_key
     assert again["problems"] == []
+    assert again["hydration"]["answered"] == again["hydration"]["requests"] > 0
+    assert len(again["hydration"]["orders"]) == again["hydration"]["orders_held"] > 0
     for name in CANONICAL:
         counts = again["events"][name]
         assert counts["written"] == counts["expected"] > 0, name

@@ -14,12 +14,17 @@ from typing import Any
 
 import pytest
 
+from connectors.hydrator import READERS, requesting_delivery
+from connectors.store_apis.bigcommerce import BigCommerceApi
+from demo.hydration import store_hash
 from demo.run import DemoState, ensure_demo_state
 from demo.simulation import DemoRequest, Simulation, expected_outcome, run_simulation, simulate
+from emulators import BigCommerceEmulator, serve
 from ingest import feeds
 from platforms import bigcommerce, shopify, woocommerce
 from platforms.events import NormalizeContext, RawDelivery, Skip
 from revloop.stores import StoreRegistry
+from streams.circuit_breaker.topology import variant_records
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 MODULES: dict[str, Any] = {
@@ -279,3 +284,80 @@ def test_demo_state_is_made_once_and_kept_private(tmp_path: Path) -> None:
         # The registry keeps only a digest of each API key, and the secrets only encrypted.
         assert store.api_key not in first.stores_file.read_text()
         assert store.secret.decode() not in first.stores_file.read_text()
+
+
+def test_bigcommerce_webhooks_hydrate_from_the_records_the_store_keeps(
+    state: DemoState, registry: StoreRegistry
+) -> None:
+    """The simulation writes BigCommerce's products, customers and orders to its back office
+    (here an emulator, as in the demo) without changing the story; what the hydrator reads there
+    for each thin webhook is complete, and names the stock as the story's moments do."""
+    (store,) = [s for s in state.stores if s.platform == "bigcommerce"]
+    emulator = BigCommerceEmulator(
+        store_hash(store.spec.identity), "sim-token", requests_per_window=1000
+    )
+    simulation = run_simulation(7, 40, stores=state.stores, now=NOW, bigcommerce=emulator)
+    assert simulation == run(state, 7, 40)
+    context = NormalizeContext(
+        customer_salt=state.customer_salt.encode(),
+        store_currency={s.store_id: s.currency for s in registry if s.currency},
+        source="hydration",
+    )
+    events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    with (
+        serve(emulator.app) as served,
+        BigCommerceApi(
+            store.store_id, emulator.store_hash, "sim-token", api_url=served.base_url
+        ) as api,
+    ):
+        for request in webhooks(simulation):
+            if request.platform != "bigcommerce" or request.retry:
+                continue
+            delivery = bigcommerce.authenticate(request.body, request.headers, registry, NOW)
+            raw = RawDelivery(
+                delivery.event_id, store.store_id, "bigcommerce", delivery.topic,
+                delivery.occurred_at, NOW, delivery.headers, request.body,
+            )  # fmt: skip
+            result = bigcommerce.normalize(raw, context)
+            assert isinstance(result, list)
+            for hydration in result:
+                value = hydration.value
+                found = READERS["bigcommerce"](api, value, requesting_delivery(value), context)
+                assert found, request.label
+                for event in found:
+                    events[event.record.rsplit(".", 1)[-1]].append(event.value)
+    assert emulator.calls.violations == 0
+
+    orders = {o["order_id"]: o for o in events["OrderEvent"] if o["kind"] == "created"}
+    assert len(orders) == simulation.orders["bigcommerce"] == len(emulator.orders)
+    for order_id, order in orders.items():
+        held = emulator.orders[int(order_id)]
+        assert order["total"]["amount_minor"] == int(Decimal(held["total_inc_tax"]) * 100)
+        assert order["total"]["amount_minor"] > 0
+        lines = emulator.order_products[int(order_id)]
+        assert len(order["line_items"]) == len(lines) > 0
+        assert all(line["product_id"] and line["variant_id"] for line in order["line_items"])
+    refunds = {o["refund"]["refund_id"] for o in events["OrderEvent"] if o["kind"] == "refunded"}
+    assert len(refunds) == simulation.refunds["bigcommerce"] > 0
+    assert len({c["customer_id"] for c in events["CustomerUpsert"]}) == len(emulator.customers)
+
+    # The breaker learns whose stock an item is from the products, and the levels from the
+    # webhooks: together they must name each moment's product and variant, at its level.
+    owners = {
+        r["item_id"]: (r["product_id"], r["variant_id"])
+        for product in events["ProductUpsert"]
+        for r in variant_records({"record": "ProductUpsert", **product})
+    }
+    levels = {
+        (owners[level["inventory_item_id"]], level["envelope"]["occurred_at"], level["quantity"])
+        for level in events["InventoryLevel"]
+    }
+    moments = [m for m in simulation.stock if m.store_id == store.store_id]
+    assert moments
+    for moment in moments:
+        assert any(
+            owner == (moment.product_id, moment.variant_id)
+            and quantity == moment.level
+            and abs(at - moment.at) <= timedelta(minutes=5)
+            for owner, at, quantity in levels
+        ), moment

@@ -81,6 +81,20 @@ def test_a_simple_product_has_no_variant_breaker() -> None:
     assert total["variant_id"] is None
 
 
+def test_a_level_naming_a_variant_waits_for_its_products_variants() -> None:
+    """BigCommerce and WooCommerce levels name their product and variant. Owned at once, the
+    product would look sold out when one of its variants is (its other variants not known
+    yet), so the level waits for the product's variants, however late they come."""
+    named = [{**level(n, n, q, product="p1"), "variant_id": "v1"} for n, q in ((1, 2), (2, 0))]
+    assert run(lambda r, s: item_step(r, s, LATENESS), named) == []
+    variant = {"kind": "variant", "store_id": "s", "item_id": "i1", "product_id": "p1"}
+    out = run(lambda r, s: item_step(r, s, LATENESS), [*named, {**variant, "variant_id": "v1"}])
+    assert [(o["available"], o["variant_id"]) for o in out] == [(2, "v1"), (0, "v1")]
+    # The only variant of its product: the product's own breaker, not a variant's.
+    out = run(lambda r, s: item_step(r, s, LATENESS), [*named, {**variant, "variant_id": None}])
+    assert {o["variant_id"] for o in out} == {None}
+
+
 def total(item: str, minute: int, available: int, variant: str) -> dict[str, Any]:
     return {
         "kind": "item_total",
