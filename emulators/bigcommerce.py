@@ -20,7 +20,8 @@ seconds. Seeding assigns ids, ``date_created`` and ``date_modified`` where missi
 (seeding updates, stock adjustments) moves ``date_modified`` on, by at least a second, so each
 state of a record has its own version. Stock is kept per variant and location (location 1 is
 the default one); a variant's ``inventory_level`` is its sum over locations, and a product's
-the sum over its variants.
+the sum over its variants. ``/v3/catalog/variants`` filters on ``id``/``id:in``, ``sku`` (exact)
+and ``sku:in`` (a comma-separated list), and ``product_id:in``.
 """
 
 from __future__ import annotations
@@ -596,6 +597,11 @@ class BigCommerceEmulator(Emulator):
             ]
         found.sort(key=lambda v: v["id"])
         found = _by_ids(found, query.get("id:in") or query.get("id"))
+        if "sku" in query:
+            found = [v for v in found if v.get("sku") == query["sku"]]
+        if "sku:in" in query:
+            skus = set(query["sku:in"].split(","))
+            found = [v for v in found if v.get("sku") in skus]
         if "product_id:in" in query:
             wanted = {int(i) for i in query["product_id:in"].split(",") if i.strip()}
             found = [v for v in found if v["product_id"] in wanted]

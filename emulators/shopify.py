@@ -17,8 +17,13 @@ answer carries ``extensions.cost``.
 
 Connections take ``first`` (1 to 250; ``first`` or ``last`` is required) and ``after``;
 cursors are opaque (base64 of the last id and sort value, as Shopify's are), so a cursor stays
-valid when its record changes. ``query`` takes ``updated_at`` comparisons (``>=``, ``>``,
-``<=``, ``<``); ``sortKey`` ``UPDATED_AT`` or ``ID``. Only forward paging is emulated.
+valid when its record changes. ``query`` is read by Shopify's search syntax (terms
+``name:value`` separated by whitespace, ``AND`` between them optional; a value bare, with a
+backslash escaping any character, or in single or double quotes, a backslash escaping any
+character inside): it takes ``updated_at`` comparisons (``>=``, ``>``, ``<=``, ``<``), and on
+``productVariants`` ``sku:`` equality (case-insensitive, as Shopify's search is); ``OR``,
+negation and parentheses are refused. ``sortKey`` ``UPDATED_AT`` or ``ID``. Only forward paging
+is emulated.
 
 Seeding takes the REST/webhook JSON shapes (``add_product``, ``add_order``, ``add_customer``,
 ``set_level``) and the GraphQL nodes are built from them. Times the seed leaves out are taken
@@ -73,7 +78,7 @@ MAX_PAGE = 250
 MUTATION_COST = 10
 _VERSION = re.compile(r"^(\d{4}-(01|04|07|10)|unstable)$")
 _UNKNOWN_FIELD = re.compile(r"Cannot query field '(\w+)' on type '(\w+)'")
-_TERM = re.compile(r"^updated_at:(>=|<=|>|<)?['\"]?([^'\"]+)['\"]?$")
+_FIELD = re.compile(r"([A-Za-z_][A-Za-z0-9_.]*):(>=|<=|>|<)?")
 _RATE_DOCS = "https://shopify.dev/api/usage/rate-limits"
 
 
@@ -320,28 +325,96 @@ def _uncursor(cursor: str) -> Key:
         ) from exc
 
 
-def _filter(query: str | None) -> Callable[[str | None], bool]:
-    """The ``updated_at`` comparisons of a search query, as a test on an ISO instant."""
-    tests: list[Callable[[datetime], bool]] = []
-    for term in (query or "").split():
-        if term.upper() == "AND":
+def _bad_search(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": "BAD_REQUEST"})
+
+
+def _search_value(query: str, at: int) -> tuple[str, int]:
+    """The value starting at ``at`` (bare or quoted, backslash escapes undone) and where the
+    term ends."""
+    quote = query[at] if at < len(query) and query[at] in "'\"" else None
+    if quote:
+        at += 1
+    chars: list[str] = []
+    while at < len(query):
+        char = query[at]
+        if char == "\\" and at + 1 < len(query):
+            chars.append(query[at + 1])
+            at += 2
             continue
-        found = _TERM.match(term)
-        if found is None:
-            raise GraphQLError(
-                f"The emulator filters on updated_at only, not {term.split(':')[0]!r}.",
-                extensions={"code": "BAD_REQUEST"},
-            )
-        op, bound = found.group(1) or ">=", _instant(found.group(2))
-        tests.append(
-            {
-                ">=": lambda t, b=bound: t >= b,
-                ">": lambda t, b=bound: t > b,
-                "<=": lambda t, b=bound: t <= b,
-                "<": lambda t, b=bound: t < b,
-            }[op]
-        )
-    return lambda at: all(test(_instant(at)) for test in tests) if at else not tests
+        if quote and char == quote:
+            return "".join(chars), at + 1
+        if not quote and char.isspace():
+            break
+        if not quote and char in "()":
+            raise _bad_search("The emulator does not group search terms.")
+        chars.append(char)
+        at += 1
+    if quote:
+        raise _bad_search("Unterminated quoted string in the search query.")
+    return "".join(chars), at
+
+
+def search_terms(query: str | None) -> list[tuple[str, str, str]]:
+    """The ``(field, comparator, value)`` terms of a search query (all ANDed)."""
+    text, at, terms = query or "", 0, []
+    while at < len(text):
+        if text[at].isspace():
+            at += 1
+            continue
+        field = _FIELD.match(text, at)
+        if field is None:
+            word, at = _search_value(text, at)
+            if word == "AND":
+                continue
+            raise _bad_search(f"The emulator searches by field only, not {word!r}.")
+        value, at = _search_value(text, field.end())
+        terms.append((field.group(1), field.group(2) or "", value))
+    return terms
+
+
+Test = Callable[[Mapping[str, Any]], bool]
+_COMPARE: dict[str, Callable[[datetime, datetime], bool]] = {
+    "": lambda t, b: t >= b,  # a date equality reads as "from then on"
+    ">=": lambda t, b: t >= b,
+    ">": lambda t, b: t > b,
+    "<=": lambda t, b: t <= b,
+    "<": lambda t, b: t < b,
+}
+
+
+def _when(bound: datetime, compare: Callable[[datetime, datetime], bool]) -> Test:
+    def test(record: Mapping[str, Any]) -> bool:
+        at = record.get("updated_at")
+        return bool(at) and compare(_instant(at), bound)
+
+    return test
+
+
+def _equal(field: str, wanted: str) -> Test:
+    def test(record: Mapping[str, Any]) -> bool:
+        return str(record.get(field) or "").casefold() == wanted.casefold()
+
+    return test
+
+
+def _filter(query: str | None, fields: tuple[str, ...] = ()) -> Test:
+    """The search query as a test on a REST record: ``updated_at`` comparisons, and equality
+    on the text ``fields`` allowed (``sku``)."""
+    tests: list[Test] = []
+    for field, op, value in search_terms(query):
+        if field == "updated_at":
+            try:
+                bound = _instant(value)
+            except ValueError as exc:
+                raise _bad_search(f"Invalid date {value!r} in the search query.") from exc
+            tests.append(_when(bound, _COMPARE[op]))
+        elif field in fields and not op:
+            tests.append(_equal(field, value))
+        else:
+            allowed = ", ".join(("updated_at", *fields))
+            raise _bad_search(f"The emulator filters on {allowed} only, not {field!r}.")
+    return lambda record: all(test(record) for test in tests)
 
 
 def connection(entries: list[tuple[Key, Any]], args: Mapping[str, Any]) -> Node:
@@ -538,13 +611,17 @@ class ShopifyEmulator(Emulator):
     # -- GraphQL nodes from the REST records --------------------------------------------------
 
     def _keyed(
-        self, records: list[Node], args: Mapping[str, Any], build: Callable[[Node], Node]
+        self,
+        records: list[Node],
+        args: Mapping[str, Any],
+        build: Callable[[Node], Node],
+        fields: tuple[str, ...] = (),
     ) -> Node:
-        matches = _filter(args.get("query"))
+        matches = _filter(args.get("query"), fields)
         by_update = args.get("sortKey") == "UPDATED_AT"
         entries: list[tuple[Key, Any]] = []
         for record in records:
-            if not matches(record.get("updated_at")):
+            if not matches(record):
                 continue
             value = _instant(record["updated_at"]).timestamp() if by_update else 0.0
             entries.append(((value, int(record["id"])), record))
@@ -614,7 +691,8 @@ class ShopifyEmulator(Emulator):
         return {
             "id": gid("InventoryItem", item),
             "sku": variant.get("sku"),
-            "tracked": True,
+            # REST: ``inventory_management`` null means Shopify does not track the stock.
+            "tracked": variant.get("inventory_management", "shopify") is not None,
             "createdAt": _utc(variant.get("created_at") or self._clock.isoformat()),
             "updatedAt": _utc(variant.get("updated_at") or self._clock.isoformat()),
             "inventoryLevels": lambda info, **a: self._levels_connection(
@@ -627,7 +705,7 @@ class ShopifyEmulator(Emulator):
         self, entries: list[tuple[Key, tuple[str, str, Node]]], args: Mapping[str, Any]
     ) -> Node:
         matches = _filter(args.get("query"))
-        kept = [e for e in entries if matches(e[1][2]["updated_at"])]
+        kept = [e for e in entries if matches(e[1][2])]
         page = connection(kept, args)
         nodes = [self._level_node(*triple) for triple in page["nodes"]]
         page["nodes"] = nodes
@@ -880,7 +958,9 @@ class ShopifyEmulator(Emulator):
                 list(self.products.values()), a, self._product_node
             ),
             "product": by_id(self.products, "Product", self._product_node),
-            "productVariants": lambda info, **a: self._keyed(variants(), a, self._variant_node),
+            "productVariants": lambda info, **a: self._keyed(
+                variants(), a, self._variant_node, ("sku",)
+            ),
             "productVariant": variant,
             "orders": lambda info, **a: self._keyed(
                 list(self.orders.values()), a, self._order_node

@@ -12,7 +12,10 @@ name, home, timezone) is public.
 orders: ``date`` desc by default, also ``id``, ``modified``, ``title``, ``slug``, ties broken by
 id; customers: ``name`` asc by default, also ``id``, ``registered_date``), ``modified_after``
 with ``dates_are_gmt`` (strictly after; not on customers, which WooCommerce does not filter by
-date), ``type`` on products. Every listing
+date), ``type`` and ``sku`` on products. ``sku`` is WooCommerce's exact match on ``_sku``: the
+value is split at commas (with the whole value kept too when there are several), compared as
+MySQL's default collation does (case-insensitively), and the listing then covers variations as
+well as products (``post_type`` ``product`` and ``product_variation``). Every listing
 answers ``X-WP-Total``, ``X-WP-TotalPages`` and ``Link`` headers (``rel="prev"``/``rel="next"``)
 built on the request's own URL.
 
@@ -21,7 +24,8 @@ are assigned when missing (products, variations and orders share WordPress's pos
 ``date_created(_gmt)``/``date_modified(_gmt)`` are filled in when missing and bumped on every
 write through the API. Variations carry ``type: "variation"`` and ``parent_id``, and their
 parent lists their ids in ``variations``. ``GET/PUT /products/{id}`` also serves a variation's
-own id, as WooCommerce does (``wc_get_product``).
+own id, as WooCommerce does (``wc_get_product``). A variation whose ``manage_stock`` is
+``"parent"`` is read with its parent's ``stock_quantity``, as WooCommerce's view context does.
 
 **Limits**: WooCommerce has none of its own, but hosts do: past ``requests_per_window`` calls in
 ``window_seconds`` the emulator answers 429 with ``Retry-After`` (whole seconds) and counts a
@@ -355,9 +359,27 @@ class WooCommerceEmulator(Emulator):
         if refused is not None:
             return refused
         kind = request.query_params.get("type")
+        sku = request.query_params.get("sku", "").strip()
         with self._lock:
-            rows = [dict(p) for p in self.products.values() if kind in (None, p.get("type"))]
+            posts = list(self.products.values())
+            if sku:
+                # With ``sku`` WooCommerce queries variations too (``product_variation``).
+                skus = sku.split(",")
+                if len(skus) > 1:
+                    skus.append(sku)
+                wanted = {s.casefold() for s in skus}
+                posts += self.variations.values()
+                posts = [p for p in posts if str(p.get("sku") or "").casefold() in wanted]
+            rows = [self._view(p) for p in posts if kind in (None, p.get("type"))]
         return self._listing(request, rows, orderings=_POSTS, default=("date", "desc"))
+
+    def _view(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A record as read: a variation stocked by its parent shows the parent's stock."""
+        shown = dict(record)
+        if record.get("type") == "variation" and record.get("manage_stock") == "parent":
+            parent = self.products.get(int(record["parent_id"])) or {}
+            shown["stock_quantity"] = parent.get("stock_quantity")
+        return shown
 
     async def _variations(self, request: Request) -> Response:
         refused = self._begin(request)
@@ -367,7 +389,7 @@ class WooCommerceEmulator(Emulator):
         with self._lock:
             if parent not in self.products:
                 return error(404, "woocommerce_rest_product_invalid_id", "Invalid ID.")
-            rows = [dict(v) for v in self.variations.values() if v["parent_id"] == parent]
+            rows = [self._view(v) for v in self.variations.values() if v["parent_id"] == parent]
         return self._listing(request, rows, orderings=_POSTS, default=("date", "desc"))
 
     async def _orders(self, request: Request) -> Response:
@@ -441,7 +463,7 @@ class WooCommerceEmulator(Emulator):
     async def _read_or_write(self, request: Request, record: dict[str, Any]) -> Response:
         if request.method == "GET":
             with self._lock:
-                return JSONResponse(dict(record))
+                return JSONResponse(self._view(record))
         try:
             body = await request.json()
         except ValueError:

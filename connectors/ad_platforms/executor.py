@@ -38,7 +38,10 @@ from connectors.ad_platforms.holds import Hold, holder_of, on_pause, on_resume
 from connectors.ad_platforms.meta import MetaAds
 from connectors.dead_letters import dead_letter
 from connectors.http import Answer, ApiError, RetryPolicy
+from connectors.multichannel import MultichannelLock, journal_of, other_channels, skus_of
 from connectors.notifications import notify
+from connectors.store_apis.base import StoreApi
+from connectors.store_apis.connect import store_api
 from revloop.crypto import CryptoError, SecretBox
 from revloop.ids import deterministic_id
 from revloop.kafka import consumer_config, producer_config
@@ -164,6 +167,8 @@ class AdExecutor:
             settings.dsn, application_name="revloop-connect-ads", autocommit=True
         )
         self._channels: dict[tuple[str, str, str], AdChannel] = {}
+        self._store_apis: dict[tuple[str, str, str], StoreApi] = {}
+        self.lock = MultichannelLock(self.conn)
 
     def close(self) -> None:
         self.conn.close()
@@ -207,12 +212,26 @@ class AdExecutor:
             answers += [(channel, answer) for answer in api.take_journal()]
             if failure is not None:
                 break
+        lock_note = ""
+        if store is not None and failure is None and other_channels(store):
+            skus = skus_of(self.conn, store_id, action)
+            lock_note = "" if skus else "; multichannel lock: no SKU known"
+            for channel in other_channels(store):
+                sales = self._store_api(store, channel)
+                try:
+                    changes += self.lock.apply(store_id, channel, sales, skus, holder, pause)
+                except ApiError as error:
+                    failure = error
+                answers += [(channel, answer) for answer in journal_of(sales)]
+                if failure is not None:
+                    break
         if failure is not None:
             text = f"failed: {failure}"
         elif skipped:
             text = f"applied; no account connected for {' '.join(skipped)}"
         else:
             text = "applied"
+        text += lock_note if failure is None else ""
         target = store.connection(NOTIFY) if store is not None else None
         if target is not None:
             why, tries = notify(self.settings, store_id, target, action, text, changes)
@@ -249,6 +268,19 @@ class AdExecutor:
         if key not in self._channels:
             self._channels[key] = channel_for(self.settings, store, connection)
         return self._channels[key]
+
+    def _store_api(self, store: Store, channel: str) -> StoreApi:
+        connection = store.connection(channel)
+        assert connection is not None, "other_channels names connected channels"
+        digest = hashlib.sha256(connection.credentials.reveal()).hexdigest()
+        key = (store.store_id, channel, connection.account + digest)
+        if key not in self._store_apis:
+            api = store_api(self.settings, store.store_id, connection)
+            client = getattr(api, "client", None)
+            if client is not None:
+                client.journal = []
+            self._store_apis[key] = api
+        return self._store_apis[key]
 
     @contextmanager
     def _object(self, store_id: str, channel: str, object_id: str) -> Iterator[Hold | None]:

@@ -45,6 +45,17 @@ class ShopInfo:
 
 
 @dataclass(frozen=True)
+class StockLevel:
+    """One inventory item's stock at one location, as ``set_inventory`` takes it back."""
+
+    item_id: str
+    location_id: str | None
+    """None where the platform keeps one stock per item (WooCommerce)."""
+    available: int | None
+    """None when the platform does not track the item's stock."""
+
+
+@dataclass(frozen=True)
 class Webhook:
     webhook_id: str
     topic: str
@@ -83,6 +94,12 @@ class StoreApi(Protocol):
 
     def set_inventory(self, item_id: str, location_id: str | None, available: int) -> None:
         """Set the available stock of an inventory item (Shopify: at a location)."""
+        ...
+
+    def stock_of_sku(self, sku: str) -> list[StockLevel]:
+        """Every inventory item whose SKU is ``sku``, at each of its locations, with the ids
+        ``set_inventory`` takes (empty when no item has it). For the multichannel lock, which
+        finds a product sold elsewhere by its SKU."""
         ...
 
     def close(self) -> None: ...

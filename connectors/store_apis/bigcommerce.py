@@ -40,6 +40,14 @@ the next call waits for the window to reset; a 429 waits ``X-Rate-Limit-Time-Res
 Stock is written with the Inventory API's absolute adjustment, at a location (1 is the default
 location every store has); reads of INVENTORY_LEVELS are the Inventory API's items, one
 variant's stock at every location, so what is written is what is read back.
+
+``stock_of_sku`` finds the variants with ``GET /v3/catalog/variants?sku=…`` (the Catalog API's
+SKU filter; the value goes as one query parameter, so nothing in it needs escaping), keeps those
+whose ``sku`` is exactly the one asked, reads whether their products track inventory
+(``/v3/catalog/products?id:in=…``, ``inventory_tracking``: ``none`` is untracked) and their stock
+at each location from the Inventory API's items (``/v3/inventory/items?variant_id:in=…``, as
+INVENTORY_LEVELS reads them): ``total_inventory_onhand`` per location, the quantity the absolute
+adjustment in ``set_inventory`` writes. Three calls for a SKU (more past 250 variants).
 """
 
 from __future__ import annotations
@@ -56,7 +64,7 @@ from urllib.parse import parse_qs
 import httpx
 
 from connectors.http import ApiClient, ApiError, RetryPolicy
-from connectors.store_apis.base import Page, Resource, ShopInfo, Webhook
+from connectors.store_apis.base import Page, Resource, ShopInfo, StockLevel, Webhook
 
 PLATFORM = "bigcommerce"
 DEFAULT_API_URL = "https://api.bigcommerce.com"
@@ -69,6 +77,8 @@ RESERVE_PERCENT = 2
 """Of the window's quota left for the other apps sharing it before the client waits."""
 RESET_MARGIN_SECONDS = 0.02
 ADJUSTMENT_REASON = "revloop"
+ID_BATCH = 50
+"""Ids per ``id:in`` / ``variant_id:in`` filter, to keep the query string short."""
 _STORE_HASH = re.compile(r"[a-z0-9]{1,40}")
 _ID = re.compile(r"[0-9]{1,19}")
 _V3_LISTS: dict[Resource, tuple[str, dict[str, str]]] = {
@@ -363,6 +373,61 @@ class BigCommerceApi:
             },
             call=f"PUT /v3/inventory/adjustments/absolute variant {variant} location {location}",
         )
+
+    def stock_of_sku(self, sku: str) -> list[StockLevel]:
+        if not sku:
+            return []  # an empty filter would be no filter
+        variants = [
+            v for v in self._every("/v3/catalog/variants", {"sku": sku}) if v.get("sku") == sku
+        ]
+        if not variants:
+            return []
+        product_ids = sorted({str(v["product_id"]) for v in variants})
+        untracked = {
+            str(p["id"])
+            for chunk in _chunks(product_ids, ID_BATCH)
+            for p in self._every(
+                "/v3/catalog/products",
+                {"id:in": ",".join(chunk), "include_fields": "inventory_tracking"},
+            )
+            if p.get("inventory_tracking") == "none"
+        }
+        tracked = {str(v["id"]): str(v["product_id"]) not in untracked for v in variants}
+        levels: list[StockLevel] = []
+        for chunk in _chunks(sorted(tracked, key=int), ID_BATCH):
+            for item in self._every("/v3/inventory/items", {"variant_id:in": ",".join(chunk)}):
+                variant_id = str((item.get("identity") or {}).get("variant_id"))
+                if variant_id not in tracked:
+                    continue
+                for place in item.get("locations") or []:
+                    onhand = place.get("total_inventory_onhand")
+                    levels.append(
+                        StockLevel(
+                            item_id=variant_id,
+                            location_id=str(place["location_id"]),
+                            available=int(onhand)
+                            if tracked[variant_id] and onhand is not None
+                            else None,
+                        )
+                    )
+        return levels
+
+    def _every(self, path: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Every record of a V3 list, page after page."""
+        records: list[dict[str, Any]] = []
+        number = 1
+        while True:
+            query = {**params, "page": str(number), "limit": str(MAX_LIMIT)}
+            body = self._get(path, query, call=f"GET {path} page {number}") or {}
+            records.extend(body.get("data") or [])
+            pagination = (body.get("meta") or {}).get("pagination") or {}
+            if number >= int(pagination.get("total_pages") or 0):
+                return records
+            number += 1
+
+
+def _chunks(values: list[str], size: int) -> list[list[str]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
 
 
 def _refunded(order: Mapping[str, Any]) -> bool:

@@ -17,6 +17,10 @@ Every call is ``POST /admin/api/{version}/graphql.json`` with the app's token in
   reads what changed since an instant, oldest change first.
 - Since 2026-04, ``inventorySetQuantities`` takes ``changeFromQuantity`` on each quantity
   (``null`` opts out of compare-and-set) and needs an ``@idempotent(key:)`` directive.
+- Search syntax ("Shopify API search syntax"): a term is ``name:value``; a value is a bare word
+  or a string in single or double quotes; ``: \\ ( )`` are special and a backslash escapes a
+  character. ``productVariants`` filters on ``sku``. An ``InventoryItem`` says whether it is
+  ``tracked``, and lists its ``inventoryLevels`` (a location and its quantities) by location.
 
 The client keeps its own copy of the bucket from each answer's ``throttleStatus`` and, before a
 query, waits until the bucket has refilled enough for the query's requested cost (which it
@@ -26,6 +30,11 @@ are cut to what one query may cost.
 
 Reads come back in the REST/webhook shape ``platforms.shopify`` normalizes (ids as digit
 strings parsed from ``gid://shopify/Type/123``, snake_case fields, money as decimal strings).
+``stock_of_sku`` searches ``productVariants`` with ``sku:"<value>"`` (the value quoted, a
+backslash before any ``\\`` or ``"`` in it, so spaces, quotes, colons and parentheses are one
+literal value) and keeps only the variants whose SKU is exactly the one asked (the search may
+match more loosely: case, tokens); each variant's inventory item comes with its levels, and an
+item stocked at more locations than one query reads has the rest read by itself.
 Inventory levels are listed per location (``locations`` one at a time, each with its
 ``inventoryLevels`` filtered by ``updated_at``), because a level's change does not touch its
 inventory item's ``updatedAt``; the page cursor holds both positions. Nested lists longer than
@@ -60,7 +69,7 @@ from graphql import (
 )
 
 from connectors.http import ApiClient, ApiError, RetryPolicy
-from connectors.store_apis.base import Page, Resource, ShopInfo, Webhook
+from connectors.store_apis.base import Page, Resource, ShopInfo, StockLevel, Webhook
 
 PLATFORM = "shopify"
 API_VERSION = "2026-07"
@@ -70,6 +79,8 @@ MUTATION_COST = 10
 LINES = 10
 """Line items read with each order in a listing; more are fetched for that order alone."""
 VARIANTS = 20
+SKU_VARIANTS, SKU_LEVELS = 5, 10
+"""Variants per ``stock_of_sku`` query and levels read with each (more are read after)."""
 REFUNDS, REFUND_TRANSACTIONS, REFUND_LINES = 2, 2, 5
 
 # -- queries ----------------------------------------------------------------------------------
@@ -141,6 +152,20 @@ LEVELS_QUERY = (
     "nodes { id inventoryLevels(first: $first, after: $levelsAfter, query: $query) { "
     f"pageInfo {{ hasNextPage endCursor }} nodes {{ {_LEVEL} }} }} }} }} }}"
 )
+_STOCK_LEVELS = (
+    "pageInfo { hasNextPage endCursor } edges { node { location { id } "
+    'quantities(names: ["available"]) { name quantity } } }'
+)
+SKU_QUERY = (
+    "query StockOfSku($first: Int!, $after: String, $query: String!, $levels: Int!) { "
+    "productVariants(first: $first, after: $after, query: $query) { "
+    "pageInfo { hasNextPage endCursor } nodes { id sku inventoryItem { id tracked "
+    f"inventoryLevels(first: $levels) {{ {_STOCK_LEVELS} }} }} }} }} }}"
+)
+ITEM_LEVELS_QUERY = (
+    "query ItemLevels($id: ID!, $after: String) { inventoryItem(id: $id) { "
+    f"inventoryLevels(first: 100, after: $after) {{ {_STOCK_LEVELS} }} }} }}"
+)
 SHOP_QUERY = "query Shop { shop { myshopifyDomain name currencyCode ianaTimezone } }"
 WEBHOOKS_QUERY = (
     "query Webhooks($after: String) { webhookSubscriptions(first: 100, after: $after) { "
@@ -179,6 +204,13 @@ def to_gid(kind: str, resource_id: str) -> str:
     if not text.isdigit():
         raise ValueError(f"a Shopify {kind} id is digits or a gid")
     return f"gid://shopify/{kind}/{text}"
+
+
+def sku_search(sku: str) -> str:
+    """The search query for variants whose SKU is ``sku``: ``sku:"…"``, the value quoted and
+    its backslashes and double quotes escaped, so nothing in it reads as syntax."""
+    escaped = sku.replace("\\", "\\\\").replace('"', '\\"')
+    return f'sku:"{escaped}"'
 
 
 def topic_enum(topic: str) -> str:
@@ -813,6 +845,68 @@ class ShopifyApi:
                 "key": str(uuid.uuid4()),
             },
         )
+
+    def stock_of_sku(self, sku: str) -> list[StockLevel]:
+        if not sku:
+            return []  # an empty SKU is no product's
+        levels: list[StockLevel] = []
+        after: str | None = None
+        while True:
+            variables: dict[str, Any] = {
+                "after": after,
+                "query": sku_search(sku),
+                "levels": SKU_LEVELS,
+            }
+            variables["first"] = self._page_size(SKU_QUERY, variables, SKU_VARIANTS)
+            found = self._graphql("productVariants by sku", SKU_QUERY, variables)
+            connection = found["productVariants"]
+            for variant in _nodes(connection):
+                if variant.get("sku") != sku:
+                    continue
+                levels.extend(self._item_stock(variant.get("inventoryItem") or {}))
+            info = connection.get("pageInfo") or {}
+            if not info.get("hasNextPage"):
+                return levels
+            after = info.get("endCursor")
+
+    def _item_stock(self, item: Mapping[str, Any]) -> list[StockLevel]:
+        item_id = numeric_id(item.get("id"))
+        if item_id is None:
+            return []
+        connection = item.get("inventoryLevels") or {}
+        nodes = list(_nodes(connection))
+        info = connection.get("pageInfo") or {}
+        while info.get("hasNextPage"):
+            more = self._graphql(
+                "inventoryItem levels",
+                ITEM_LEVELS_QUERY,
+                {"id": item["id"], "after": info.get("endCursor")},
+            )["inventoryItem"]
+            connection = (more or {}).get("inventoryLevels") or {}
+            nodes.extend(_nodes(connection))
+            info = connection.get("pageInfo") or {}
+        tracked = item.get("tracked") is not False
+        found = []
+        for node in nodes:
+            location_id = numeric_id((node.get("location") or {}).get("id"))
+            if location_id is None:
+                continue
+            available = next(
+                (
+                    q.get("quantity")
+                    for q in node.get("quantities") or []
+                    if q.get("name") == "available"
+                ),
+                None,
+            )
+            found.append(
+                StockLevel(
+                    item_id=item_id,
+                    location_id=location_id,
+                    available=int(available) if tracked and available is not None else None,
+                )
+            )
+        return found
 
 
 def _webhook(node: Mapping[str, Any]) -> Webhook:

@@ -37,6 +37,15 @@ records are the product and variation resources whose ``manage_stock`` is ``true
 ``stock_quantity`` is the stock): first the products, then the variations as above. A variation
 whose ``manage_stock`` is ``"parent"`` shares its parent's stock, already listed with the parent.
 
+``stock_of_sku`` is ``GET /products?sku=…`` (WooCommerce's ``WC_REST_Products_Controller``:
+an exact match on the ``_sku`` meta, and with ``sku`` given the query covers ``product`` and
+``product_variation`` posts, so a variation with the SKU comes back itself, with ``type``
+``"variation"`` and its ``parent_id``). The parameter is split at commas (``a,b`` asks for
+``a``, ``b`` and ``a,b``) and MySQL compares case-insensitively, so only records whose ``sku``
+is exactly the one asked are kept. A product's or variation's stock is ``stock_quantity`` when
+``manage_stock`` is ``true``; a variation whose ``manage_stock`` is ``"parent"`` shows its
+parent's stock, and its item is the parent; otherwise WooCommerce does not track it (None).
+
 Item ids for ``get`` of a variant or inventory item and for ``set_inventory``: ``"{product}"``
 or ``"{product}/{variation}"``. A bare id goes to ``/products/{id}``, which resolves any product
 id, a variation's included (the id webhooks and the normalizer name a variation by); the
@@ -60,7 +69,7 @@ from typing import Any
 import httpx
 
 from connectors.http import ApiClient, ApiError, RetryPolicy
-from connectors.store_apis.base import Page, Resource, ShopInfo, Webhook
+from connectors.store_apis.base import Page, Resource, ShopInfo, StockLevel, Webhook
 
 PLATFORM = "woocommerce"
 API = "/wc/v3"
@@ -320,6 +329,22 @@ class WooCommerceApi:
             call=f"PUT {path} stock_quantity",
         )
 
+    def stock_of_sku(self, sku: str) -> list[StockLevel]:
+        if not sku.strip():
+            return []  # WooCommerce ignores an empty ``sku`` and lists every product
+        found: dict[str, StockLevel] = {}
+        position: _Pos | None = _START
+        while position is not None:
+            records, position = self._list(
+                f"{API}/products", {**ORDER, "sku": sku}, position, MAX_PER_PAGE
+            )
+            for record in records:
+                if record.get("sku") != sku:
+                    continue  # another of a comma-split list, or another case
+                level = _stock_level(record)
+                found.setdefault(level.item_id, level)
+        return list(found.values())
+
     # -- listings --------------------------------------------------------------------------------
 
     @staticmethod
@@ -456,6 +481,19 @@ class WooCommerceApi:
         if not isinstance(state, dict) or state.get("r") != resource.value:
             raise ValueError(f"not a WooCommerce cursor of {resource.value}")
         return state
+
+
+def _stock_level(record: Mapping[str, Any]) -> StockLevel:
+    """A product or variation read from ``/products`` as the item ``set_inventory`` takes."""
+    manage, quantity = record.get("manage_stock"), record.get("stock_quantity")
+    parent = record.get("parent_id")
+    if record.get("type") == "variation" and parent:
+        item_id = str(parent) if manage == "parent" else f"{parent}/{record['id']}"
+    else:
+        item_id = str(record["id"])
+    tracked = manage is True or manage == "parent"
+    available = int(quantity) if tracked and quantity is not None else None
+    return StockLevel(item_id=item_id, location_id=None, available=available)
 
 
 def _header_int(response: httpx.Response, name: str) -> int | None:

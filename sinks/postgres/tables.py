@@ -281,6 +281,21 @@ class AdHoldRow(Base):
     updated_at: Mapped[datetime]
 
 
+class InventoryLockRow(Base):
+    """An item on another of the store's channels held at 0 by the multichannel lock."""
+
+    __tablename__ = "inventory_locks"
+    store_id: Mapped[str] = _text(primary=True)
+    channel: Mapped[str] = _text(primary=True)
+    item_id: Mapped[str] = _text(primary=True)
+    location_id: Mapped[str] = _text(primary=True)
+    """'' where the channel keeps one stock per item."""
+    sku: Mapped[str] = _text()
+    holders: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    level_before: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
+
+
 class AdActionRow(Base):
     """Each breaker action the executors finished: done once, whatever is redelivered."""
 

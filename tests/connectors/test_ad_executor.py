@@ -26,7 +26,7 @@ from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from emulators import GoogleAdsEmulator, MetaEmulator, serve
+from emulators import GoogleAdsEmulator, MetaEmulator, WooCommerceEmulator, serve
 from platforms.webhooks import standard_webhook_headers
 from revloop.crypto import Secret, SecretBox, new_master_key
 from revloop.kafka import consumer_config, ensure_topics, producer_config
@@ -57,6 +57,7 @@ def action(
 
 
 NOTIFY_SECRET = "whsec-notify-test"
+WOO_KEY, WOO_SECRET = "ck_lock", "cs_lock-secret"
 
 
 class Receiver:
@@ -97,6 +98,8 @@ class Executor:
     meta: MetaEmulator
     google: GoogleAdsEmulator
     receiver: Receiver
+    woo: WooCommerceEmulator
+    registry: tuple[Path, SecretBox, Store]
     process: subprocess.Popen[bytes] | None = None
 
     def calls(self) -> list[dict[str, Any]]:
@@ -163,11 +166,13 @@ def executor(settings: Settings, scratch_catalogue: Any, tmp_path: Path) -> Iter
     meta = MetaEmulator(META_TOKEN, capacity=60, window_seconds=1.0)
     google = GoogleAdsEmulator(GOOGLE_TOKEN, DEVELOPER_TOKEN, requests_per_window=20)
     receiver = Receiver()
+    woo = WooCommerceEmulator(WOO_KEY, WOO_SECRET, site_url="https://woo.example/")
     with (
         scratch_database(settings) as dsn,
         serve(meta.app) as m,
         serve(google.app) as g,
         serve(receiver) as r,
+        serve(woo.app) as w,
     ):
         notify = Connection(
             "notify",
@@ -191,8 +196,21 @@ def executor(settings: Settings, scratch_catalogue: Any, tmp_path: Path) -> Iter
             "REVLOOP_GOOGLE_ADS_REQUESTS_PER_SECOND": "10",
             "REVLOOP_CONNECT_BACKOFF_CAP_SECONDS": "0.2",
             "REVLOOP_NOTIFY_ALLOW_LOOPBACK": "true",
+            "REVLOOP_WOOCOMMERCE_API_URL": w.base_url,
+            "REVLOOP_WOOCOMMERCE_REQUESTS_PER_SECOND": "50",
         }
-        running = Executor(settings, topics, dsn, env, tmp_path / "ads.log", meta, google, receiver)
+        running = Executor(
+            settings,
+            topics,
+            dsn,
+            env,
+            tmp_path / "ads.log",
+            meta,
+            google,
+            receiver,
+            woo,
+            (tmp_path / "stores.json", box, store),
+        )
         yield running
         running.stop(signal.SIGKILL)
 
@@ -330,3 +348,48 @@ def dead_letters(executor: Executor) -> list[dict[str, Any]]:
     finally:
         reader.close()
     return found
+
+
+def test_a_sold_out_product_is_locked_on_the_stores_other_channel_and_put_back(
+    executor: Executor,
+) -> None:
+    path, box, store = executor.registry
+    credentials = json.dumps({"consumer_key": WOO_KEY, "consumer_secret": WOO_SECRET}).encode()
+    other = Connection("woocommerce", "https://woo.example/", Secret(credentials))
+    StoreRegistry([replace(store, connections=(*store.connections, other))]).save(path, box)
+    jacket = executor.woo.add_product(
+        {"name": "Jacket", "sku": "JACKET-M", "manage_stock": True, "stock_quantity": 7}
+    )
+    executor.woo.add_product(
+        {"name": "Cap", "sku": "CAP", "manage_stock": True, "stock_quantity": 4}
+    )
+    # What the pipeline knows of the store's catalogue (the sink's variants): p1's v1 is the SKU.
+    with psycopg.connect(executor.dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO variants (store_id, variant_id, product_id, sku, price_minor, currency,"
+            " source_at, source_event_id) VALUES ('acme', 'v1', 'p1', 'JACKET-M', 100, 'USD',"
+            " now(), 'e1')"
+        )
+    pause = action("l1", 1, "p1", "pause", [])
+    pause["variant_id"] = "v1"
+    executor.publish(pause)
+    executor.start()
+    executor.wait_done(1)
+    assert executor.woo.stock(jacket["id"]) == 0
+    with psycopg.connect(executor.dsn) as conn:
+        (changes,) = conn.execute(
+            "SELECT changes FROM ad_actions WHERE action_id = 'l1'"
+        ).fetchone()
+    assert changes == [f"woocommerce:JACKET-M {jacket['id']}@- 7→0"]
+    resume = action("l2", 2, "p1", "resume", [])
+    resume["variant_id"] = "v1"
+    executor.publish(resume)
+    executor.wait_done(2)
+    assert executor.woo.stock(jacket["id"]) == 7
+    assert executor.woo.stock(jacket["id"] + 1) == 4  # another SKU, untouched
+    with psycopg.connect(executor.dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM inventory_locks").fetchone() == (0,)
+    # Every push and read is on the record, as calls to the woocommerce channel.
+    woo_calls = [c for c in executor.calls() if c["channel"] == "woocommerce"]
+    assert len(woo_calls) == executor.woo.calls.total and woo_calls
+    assert executor.woo.calls.violations == 0

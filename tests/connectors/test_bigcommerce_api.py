@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from connectors.http import ApiError, RetryPolicy
-from connectors.store_apis.base import Resource, ShopInfo, StoreApi, every_page
+from connectors.store_apis.base import Resource, ShopInfo, StockLevel, StoreApi, every_page
 from connectors.store_apis.bigcommerce import BigCommerceApi, parse_cursor
 from emulators.bigcommerce import BigCommerceEmulator
 from emulators.server import serve
@@ -333,6 +333,42 @@ def test_set_inventory_writes_the_level_at_a_location(store: Served) -> None:
         api.set_inventory(str(variant), "7", 1)  # no such location
     with pytest.raises(ValueError, match="whole number"):
         api.set_inventory(str(variant), None, -1)
+
+
+def test_stock_of_sku_reads_each_location_and_round_trips_set_inventory(store: Served) -> None:
+    emulator, url = store
+    weird = 'Tent "Ultra": 2P & co/1?'  # quotes, a colon, spaces and URL characters
+    emulator.add_location(2, "Warehouse")
+    tent = emulator.add_product(
+        {
+            "name": "Tent",
+            "variants": [
+                {"sku": "TENT-2P", "inventory_level": 7},
+                {"sku": "TENT-3P", "inventory_level": 5},
+                {"sku": weird, "inventory_level": 2},
+                {"sku": 'Tent "Ultra"', "inventory_level": 1},
+            ],
+        }
+    )
+    gift = emulator.add_product({"name": "Gift card", "sku": "GIFT", "inventory_tracking": "none"})
+    two, three, odd, _ = (str(v["id"]) for v in tent["variants"])
+    emulator.stock[(int(two), 2)] = 4
+    api = client(url)
+    wanted = [StockLevel(two, "1", 7), StockLevel(two, "2", 4)]
+    assert api.stock_of_sku("TENT-2P") == wanted
+    for level in wanted:
+        api.set_inventory(level.item_id, level.location_id, 0)
+    assert api.stock_of_sku("TENT-2P") == [StockLevel(two, "1", 0), StockLevel(two, "2", 0)]
+    for level in wanted:
+        assert level.available is not None
+        api.set_inventory(level.item_id, level.location_id, level.available)
+    assert api.stock_of_sku("TENT-2P") == wanted
+    assert emulator.level(int(three), 1) == 5  # untouched
+    assert api.stock_of_sku(weird) == [StockLevel(odd, "1", 2), StockLevel(odd, "2", 0)]
+    assert api.stock_of_sku("NO-SUCH-SKU") == [] and api.stock_of_sku("") == []
+    base = str(gift["variants"][0]["id"])
+    assert api.stock_of_sku("GIFT") == [StockLevel(base, "1", None), StockLevel(base, "2", None)]
+    assert emulator.calls.violations == 0
 
 
 def test_shop_names_the_store_as_its_webhooks_do(store: Served) -> None:

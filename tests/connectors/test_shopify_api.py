@@ -15,17 +15,21 @@ import pytest
 from graphql import parse
 
 from connectors.http import ApiError, RetryPolicy
-from connectors.store_apis.base import Resource, ShopInfo, every_page
+from connectors.store_apis.base import Resource, ShopInfo, StockLevel, every_page
 from connectors.store_apis.shopify import (
     LINES,
+    SKU_LEVELS,
+    SKU_QUERY,
+    SKU_VARIANTS,
     ShopifyApi,
     order_from_node,
     requested_cost,
+    sku_search,
     topic_enum,
     topic_name,
 )
 from emulators.server import serve
-from emulators.shopify import SCHEMA, ShopifyEmulator
+from emulators.shopify import SCHEMA, ShopifyEmulator, search_terms
 from emulators.shopify import requested_cost as server_cost
 from platforms import shopify
 from platforms.events import Emit, NormalizeContext, RawDelivery
@@ -415,6 +419,75 @@ def test_set_inventory_changes_the_stock_and_its_updated_at(
         api.set_inventory("9007199254740995", "1", 5)
     with pytest.raises(ValueError, match="location"):
         api.set_inventory("9007199254740995", None, 5)
+
+
+WEIRD_SKU = 'RRJ "Navy": L (tall) \\ 2\''
+
+
+def test_a_sku_search_value_is_one_literal_term_whatever_it_holds() -> None:
+    assert sku_search("RRJ-NVY-S") == 'sku:"RRJ-NVY-S"'
+    assert sku_search('a"b\\c') == 'sku:"a\\"b\\\\c"'
+    for sku in ("RRJ-NVY-S", WEIRD_SKU, "a b", "x:y", "(z)", "OR", "-neg", "\\", '"', "'"):
+        assert search_terms(sku_search(sku)) == [("sku", "", sku)]
+
+
+def test_stock_of_sku_reads_each_location_and_round_trips_set_inventory(
+    store: tuple[ShopifyEmulator, str],
+) -> None:
+    emulator, url = store
+    emulator.add_product(
+        {
+            "id": 1,
+            "title": "Jacket",
+            "variants": [
+                {"id": 11, "sku": "RRJ-NVY-S", "inventory_item_id": 111},
+                {"id": 12, "sku": "RRJ-NVY-M", "inventory_item_id": 112},
+                {"id": 13, "sku": WEIRD_SKU, "inventory_item_id": 113},
+            ],
+        }
+    )
+    emulator.add_product(
+        {
+            "id": 2,
+            "title": "Decoys",
+            "variants": [
+                {"id": 21, "sku": 'RRJ "Navy"', "inventory_item_id": 121},
+                {"id": 22, "sku": "rrj-nvy-s", "inventory_item_id": 122},  # Shopify finds it
+                {"id": 23, "sku": "CAP", "inventory_item_id": 123, "inventory_management": None},
+                {"id": 24, "sku": "MANY", "inventory_item_id": 124},
+            ],
+        }
+    )
+    for item, location, available in [
+        (111, 71, 6), (111, 72, 2), (112, 71, 9), (113, 72, 4), (121, 72, 1), (122, 71, 5),
+        (123, 71, 3),
+    ]:  # fmt: skip
+        emulator.set_level(
+            {"inventory_item_id": item, "location_id": location, "available": available}
+        )
+    for location in range(80, 80 + SKU_LEVELS + 2):
+        emulator.set_level({"inventory_item_id": 124, "location_id": location, "available": 1})
+    api = client(url)
+    wanted = [StockLevel("111", "71", 6), StockLevel("111", "72", 2)]
+    assert api.stock_of_sku("RRJ-NVY-S") == wanted
+    requested, _ = emulator.costs[-1]
+    assert requested == requested_cost(SKU_QUERY, {"first": SKU_VARIANTS, "levels": SKU_LEVELS})
+    for level in wanted:
+        api.set_inventory(level.item_id, level.location_id, 0)
+    assert api.stock_of_sku("RRJ-NVY-S") == [StockLevel("111", "71", 0), StockLevel("111", "72", 0)]
+    for level in wanted:
+        assert level.available is not None
+        api.set_inventory(level.item_id, level.location_id, level.available)
+    assert api.stock_of_sku("RRJ-NVY-S") == wanted
+    assert emulator.level("112", "71") == 9 and emulator.level("122", "71") == 5  # untouched
+    # Quotes, a colon, parentheses, spaces and a backslash: one value, only its own item.
+    assert api.stock_of_sku(WEIRD_SKU) == [StockLevel("113", "72", 4)]
+    assert api.stock_of_sku('RRJ "Navy"') == [StockLevel("121", "72", 1)]
+    assert api.stock_of_sku("NO-SUCH-SKU") == [] and api.stock_of_sku("") == []
+    assert api.stock_of_sku("CAP") == [StockLevel("123", "71", None)]  # not tracked
+    many = api.stock_of_sku("MANY")  # more locations than the first query reads
+    assert len(many) == SKU_LEVELS + 2 and {lv.available for lv in many} == {1}
+    assert emulator.calls.violations == 0
 
 
 def test_shop_answers_the_store_reference(store: tuple[ShopifyEmulator, str]) -> None:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from connectors.http import ApiError, RetryPolicy
-from connectors.store_apis.base import Resource, ShopInfo, StoreApi, every_page
+from connectors.store_apis.base import Resource, ShopInfo, StockLevel, StoreApi, every_page
 from connectors.store_apis.woocommerce import WooCommerceApi
 from emulators.server import serve
 from emulators.woocommerce import WooCommerceEmulator
@@ -305,6 +305,46 @@ def test_set_inventory_writes_the_stock(woo: Any) -> None:
     with pytest.raises(ApiError) as failure:
         api.set_inventory("999999", None, 1)
     assert failure.value.status == 404
+
+
+def test_stock_of_sku_finds_products_and_variations_and_round_trips_set_inventory(
+    woo: Any,
+) -> None:
+    emulator, _, client = woo
+    weird = 'Mug "Blue": 12 oz, L'  # quotes, a colon, spaces and a comma (WooCommerce splits)
+    mug = emulator.add_product({"sku": "MUG-1", "manage_stock": True, "stock_quantity": 8})
+    emulator.add_product({"sku": "MUG-2", "manage_stock": True, "stock_quantity": 3})
+    odd = emulator.add_product({"sku": weird, "manage_stock": True, "stock_quantity": 2})
+    emulator.add_product({"sku": 'Mug "Blue": 12 oz', "manage_stock": True, "stock_quantity": 1})
+    free = emulator.add_product({"sku": "FREE", "manage_stock": False})
+    shirt = emulator.add_product(
+        {"sku": "SHIRT"},
+        variations=[
+            {"sku": "SHIRT-S", "manage_stock": True, "stock_quantity": 4},
+            {"sku": "SHIRT-M", "manage_stock": True, "stock_quantity": 6},
+        ],
+    )
+    pooled = emulator.add_product(
+        {"manage_stock": True, "stock_quantity": 30},
+        variations=[{"sku": "POOL-S", "manage_stock": "parent"}],
+    )
+    small, medium = shirt["variations"]
+    api = client()
+    assert api.stock_of_sku("MUG-1") == [StockLevel(str(mug["id"]), None, 8)]
+    wanted = [StockLevel(f"{shirt['id']}/{small}", None, 4)]
+    assert api.stock_of_sku("SHIRT-S") == wanted  # a variation, found by /products?sku=
+    api.set_inventory(wanted[0].item_id, wanted[0].location_id, 0)
+    assert api.stock_of_sku("SHIRT-S") == [StockLevel(wanted[0].item_id, None, 0)]
+    api.set_inventory(wanted[0].item_id, wanted[0].location_id, 4)
+    assert api.stock_of_sku("SHIRT-S") == wanted
+    assert emulator.stock(medium) == 6 and emulator.stock(mug["id"]) == 8  # untouched
+    # The comma-split query also answers the decoy; only the exact SKU is kept.
+    assert api.stock_of_sku(weird) == [StockLevel(str(odd["id"]), None, 2)]
+    assert api.stock_of_sku("NO-SUCH-SKU") == [] and api.stock_of_sku(" ") == []
+    assert api.stock_of_sku("FREE") == [StockLevel(str(free["id"]), None, None)]  # untracked
+    # Stocked by its parent: the item is the parent, with the parent's stock.
+    assert api.stock_of_sku("POOL-S") == [StockLevel(str(pooled["id"]), None, 30)]
+    assert emulator.calls.violations == 0
 
 
 def test_shop_names_the_store_as_its_webhooks_do() -> None:
