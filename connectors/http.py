@@ -111,6 +111,10 @@ class ApiClient:
     def _base(self) -> str:
         return str(self._http.base_url)
 
+    def authenticate(self, name: str, value: str) -> None:
+        """Replace an authenticating header (a fresh access token), kept out of messages too."""
+        self._http.headers[name] = value
+
     def close(self) -> None:
         self._http.close()
 

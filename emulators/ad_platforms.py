@@ -174,6 +174,11 @@ class GoogleAdsEmulator(Emulator):
         self._window = Window(requests_per_window, window_seconds)
         self.campaigns: dict[str, str] = {}
         """Campaign id → ENABLED, PAUSED or REMOVED."""
+        self.refresh_grants: dict[str, tuple[str, str]] = {}
+        """Refresh token → (client id, client secret) it was issued to (Google's OAuth)."""
+        self.minted: list[str] = []
+        """Access tokens minted from refresh tokens, still valid."""
+        self.mints = 0
 
     @property
     def app(self) -> Starlette:
@@ -189,7 +194,31 @@ class GoogleAdsEmulator(Emulator):
                     self._mutate,
                     methods=["POST"],
                 ),
+                Route("/token", self._token, methods=["POST"]),
             ]
+        )
+
+    def expire_tokens(self) -> None:
+        """Every minted access token runs out (an hour passes)."""
+        with self._lock:
+            self.minted.clear()
+
+    async def _token(self, request: Request) -> Response:
+        """Google's OAuth token endpoint, the refresh grant (form-encoded)."""
+        form = await form_fields(request)
+        with self._lock:
+            self.calls.total += 1
+            grant = self.refresh_grants.get(form.get("refresh_token", ""))
+            client = (form.get("client_id"), form.get("client_secret"))
+            if form.get("grant_type") != "refresh_token" or grant is None or grant != client:
+                return JSONResponse(
+                    {"error": "invalid_grant", "error_description": "Bad Request"}, 400
+                )
+            self.mints += 1
+            token = f"ya29.minted-{self.mints}"
+            self.minted.append(token)
+        return JSONResponse(
+            {"access_token": token, "expires_in": 3599, "token_type": "Bearer", "scope": "adwords"}
         )
 
     @staticmethod
@@ -232,7 +261,8 @@ class GoogleAdsEmulator(Emulator):
                     status_code=failure,
                 )
             bearer = request.headers.get("authorization", "")
-            if bearer != f"Bearer {self.token}" or (
+            valid = {f"Bearer {t}" for t in (self.token, *self.minted)}
+            if bearer not in valid or (
                 request.headers.get("developer-token") != self.developer_token
             ):
                 return JSONResponse(

@@ -265,6 +265,8 @@ class Settings(BaseSettings):
     meta_usage_window_seconds: float = Field(default=300.0, gt=0)
     """The window Meta's ad-account usage decays over: pacing waits up to this long."""
     google_ads_api_url: Annotated[str, AfterValidator(api_url)] = "https://googleads.googleapis.com"
+    google_oauth_url: Annotated[str, AfterValidator(api_url)] = "https://oauth2.googleapis.com"
+    """Where Google Ads access tokens are minted from a store's refresh token."""
     google_ads_requests_per_second: float = Field(default=5.0, gt=0)
     """How fast one executor calls Google Ads (Google sends no usage headers)."""
     connect_retry_attempts: int = Field(default=6, ge=1)

@@ -33,7 +33,7 @@ import psycopg
 import typer
 from confluent_kafka import Consumer, KafkaException, Producer
 
-from connectors.ad_platforms.google import GoogleAds
+from connectors.ad_platforms.google import GoogleAds, RefreshGrant
 from connectors.ad_platforms.holds import Hold, holder_of, on_pause, on_resume
 from connectors.ad_platforms.meta import MetaAds
 from connectors.dead_letters import dead_letter
@@ -133,12 +133,23 @@ def channel_for(settings: Settings, store: Store, connection: Connection) -> AdC
         )
         meta.api.client.journal = []
         return meta
+    refresh = (
+        RefreshGrant(
+            fields["refresh_token"],
+            fields["client_id"],
+            fields["client_secret"],
+            oauth_url=settings.google_oauth_url,
+        )
+        if "refresh_token" in fields and "token" not in fields
+        else None
+    )
     google = GoogleChannel(
         GoogleAds(
             store.store_id,
             connection.account,
-            fields["token"],
+            fields.get("token"),
             fields["developer_token"],
+            refresh=refresh,
             base_url=settings.google_ads_api_url,
             login_customer_id=fields.get("login_customer_id"),
             requests_per_second=settings.google_ads_requests_per_second,

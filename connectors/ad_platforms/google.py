@@ -4,15 +4,23 @@ A campaign is paused or resumed with ``campaigns:mutate`` (``update`` of ``statu
 ``updateMask: status``; ENABLED resumes) and read with a GAQL ``googleAds:search``. Google gives
 no usage headers, so the client spaces its calls itself (``requests_per_second``); a 429
 ``RESOURCE_EXHAUSTED`` waits for the ``retryDelay`` the error names.
+
+Access tokens last about an hour. Given a refresh token (with the OAuth client's id and
+secret), the client mints one at Google's token endpoint (``grant_type=refresh_token``), uses
+it until a minute before it expires, and mints another; an answer of 401 mints one at once and
+tries the call again, once.
 """
 
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import httpx
 
-from connectors.http import ApiClient, RetryPolicy
+from connectors.http import ApiClient, ApiError, RetryPolicy
 
 API_VERSION = "v17"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)s$")
@@ -35,6 +43,16 @@ def retry_delay(response: httpx.Response) -> float | None:
     return 1.0
 
 
+@dataclass(frozen=True)
+class RefreshGrant:
+    """What mints access tokens: the refresh token and the OAuth client it was issued to."""
+
+    refresh_token: str = field(repr=False)
+    client_id: str
+    client_secret: str = field(repr=False)
+    oauth_url: str = "https://oauth2.googleapis.com"
+
+
 class GoogleAds:
     """One store's Google Ads customer."""
 
@@ -42,9 +60,10 @@ class GoogleAds:
         self,
         store_id: str,
         customer_id: str,
-        token: str,
+        token: str | None,
         developer_token: str,
         *,
+        refresh: RefreshGrant | None = None,
         base_url: str = "https://googleads.googleapis.com",
         login_customer_id: str | None = None,
         requests_per_second: float = 5.0,
@@ -52,8 +71,18 @@ class GoogleAds:
     ) -> None:
         if not customer_id.isdigit():
             raise ValueError("a Google Ads customer id is digits only (no dashes)")
-        self.customer_id = customer_id
-        headers = {"Authorization": f"Bearer {token}", "developer-token": developer_token}
+        if token is None and refresh is None:
+            raise ValueError("Google Ads needs an access token or a refresh grant")
+        self.customer_id, self._refresh, self._expires = customer_id, refresh, 0.0
+        self._oauth = (
+            ApiClient("google-oauth", store_id, refresh.oauth_url, policy=policy)
+            if refresh is not None
+            else None
+        )
+        headers = {"developer-token": developer_token}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+            self._expires = float("inf")
         if login_customer_id:
             headers["login-customer-id"] = login_customer_id
         spacing = 1.0 / requests_per_second
@@ -72,6 +101,42 @@ class GoogleAds:
 
     def close(self) -> None:
         self.client.close()
+        if self._oauth is not None:
+            self._oauth.close()
+
+    def _mint(self) -> None:
+        """A fresh access token from the refresh grant, into the client's headers."""
+        assert self._refresh is not None and self._oauth is not None
+        answer = self._oauth.request(
+            "POST",
+            "/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": self._refresh.refresh_token,
+                "client_id": self._refresh.client_id,
+                "client_secret": self._refresh.client_secret,
+            },
+            call="token (refresh grant)",
+        ).json()
+        token, lifetime = answer.get("access_token"), answer.get("expires_in", 3600)
+        if not isinstance(token, str) or not token:
+            raise ApiError(
+                self.client.store_id, "google-oauth token", "no access token", status=None,
+                retryable=True,
+            )  # fmt: skip
+        self.client.authenticate("Authorization", f"Bearer {token}")
+        self._expires = time.monotonic() + float(lifetime) - 60
+
+    def _call(self, path: str, body: Mapping[str, object], call: str) -> httpx.Response:
+        if self._refresh is not None and time.monotonic() >= self._expires:
+            self._mint()
+        try:
+            return self.client.request("POST", path, json=body, call=call)
+        except ApiError as exc:
+            if exc.status != 401 or self._refresh is None:
+                raise
+            self._mint()  # revoked or expired early: once more with a fresh token
+            return self.client.request("POST", path, json=body, call=call)
 
     def statuses(self, campaign_ids: list[str]) -> dict[str, str]:
         """Each campaign's status (ENABLED, PAUSED, REMOVED); unknown ids are left out."""
@@ -87,9 +152,7 @@ class GoogleAds:
         found: dict[str, str] = {}
         body: dict[str, str] = {"query": query}
         while True:
-            page = self.client.request(
-                "POST", "/googleAds:search", json=body, call="googleAds:search campaign.status"
-            ).json()
+            page = self._call("/googleAds:search", body, "googleAds:search campaign.status").json()
             for row in page.get("results", []):
                 found[str(row["campaign"]["id"])] = str(row["campaign"]["status"])
             token = page.get("nextPageToken")
@@ -100,9 +163,8 @@ class GoogleAds:
     def set_status(self, campaign_id: str, status: str) -> None:
         name = f"customers/{self.customer_id}/campaigns/{campaign_id}"
         operation = {"update": {"resourceName": name, "status": status}, "updateMask": "status"}
-        self.client.request(
-            "POST",
+        self._call(
             "/campaigns:mutate",
-            json={"operations": [operation]},
-            call=f"campaigns:mutate {campaign_id} status={status}",
+            {"operations": [operation]},
+            f"campaigns:mutate {campaign_id} status={status}",
         )

@@ -58,6 +58,7 @@ _CREDENTIALS: Final = {
     "bigcommerce": {"token"},
     NOTIFY: {"secret"},
 }
+_GOOGLE_REFRESH: Final = {"developer_token", "refresh_token", "client_id", "client_secret"}
 
 
 @dataclass(frozen=True)
@@ -79,10 +80,15 @@ class Connection:
             raise ValueError(f"{self.channel} account {self.account!r} is not an account id")
         fields = self.fields()
         needed = _CREDENTIALS[self.channel]
+        if self.channel == "google" and "token" not in fields:
+            needed = _GOOGLE_REFRESH  # an hourly access token minted from a refresh token
         if not needed <= fields.keys() or not all(isinstance(v, str) for v in fields.values()):
+            alternative = (
+                f" (or {', '.join(sorted(_GOOGLE_REFRESH))})" if self.channel == "google" else ""
+            )
             raise ValueError(
                 f"{self.channel} credentials are a JSON object of strings with "
-                f"{', '.join(sorted(needed))}"
+                f"{', '.join(sorted(needed))}{alternative}"
             )
 
     def fields(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from connectors.ad_platforms.google import GoogleAds
+from connectors.ad_platforms.google import GoogleAds, RefreshGrant
 from connectors.ad_platforms.meta import MetaAds
 from connectors.http import ApiError, RetryPolicy, retry_after
 from emulators import GoogleAdsEmulator, MetaEmulator, serve
@@ -125,3 +125,29 @@ def test_retry_after_takes_seconds_or_a_date() -> None:
     assert retry_after(answer("Wed, 02 Dec 2026 12:00:30 GMT"), now) == 30.0
     assert retry_after(answer("soon"), now) is None
     assert retry_after(httpx.Response(429), now) is None
+
+
+def test_google_mints_access_tokens_from_a_refresh_token(
+    google: tuple[GoogleAdsEmulator, str],
+) -> None:
+    emulator, url = google
+    emulator.campaigns.update({"555": "ENABLED"})
+    emulator.refresh_grants["1//refresh-secret"] = ("client-1", "client-secret-1")
+    grant = RefreshGrant("1//refresh-secret", "client-1", "client-secret-1", oauth_url=url)
+    client = GoogleAds("acme", "1234567890", None, "dev-secret", refresh=grant, base_url=url)
+    assert client.statuses(["555"]) == {"555": "ENABLED"}
+    assert emulator.mints == 1
+    client.set_status("555", "PAUSED")
+    assert emulator.mints == 1  # still good: used until it runs out
+    emulator.expire_tokens()  # an hour later: 401, a fresh token, the call again
+    assert client.statuses(["555"]) == {"555": "PAUSED"}
+    assert emulator.mints == 2
+    shown = repr(client) + repr(grant)
+    assert "refresh-secret" not in shown and "client-secret-1" not in shown
+    # A revoked refresh token fails the call, naming the store and the mint, never a secret.
+    emulator.refresh_grants.clear()
+    emulator.expire_tokens()
+    with pytest.raises(ApiError) as failed:
+        client.statuses(["555"])
+    assert "store acme: google-oauth token (refresh grant) failed: HTTP 400" in str(failed.value)
+    assert "refresh-secret" not in str(failed.value)

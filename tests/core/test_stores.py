@@ -1127,6 +1127,18 @@ def test_cli_connects_ad_accounts_with_their_credentials_encrypted(
     assert "meta:act_42" in listing.stdout and "google:123" in listing.stdout
     assert "EAAB" not in listing.output
 
+    # Google by refresh token: the three fields it mints with, or refused naming them.
+    refresh = '{"refresh_token": "1//r", "client_id": "c", "client_secret": "cs", '
+    minted = runner.invoke(
+        stores_app,
+        [*connect_google, "--credentials", "-"],
+        input=refresh + '"developer_token": "dev-secret"}',
+    )
+    assert minted.exit_code == 0, minted.output
+    half = runner.invoke(
+        stores_app, [*connect_google, "--credentials", "-"], input='{"refresh_token": "1//r"}'
+    )
+    assert half.exit_code == 1 and "client_secret" in half.stderr and "1//r" not in half.output
     # Bad input is refused with a reason and without the input.
     bad = runner.invoke(stores_app, [*connect, "--credentials", "-"], input='{"tok": "EAAB-x"}')
     assert bad.exit_code == 1 and "token" in bad.stderr and "EAAB" not in bad.output
