@@ -587,8 +587,12 @@ def disconnect(settings: Settings, box: SecretBox, store_id: str) -> list[str]:
     return removed
 
 
-UNINSTALLED = {"shopify": "app/uninstalled", "bigcommerce": "store/app/uninstalled"}
-"""The webhook each platform sends when a store removes the app: its token is void then."""
+UNINSTALLED = {
+    "shopify": frozenset({"app/uninstalled", "shop/redact"}),
+    "bigcommerce": frozenset({"store/app/uninstalled"}),
+}
+"""The webhooks that say a store removed the app (Shopify's shop/redact comes 48 hours after):
+its token is void then."""
 
 
 def forget_token(settings: Settings, box: SecretBox, store_id: str) -> bool:
@@ -616,7 +620,7 @@ def on_uninstall(
 
     async def hook(delivery: Delivery) -> None:
         store = delivery.store
-        uninstalled = UNINSTALLED.get(store.platform) == delivery.topic
+        uninstalled = delivery.topic in UNINSTALLED.get(store.platform, frozenset())
         if uninstalled and await run_in_threadpool(forget_token, settings, box, store.store_id):
             log.info("%s uninstalled the app: its token is forgotten", store.store_id)
 
