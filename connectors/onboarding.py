@@ -34,7 +34,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -225,8 +225,7 @@ class ShopifyOnboarding:
 
     def _connect(self, shop: str, code: str, secret: bytes) -> dict[str, object]:
         token = self._exchange(shop, code, secret)
-        path = self.settings.stores_file
-        known = StoreRegistry.load(path, self.box) if path.exists() else StoreRegistry()
+        known = registry_of(self.settings, self.box)
         existing = known.lookup("shopify", shop)
         store_id = (
             existing.store_id if existing else store_id_for(shop, [s.store_id for s in known])
@@ -234,21 +233,16 @@ class ShopifyOnboarding:
         api = (self.api_factory or self._api)(store_id, shop, token)
         try:
             info = api.shop()
-            registered = self._register_webhooks(api)
+            address = f"{self._public_url}/webhooks/shopify"
+            registered = subscribe(
+                api, WEBHOOK_TOPICS, address, lambda t: api.register_webhook(t, address)
+            )
         finally:
             api.close()
         connection = Connection("shopify", shop, Secret(json.dumps({"token": token}).encode()))
 
-        def change(registry: StoreRegistry) -> StoreRegistry:
-            current = registry.lookup("shopify", shop)
-            if current is None:
-                store = Store(store_id, "shopify", shop, (Secret(secret),), currency=info.currency)
-            else:
-                store = current
-            kept = tuple(c for c in store.connections if c.channel != "shopify")
-            return registry.with_store(replace(store, connections=(*kept, connection)))
-
-        StoreRegistry.update(path, self.box, change)
+        new = Store(store_id, "shopify", shop, (Secret(secret),), currency=info.currency)
+        save_connection(self.settings, self.box, new, connection)
         log.info("shopify shop %s connected as store %s", shop, store_id)
         return {"store_id": store_id, "shop": shop, "webhooks": registered}
 
@@ -275,15 +269,6 @@ class ShopifyOnboarding:
             base_url=self.settings.shopify_api_url,
             policy=retry_policy(self.settings),
         )
-
-    def _register_webhooks(self, api: StoreApi) -> list[str]:
-        """Every topic subscribed once, at this deployment's address (a reinstall adds none)."""
-        address = f"{self._public_url}/webhooks/shopify"
-        have = {(w.topic, w.address) for w in api.webhooks()}
-        for topic in WEBHOOK_TOPICS:
-            if (topic, address) not in have:
-                api.register_webhook(topic, address)
-        return list(WEBHOOK_TOPICS)
 
 
 BC_CONTEXT = re.compile(r"^stores/[a-z0-9]{1,20}$")
@@ -379,9 +364,7 @@ class BigCommerceOnboarding:
         if not isinstance(token, str) or not token or grant.get("context") != context:
             raise OnboardingRefused(400, "the code was refused")
         store_hash = context.removeprefix("stores/")
-        path = self.settings.stores_file
-        known = StoreRegistry.load(path, self.box) if path.exists() else StoreRegistry()
-        existing = known.lookup("bigcommerce", store_hash)
+        existing = registry_of(self.settings, self.box).lookup("bigcommerce", store_hash)
         store_id = existing.store_id if existing else f"bigcommerce-{store_hash}"
         credentials = Secret(json.dumps({"token": token}).encode())
         connection = Connection("bigcommerce", store_hash, credentials)
@@ -389,22 +372,12 @@ class BigCommerceOnboarding:
         try:
             info = api.shop()
             address = f"{public_url}/webhooks/bigcommerce"
-            have = {(w.topic, w.address) for w in api.webhooks()}
-            for topic in sorted(bigcommerce.TOPICS):
-                if (topic, address) not in have:
-                    api.register_webhook(topic, address)
+            subscribe(api, bigcommerce.TOPICS, address, lambda t: api.register_webhook(t, address))
         finally:
             api.close()
 
-        def change(registry: StoreRegistry) -> StoreRegistry:
-            current = registry.lookup("bigcommerce", store_hash)
-            store = current or Store(
-                store_id, "bigcommerce", context, (Secret(secret),), currency=info.currency
-            )
-            kept = tuple(c for c in store.connections if c.channel != "bigcommerce")
-            return registry.with_store(replace(store, connections=(*kept, connection)))
-
-        StoreRegistry.update(path, self.box, change)
+        new = Store(store_id, "bigcommerce", context, (Secret(secret),), currency=info.currency)
+        save_connection(self.settings, self.box, new, connection)
         log.info("bigcommerce store %s connected as %s", store_hash, store_id)
         return {"store_id": store_id, "store_hash": store_hash, "webhooks": len(bigcommerce.TOPICS)}
 
@@ -418,7 +391,9 @@ class BigCommerceOnboarding:
             claims = self._claims(request)
         except OnboardingRefused as exc:
             return _refusal(exc)
-        store = self._registry().lookup("bigcommerce", str(claims["sub"]).removeprefix("stores/"))
+        store = registry_of(self.settings, self.box).lookup(
+            "bigcommerce", str(claims["sub"]).removeprefix("stores/")
+        )
         connected = store is not None and store.connection("bigcommerce") is not None
         return JSONResponse({"store_id": store.store_id if store else None, "connected": connected})
 
@@ -428,22 +403,14 @@ class BigCommerceOnboarding:
         except OnboardingRefused as exc:
             return _refusal(exc)
         context = str(claims["sub"])
-
-        def change(registry: StoreRegistry) -> StoreRegistry:
-            store = registry.lookup("bigcommerce", context.removeprefix("stores/"))
-            if store is None:
-                return registry
-            kept = tuple(c for c in store.connections if c.channel != "bigcommerce")
-            return registry.with_store(replace(store, connections=kept))
-
+        store = registry_of(self.settings, self.box).lookup(
+            "bigcommerce", context.removeprefix("stores/")
+        )
         # The app's hooks go with the app: BigCommerce deletes them; the token is ours to drop.
-        await run_in_threadpool(StoreRegistry.update, self.settings.stores_file, self.box, change)
+        if store is not None:
+            await run_in_threadpool(forget_token, self.settings, self.box, store.store_id)
         log.info("bigcommerce %s uninstalled the app: its token is removed", context)
         return JSONResponse({"uninstalled": context})
-
-    def _registry(self) -> StoreRegistry:
-        path = self.settings.stores_file
-        return StoreRegistry.load(path, self.box) if path.exists() else StoreRegistry()
 
 
 def _public_url(settings: Settings) -> str:
@@ -524,9 +491,7 @@ class WooCommerceOnboarding:
         address = f"{_public_url(self.settings)}/webhooks/woocommerce"
         credentials = json.dumps({"consumer_key": key, "consumer_secret": secret}).encode()
         connection = Connection("woocommerce", site, Secret(credentials))
-        path = self.settings.stores_file
-        known = StoreRegistry.load(path, self.box) if path.exists() else StoreRegistry()
-        existing = known.lookup("woocommerce", site.rstrip("/"))
+        existing = registry_of(self.settings, self.box).lookup("woocommerce", site.rstrip("/"))
         host = re.sub(r"[^a-z0-9-]+", "-", site.removeprefix("https://")).strip("-")[:40]
         store_id = existing.store_id if existing else f"woocommerce-{host}"
         # WooCommerce signs each webhook with the secret it was created with: one per store.
@@ -536,22 +501,21 @@ class WooCommerceOnboarding:
         api = store_api(self.settings, store_id, connection)
         try:
             info = api.shop()
-            have = {(w.topic, w.address) for w in api.webhooks()}
-            for topic in sorted(woocommerce.TOPICS):
-                if (topic, address) not in have and isinstance(api, WooCommerceApi):
-                    api.register_webhook(topic, address, secret=webhook_secret.decode())
+            assert isinstance(api, WooCommerceApi), "a woocommerce connection"
+            woo = api
+            subscribe(
+                woo,
+                woocommerce.TOPICS,
+                address,
+                lambda t: woo.register_webhook(t, address, secret=webhook_secret.decode()),
+            )
         finally:
             api.close()
 
-        def change(registry: StoreRegistry) -> StoreRegistry:
-            current = registry.lookup("woocommerce", site.rstrip("/"))
-            store = current or Store(
-                store_id, "woocommerce", site, (Secret(webhook_secret),), currency=info.currency
-            )
-            kept = tuple(c for c in store.connections if c.channel != "woocommerce")
-            return registry.with_store(replace(store, connections=(*kept, connection)))
-
-        StoreRegistry.update(path, self.box, change)
+        new = Store(
+            store_id, "woocommerce", site, (Secret(webhook_secret),), currency=info.currency
+        )
+        save_connection(self.settings, self.box, new, connection)
         log.info("woocommerce site connected as store %s", store_id)
         return {"store_id": store_id, "site": site, "webhooks": len(woocommerce.TOPICS)}
 
@@ -576,14 +540,7 @@ def disconnect(settings: Settings, box: SecretBox, store_id: str) -> list[str]:
         finally:
             api.close()
 
-    def change(current: StoreRegistry) -> StoreRegistry:
-        found = current.get(store_id)
-        if found is None:
-            return current
-        kept = tuple(c for c in found.connections if c.channel != found.platform)
-        return current.with_store(replace(found, connections=kept))
-
-    StoreRegistry.update(settings.stores_file, box, change)
+    forget_token(settings, box, store_id)
     return removed
 
 
@@ -593,6 +550,36 @@ UNINSTALLED = {
 }
 """The webhooks that say a store removed the app (Shopify's shop/redact comes 48 hours after):
 its token is void then."""
+
+
+def registry_of(settings: Settings, box: SecretBox) -> StoreRegistry:
+    path = settings.stores_file
+    return StoreRegistry.load(path, box) if path.exists() else StoreRegistry()
+
+
+def subscribe(
+    api: StoreApi, topics: Iterable[str], address: str, register: Callable[[str], object]
+) -> list[str]:
+    """Every topic subscribed once at ``address`` (``register(topic)`` does it): a reinstall
+    adds none. Returns the topics."""
+    have = {(w.topic, w.address) for w in api.webhooks()}
+    wanted = sorted(topics)
+    for topic in wanted:
+        if (topic, address) not in have:
+            register(topic)
+    return wanted
+
+
+def save_connection(settings: Settings, box: SecretBox, new: Store, connection: Connection) -> None:
+    """Keep ``connection`` (a store's token) for the store the platform knows by ``new``'s
+    identity: the store there, or ``new`` on a first install."""
+
+    def change(registry: StoreRegistry) -> StoreRegistry:
+        store = registry.lookup(new.platform, new.identity) or new
+        kept = tuple(c for c in store.connections if c.channel != connection.channel)
+        return registry.with_store(replace(store, connections=(*kept, connection)))
+
+    StoreRegistry.update(settings.stores_file, box, change)
 
 
 def forget_token(settings: Settings, box: SecretBox, store_id: str) -> bool:

@@ -316,23 +316,8 @@ def _product_events(
                 }
             ]
         )
-        events.append(
-            emit(
-                "ProductUpsert",
-                raw,
-                context,
-                version=Version("product", product_id, occurred_at),
-                occurred_at=occurred_at,
-                product_id=product_id,
-                title=text(product.get("name")) or "",
-                handle=text(product.get("slug")),
-                status=text(product.get("status")),
-                vendor=None,
-                product_type=kind,
-                tags=[str(mapping(t).get("name")) for t in items(product.get("tags"))],
-                variants=variants,
-            )
-        )
+        version = Version("product", product_id, occurred_at)
+        events.append(_product_upsert(raw, context, product, version, variants))
         if product.get("variations"):
             events.append(
                 emit(
@@ -350,6 +335,30 @@ def _product_events(
             )
     stock_event = _stock_event(raw, context, product, parent_id or product_id)
     return events + ([stock_event] if stock_event is not None else [])
+
+
+def _product_upsert(
+    raw: RawDelivery,
+    context: NormalizeContext,
+    product: Mapping[str, Any],
+    version: Version,
+    variants: list[dict[str, Any]],
+) -> Emit:
+    return emit(
+        "ProductUpsert",
+        raw,
+        context,
+        version=version,
+        occurred_at=version.at,
+        product_id=version.resource_id,
+        title=text(product.get("name")) or "",
+        handle=text(product.get("slug")),
+        status=text(product.get("status")),
+        vendor=None,
+        product_type=text(product.get("type")),
+        tags=[str(mapping(t).get("name")) for t in items(product.get("tags"))],
+        variants=variants,
+    )
 
 
 def _stock_event(
@@ -392,34 +401,20 @@ def variations_events(
     product_id = id_str(product.get("id"), "id")
     versions = [t for t in (_gmt(r, "date_modified") for r in (product, *variations)) if t]
     newest = max(versions) if versions else None
-    upsert = emit(
-        "ProductUpsert",
-        raw,
-        context,
-        version=Version("product:variations", product_id, newest),
-        occurred_at=newest,
-        product_id=product_id,
-        title=text(product.get("name")) or "",
-        handle=text(product.get("slug")),
-        status=text(product.get("status")),
-        vendor=None,
-        product_type=text(product.get("type")),
-        tags=[str(mapping(t).get("name")) for t in items(product.get("tags"))],
-        variants=[
-            {
-                "variant_id": id_str(v.get("id"), "variations[].id"),
-                "sku": text(v.get("sku")) or None,
-                "title": " / ".join(
-                    str(mapping(a).get("option")) for a in items(v.get("attributes"))
-                )
-                or None,
-                "price": money(text(v.get("price")) or "0", currency),
-                "inventory_item_id": id_str(v.get("id"), "variations[].id"),
-                "inventory_quantity": _stock(v),
-            }
-            for v in map(mapping, variations)
-        ],
-    )
+    variants = [
+        {
+            "variant_id": id_str(v.get("id"), "variations[].id"),
+            "sku": text(v.get("sku")) or None,
+            "title": " / ".join(str(mapping(a).get("option")) for a in items(v.get("attributes")))
+            or None,
+            "price": money(text(v.get("price")) or "0", currency),
+            "inventory_item_id": id_str(v.get("id"), "variations[].id"),
+            "inventory_quantity": _stock(v),
+        }
+        for v in map(mapping, variations)
+    ]
+    version = Version("product:variations", product_id, newest)
+    upsert = _product_upsert(raw, context, product, version, variants)
     stock = [_stock_event(raw, context, v, product_id) for v in map(mapping, variations)]
     return [upsert, *(e for e in stock if e is not None)]
 
