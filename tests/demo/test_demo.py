@@ -69,12 +69,13 @@ def demo(bootstrap_servers: str, state_dir: Path, *args: str) -> dict[str, Any]:
     # the editable install's demo package (as revloop's own children run, infra/supervisor.py).
     command = [sys.executable, "-P", "-m", "revloop", "demo", "--state-dir", str(state_dir)]
     result = subprocess.run(
-        [*command, "--port", str(port), "--timeout", "30", *args],
+        # Seven processes on two cores at the end of the suite: each wait may take a while.
+        [*command, "--port", str(port), "--timeout", "60", *args],
         env=env,
         cwd=state_dir.parent,  # away from any .env in the checkout
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=240,
         check=False,
     )
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
