@@ -26,6 +26,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("settle",): ("revloop.cli.db", "settle_command"),
     ("backfill",): ("revloop.cli.connect", "backfill_command"),
     ("reconcile",): ("revloop.cli.connect", "reconcile_command"),
+    ("lag",): ("revloop.cli.lag", "lag_command"),
     ("demo",): ("demo", "demo_command"),
     ("up",): ("infra.supervisor_cli", "up_command"),
     ("down",): ("infra.supervisor_cli", "down_command"),

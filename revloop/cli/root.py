@@ -12,6 +12,7 @@ from infra.supervisor_cli import down_command, status_command, supervise_command
 from revloop.cli.connect import backfill_command, reconcile_command
 from revloop.cli.db import db_app, ledger_app, settle_command, sink_app
 from revloop.cli.ingest import serve_command
+from revloop.cli.lag import lag_command
 from revloop.cli.schemas import schemas_app, topics_app
 from revloop.cli.stores import stores_app
 from streams.normalizer import normalize_command
@@ -37,6 +38,7 @@ app.add_typer(ledger_app, name="ledger")
 app.command("settle")(settle_command)
 app.command("backfill")(backfill_command)
 app.command("reconcile")(reconcile_command)
+app.command("lag")(lag_command)
 connect_app = typer.Typer(
     help="Connectors: the pipeline's decisions carried out on the platforms.", no_args_is_help=True
 )
