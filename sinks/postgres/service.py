@@ -352,8 +352,14 @@ class PostgresSink:
         log.info("sink postgres: group %s reading %d topics", self.group, len(self.topics))
         backoff = 0.5
         try:
+            rewind = False
             while not stop.is_set():
                 try:
+                    if rewind:
+                        # A failed batch's records are read again before anything after them:
+                        # consuming on without the rewind would skip them for good.
+                        self._rewind()
+                        rewind = False
                     self.sync_stores()
                     self.expire_webhook_log()
                     messages = [
@@ -377,11 +383,7 @@ class PostgresSink:
                         self._drop_connection()
                     time.sleep(backoff)
                     backoff = min(backoff * 2, 30.0)
-                    try:
-                        self._rewind()
-                    except (psycopg.Error, OSError) as again:
-                        log.error("sink postgres: cannot read the offsets: %s", _first(again))
-                        self._drop_connection()
+                    rewind = True
         finally:
             consumer.close()
             if self._producer is not None:
