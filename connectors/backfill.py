@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from connectors.hydrator import READERS, requesting_delivery
 from connectors.store_apis.base import Resource, StoreApi, every_page
-from platforms.dispatch import read_events
+from platforms.dispatch import as_source, read_events
 from platforms.events import Emit, NormalizeContext
 from revloop.baseline import OrderFact
 from revloop.ids import deterministic_id
@@ -242,7 +242,7 @@ class Job:
             # hydrator's read completes it here, as it would for a webhook.
             reader = READERS[self.platform]
             hydrated = reader(self.api, event.value, requesting_delivery(event.value), self.context)
-            whole.extend(_as_source(e) for e in hydrated)
+            whole.extend(as_source(e) for e in hydrated)
         return whole
 
     def _commit(self, events: Sequence[Emit], state: Checkpoint) -> None:
@@ -295,10 +295,3 @@ class Job:
             "records": state.records,
             "events": state.events,
         }
-
-
-def _as_source(event: Emit) -> Emit:
-    """An event read from the API is a source event: nothing in revloop caused it."""
-    return Emit(
-        event.record, {**event.value, "envelope": {**event.value["envelope"], "caused_by": []}}
-    )

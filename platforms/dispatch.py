@@ -183,8 +183,10 @@ def read_events(
         result = NORMALIZERS[platform](raw, context)
         events = [] if isinstance(result, Skip) else result
     wanted = _READ_RECORDS.get(resource)
-    return [
-        Emit(e.record, {**e.value, "envelope": {**e.value["envelope"], "caused_by": []}})
-        for e in events
-        if wanted is None or e.record in wanted
-    ]
+    return [as_source(e) for e in events if wanted is None or e.record in wanted]
+
+
+def as_source(event: Emit) -> Emit:
+    """An event read from a platform API is a source event: nothing in revloop caused it."""
+    envelope = {**event.value["envelope"], "caused_by": []}
+    return Emit(event.record, {**event.value, "envelope": envelope})

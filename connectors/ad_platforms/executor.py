@@ -273,9 +273,7 @@ class AdExecutor:
             )
 
     def _channel(self, store: Store, connection: Connection) -> AdChannel:
-        # A rotated token is another key: the cached client would still send the old one.
-        digest = hashlib.sha256(connection.credentials.reveal()).hexdigest()
-        key = (store.store_id, connection.channel, connection.account + digest)
+        key = _client_key(store, connection)
         if key not in self._channels:
             self._channels[key] = channel_for(self.settings, store, connection)
         return self._channels[key]
@@ -283,8 +281,7 @@ class AdExecutor:
     def _store_api(self, store: Store, channel: str) -> StoreApi:
         connection = store.connection(channel)
         assert connection is not None, "other_channels names connected channels"
-        digest = hashlib.sha256(connection.credentials.reveal()).hexdigest()
-        key = (store.store_id, channel, connection.account + digest)
+        key = _client_key(store, connection)
         if key not in self._store_apis:
             api = store_api(self.settings, store.store_id, connection)
             client = getattr(api, "client", None)
@@ -367,6 +364,13 @@ class AdExecutor:
                     changed.append(f"{object_id} resumed")
                 self._write(store_id, channel, campaign_id, object_id, left)
         return changed
+
+
+def _client_key(store: Store, connection: Connection) -> tuple[str, str, str]:
+    """What a cached client is made for: a rotated token is another key (the cached client
+    would still send the old one)."""
+    digest = hashlib.sha256(connection.credentials.reveal()).hexdigest()
+    return store.store_id, connection.channel, connection.account + digest
 
 
 def call_record(action: dict[str, Any], channel: str, answer: Answer, n: int) -> dict[str, Any]:
