@@ -572,7 +572,7 @@ def expected_events(records: Sequence[RawRecord], context: NormalizeContext) -> 
     events: dict[str, str] = {}
     for record in records:
         raw = RawDelivery.from_record(record.record)
-        ref = RawReference(RAW.name, -1, -1, record.key, record.value)
+        ref = RawReference(RAW.name, -1, -1, record.key)
         fresh = first_sightings(raw, derived_events(raw, ref, context), _IdSet(seen, raw.store_id))
         events.update((e.event_id, topic_for_record(e.record).name) for e in fresh)
     return events
@@ -651,17 +651,17 @@ class PrototypeNormalizer:
         self, value: bytes, key: bytes | None, _ts: int, _headers: Any, state: State[str, int]
     ) -> Any:
         context = message_context()
-        ref = RawReference(self.raw_topic, context.partition, context.offset, key, value)
+        ref = RawReference(self.raw_topic, context.partition, context.offset, key)
         seen = StateSeen(state, self.window)
         try:
-            return self._plan(ref, seen)
+            return self._plan(ref, value, seen)
         except INFRASTRUCTURE_ERRORS:
             raise
         except Exception as exc:
-            return self._park(ref, seen, exc)
+            return self._park(ref, value, seen, exc)
 
-    def _plan(self, ref: RawReference, seen: Seen) -> list[Out]:
-        raw = self._decode(ref.value)
+    def _plan(self, ref: RawReference, value: bytes, seen: Seen) -> list[Out]:
+        raw = self._decode(value)
         if raw is None:
             letter = dead_letter(
                 ref,
@@ -675,10 +675,10 @@ class PrototypeNormalizer:
         encoded = {e.event_id: self._encode(e) for e in events}
         return [encoded[e.event_id] for e in first_sightings(raw, events, seen)]
 
-    def _park(self, ref: RawReference, seen: Seen, exc: Exception) -> list[Out]:
+    def _park(self, ref: RawReference, value: bytes, seen: Seen, exc: Exception) -> list[Out]:
         reason = "schema_mismatch" if isinstance(exc, SerdeError) else "unexpected_error"
         try:
-            raw = self._decode(ref.value)
+            raw = self._decode(value)
         except Exception:
             raw = None
         letter = dead_letter(
@@ -729,11 +729,7 @@ def prototype_application(settings: Settings, output_prefix: str, state_dir: Pat
             "session.timeout.ms": settings.worker_session_timeout_ms,
             "fetch.wait.max.ms": settings.worker_fetch_wait_max_ms,
         },
-        producer_extra_config={
-            "transactional.id": f"{group}.{INSTANCE}",
-            # Dead letters carry a raw record of up to 2 MiB (as the normalizer's producer).
-            "message.max.bytes": 4 * 1024 * 1024,
-        },
+        producer_extra_config={"transactional.id": f"{group}.{INSTANCE}"},
         loglevel="WARNING",
     )
     normalizer = PrototypeNormalizer(settings, output_prefix)

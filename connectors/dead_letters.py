@@ -1,6 +1,9 @@
 """Dead letters for what a connector could not carry out (``ops.dead-letters.v1``): a reference
 to the input record, the store, the call and why. Never a token and never a payload: the
-record's key and position find it again."""
+record's key and position find it again. The key is the input topic's catalogue key (store and
+resource ids), no personal data. ``revloop dlq redrive`` re-produces a ``connect.hydrate``
+letter's input record to its topic; ``connect.ads`` letters are not redriven (the executor has
+recorded the action as done, and the product's next breaker action acts instead)."""
 
 from __future__ import annotations
 

@@ -25,10 +25,12 @@ from typing import Any
 
 import typer
 from confluent_kafka import Message, TopicPartition
-from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client import Counter
 
 from connectors.dead_letters import dead_letter
 from connectors.http import ApiError
+from connectors.metrics import ConnectorMetrics
+from connectors.multichannel import journal_of
 from connectors.store_apis.base import Resource, StoreApi
 from connectors.store_apis.connect import NotConnected, store_api
 from connectors.store_apis.woocommerce import WooCommerceApi
@@ -37,6 +39,7 @@ from platforms.events import Emit, NormalizeContext, RawDelivery
 from platforms.payloads import NotNormalizable
 from revloop.crypto import CryptoError, SecretBox
 from revloop.exactly_once import ExactlyOnceLoop, LoopOptions, Output
+from revloop.metrics import serve_metrics
 from revloop.settings import Settings, get_settings
 from revloop.stores import LiveCurrencies, LiveStoreRegistry
 from revloop.watchdog import Watchdog, stop_on_signals
@@ -130,16 +133,18 @@ def requesting_delivery(request: Mapping[str, Any]) -> RawDelivery:
     )
 
 
-class HydratorMetrics:
+class HydratorMetrics(ConnectorMetrics):
+    """The connectors' counters (``connector="hydrate"``) and the hydrator's own."""
+
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        super().__init__("hydrate")
         self.requests = Counter(
             "revloop_hydrator_requests",
             "Hydration requests by platform and outcome (hydrated, gone, dead_lettered).",
             ["platform", "outcome"],
             registry=self.registry,
         )
-        self.calls = Counter(
+        self.platform_calls = Counter(
             "revloop_hydrator_platform_calls",
             "Platform API calls made, retries included.",
             ["platform"],
@@ -232,7 +237,8 @@ class Hydrator:
             return reader(api, request, requesting_delivery(request), self.context)
         finally:
             calls = getattr(api, "calls", 0) - before
-            self.metrics.calls.labels(envelope["platform"]).inc(max(calls, 0))
+            self.metrics.platform_calls.labels(envelope["platform"]).inc(max(calls, 0))
+            self.metrics.tried(envelope["platform"], journal_of(api))
 
     def _api(self, store_id: str) -> StoreApi:
         """The store's client, made again when its registry entry changed (new credentials)."""
@@ -246,11 +252,15 @@ class Hydrator:
         if cached is not None:
             cached[1].close()
         api = store_api(self.settings, store_id, store.connection(store.platform))
+        client = getattr(api, "client", None)
+        if client is not None:
+            client.journal = []  # each try recorded, for revloop_connector_calls_total
         self._apis[store_id] = (store, api)
         return api
 
     def _dead(self, message: Message, envelope: Mapping[str, Any], kind: str, why: str) -> Output:
         self.metrics.requests.labels(envelope["platform"], "dead_lettered").inc()
+        self.metrics.dead_lettered()
         log.warning("hydration of %s failed: %s", envelope["event_id"], why)
         name, key, value = dead_letter(
             self.settings,
@@ -287,7 +297,9 @@ def build_hydrator(settings: Settings) -> Hydrator:
 
 def hydrate_command(
     metrics_port: int | None = typer.Option(
-        None, help="Serve Prometheus metrics on this port (default: none)."
+        None,
+        help="Serve Prometheus metrics on this port, 0 for none "
+        "(default: REVLOOP_HYDRATOR_METRICS_PORT, 9404).",
     ),
     instance_id: str | None = typer.Option(
         None,
@@ -310,6 +322,6 @@ def hydrate_command(
     hydrator.watchdog = watchdog
     if instance_id:
         hydrator.instance_id = instance_id
-    if metrics_port is not None:
-        start_http_server(metrics_port, registry=hydrator.metrics.registry)
+    port = settings.hydrator_metrics_port if metrics_port is None else metrics_port
+    serve_metrics(hydrator.metrics.registry, port, settings.metrics_host, process="connect-hydrate")
     hydrator.run(stop)

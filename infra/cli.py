@@ -13,11 +13,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from infra.stack import Stack, StackChange, StackError, StackStatus, State
+from infra.stack import ComponentStatus, Stack, StackChange, StackError, StackStatus, State
 from revloop.settings import get_settings
 
 app = typer.Typer(
-    help="The local stack: a Kafka broker and a Postgres cluster, run without Docker.",
+    help="The local stack: a Kafka broker and a Postgres cluster, run without Docker (and, "
+    "optionally, Prometheus).",
     no_args_is_help=True,
 )
 
@@ -58,12 +59,19 @@ def _stack() -> Stack:
 
 @app.command()
 @_stack_errors
-def up() -> None:
+def up(
+    with_monitoring: bool = typer.Option(
+        False,
+        "--with-monitoring",
+        help="Also start Prometheus (Debian's `prometheus`) scraping every revloop process, "
+        "with the alert rules of infra/monitoring.",
+    ),
+) -> None:
     """Start the stack (fetching and initialising on first use) and wait until it is healthy.
 
     Running it again when everything is healthy changes nothing.
     """
-    change = _stack().up()
+    change = _stack().up(with_monitoring=with_monitoring)
     print_change(change, verb="started", idle="already running")
     print_status(change.status)
     _print_whereabouts(change.status)
@@ -72,7 +80,8 @@ def up() -> None:
 @app.command()
 @_stack_errors
 def down() -> None:
-    """Stop the stack gracefully. Data stays; the next `up` picks it up again."""
+    """Stop the stack (and Prometheus, if running) gracefully. Data stays; the next `up` picks
+    it up again."""
     change = _stack().down()
     print_change(change, verb="stopped", idle="was not running")
 
@@ -93,6 +102,8 @@ def status() -> None:
 
 def print_change(change: StackChange, *, verb: str, idle: str) -> None:
     for component in change.status.components:
+        if _idle_optional(component, change.status) and component.name not in change.changed:
+            continue
         did = verb if component.name in change.changed else idle
         out.print(f"{component.label}: {did}", markup=False)
     if not change.changed:
@@ -120,6 +131,8 @@ def print_status(status: StackStatus) -> None:
     table.add_column("Data dir", overflow="fold")
     table.add_column("Log file", overflow="fold")
     for c in status.components:
+        if _idle_optional(c, status):
+            continue
         table.add_row(
             c.label,
             Text(c.state.value, style=_STATE_STYLE[c.state]),
@@ -130,12 +143,24 @@ def print_status(status: StackStatus) -> None:
         )
     out.print(table)
     for c in status.components:
+        if _idle_optional(c, status):
+            out.print(f"{c.label}: off (revloop infra up --with-monitoring)", markup=False)
+    for c in status.components:
         if c.detail:
             out.print(f"{c.label}: {c.detail}", markup=False)
     if not status.healthy:
         out.print("Start it with: revloop infra up", markup=False)
     if not status.stopped:
         out.print("Stop it with: revloop infra down", markup=False)
+
+
+def _idle_optional(component: ComponentStatus, status: StackStatus) -> bool:
+    """An optional component (Prometheus) that is simply off: not worth a row of its own."""
+    return (
+        component.name in status.optional
+        and component.state is State.STOPPED
+        and not component.detail
+    )
 
 
 def short(path: Path, state_dir: Path) -> str:
@@ -145,13 +170,19 @@ def short(path: Path, state_dir: Path) -> str:
 
 def _print_whereabouts(status: StackStatus) -> None:
     settings = get_settings()
-    kafka, postgres = status["kafka"], status["postgres"]
+    kafka, postgres, prometheus = status["kafka"], status["postgres"], status["prometheus"]
+    monitoring = (
+        [f"Prometheus: http://{prometheus.address} (alerts: /alerts, targets: /targets)"]
+        if prometheus.state is State.HEALTHY
+        else []
+    )
     out.print(
         "\n".join(
             [
                 f"Kafka bootstrap servers: {kafka.address}",
                 f"Postgres: postgresql://{settings.postgres_user}@{postgres.address}/"
                 f"{settings.postgres_db} (password: REVLOOP_POSTGRES_PASSWORD)",
+                *monitoring,
                 f"Everything lives under {status.state_dir} (REVLOOP_STATE_DIR);"
                 f" ports move with REVLOOP_KAFKA_PORT, REVLOOP_KAFKA_CONTROLLER_PORT,"
                 f" REVLOOP_POSTGRES_PORT.",

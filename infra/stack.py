@@ -1,4 +1,5 @@
-"""`revloop infra`: the local stack (a Kafka broker and a Postgres cluster) as one unit.
+"""`revloop infra`: the local stack (a Kafka broker and a Postgres cluster) as one unit, and an
+optional Prometheus (`up(with_monitoring=True)`) that `down` stops with the rest.
 
 Everything lives under ``settings.state_dir``::
 
@@ -6,7 +7,8 @@ Everything lives under ``settings.state_dir``::
     kafka/data/           KRaft metadata and topic data
     kafka/server.properties, kafka/kafka.pid
     postgres/data/        the cluster (postmaster.pid is Postgres's own pid file)
-    logs/                 kafka.log, kafka.out, kafka-gc.log, postgres.log, mvn.log
+    prometheus/           prometheus.yml (rendered on every start), data/, prometheus.pid
+    logs/                 kafka.log, kafka.out, kafka-gc.log, postgres.log, mvn.log, prometheus.log
     .lock                 serialises concurrent `up`/`down`
 """
 
@@ -19,6 +21,7 @@ from infra import process
 from infra.base import Component, ComponentStatus, Progress, StackError, State
 from infra.kafka import KafkaBroker
 from infra.postgres import PostgresCluster
+from infra.prometheus import PrometheusServer
 from revloop.settings import Settings
 
 __all__ = ["ComponentStatus", "Stack", "StackChange", "StackError", "StackStatus", "State"]
@@ -28,10 +31,15 @@ __all__ = ["ComponentStatus", "Stack", "StackChange", "StackError", "StackStatus
 class StackStatus:
     state_dir: Path
     components: tuple[ComponentStatus, ...]
+    optional: frozenset[str] = frozenset()
+    """Components the stack is healthy without (Prometheus): only a running one must be healthy."""
 
     @property
     def healthy(self) -> bool:
-        return all(c.state is State.HEALTHY for c in self.components)
+        return all(
+            c.state is State.HEALTHY or (c.name in self.optional and c.state is State.STOPPED)
+            for c in self.components
+        )
 
     @property
     def stopped(self) -> bool:
@@ -72,17 +80,26 @@ class Stack:
         self.stop_timeout = stop_timeout
         self.kafka = KafkaBroker(settings, state_dir=self.state_dir, progress=progress)
         self.postgres = PostgresCluster(settings, state_dir=self.state_dir, progress=progress)
+        self.prometheus = PrometheusServer(settings, state_dir=self.state_dir, progress=progress)
 
     @property
     def components(self) -> tuple[Component, ...]:
         # Start order: the broker's JVM boots while Postgres initialises; stop order is the same.
-        return (self.kafka, self.postgres)
+        return (self.kafka, self.postgres, self.prometheus)
+
+    @property
+    def optional(self) -> frozenset[str]:
+        """Started only when asked for; status shows them and down stops them all the same."""
+        return frozenset({self.prometheus.name})
 
     def status(self) -> StackStatus:
-        return StackStatus(self.state_dir, tuple(c.status() for c in self.components))
+        return StackStatus(
+            self.state_dir, tuple(c.status() for c in self.components), self.optional
+        )
 
-    def up(self) -> StackChange:
-        """Start whatever is not running and wait until everything is healthy.
+    def up(self, *, with_monitoring: bool = False) -> StackChange:
+        """Start whatever is not running and wait until everything is healthy; Prometheus only
+        ``with_monitoring`` (one already running is left running either way).
 
         Every check that can fail cheaply (tools, ports, permissions) runs before anything starts.
         """
@@ -90,7 +107,12 @@ class Stack:
         with process.file_lock(self.state_dir / ".lock"):
             for component in self.components:
                 component.clean_stale()
-            to_start = [c for c in self.components if c.running_pid() is None]
+            wanted = [
+                c
+                for c in self.components
+                if c.name not in self.optional or with_monitoring or c.running_pid() is not None
+            ]
+            to_start = [c for c in wanted if c.running_pid() is None]
             for component in to_start:
                 component.check_can_start()
             for component in to_start:
@@ -100,7 +122,7 @@ class Stack:
             # Every component gets its chance even if another failed, so one error does not
             # leave the rest half-initialised.
             errors: list[str] = []
-            for component in self.components:
+            for component in wanted:
                 try:
                     component.wait_healthy(self.start_timeout)
                 except StackError as exc:

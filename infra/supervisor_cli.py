@@ -1,6 +1,6 @@
 """`revloop up | down | status`: the whole local pipeline as one unit (docs/operations.md).
 
-:data:`PIPELINE` is the one list of the pipeline's long-running processes; a new one (the
+:func:`pipeline` is the one list of the pipeline's long-running processes; a new one (the
 worker, a sink, a connector) is one more line there.
 """
 
@@ -102,11 +102,14 @@ def _ingest_problems(settings: Settings) -> list[str]:
     return problems
 
 
-def _ingest_ready(settings: Settings) -> str | None:
-    host = settings.ingest_host
+def _answers_at(host: str, port: int, path: str) -> str:
     if host in ("0.0.0.0", "::", ""):  # noqa: S104  # a wildcard bind answers on loopback
         host = "127.0.0.1"
-    url = f"http://{f'[{host}]' if ':' in host else host}:{settings.ingest_port}/readyz"
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
+
+
+def _ingest_ready(settings: Settings) -> str | None:
+    url = _answers_at(settings.ingest_host, settings.ingest_port, "/readyz")
     try:
         response = httpx.get(url, timeout=2.0, trust_env=False)
     except httpx.HTTPError as exc:
@@ -138,22 +141,54 @@ def _hydrator_problems(settings: Settings) -> list[str]:
     return _salt_problems(settings) + _registry_problems(settings)
 
 
-PIPELINE: tuple[ProcessSpec, ...] = (
-    ProcessSpec("ingest", revloop_command("ingest"), _ingest_problems, _ingest_ready),
-    ProcessSpec("normalize", revloop_command("normalize"), _normalizer_problems),
-    ProcessSpec("worker", revloop_command("worker")),
-    ProcessSpec("sink-postgres", revloop_command("sink", "postgres")),
-    ProcessSpec("connect-hydrate", revloop_command("connect", "hydrate"), _hydrator_problems),
-    ProcessSpec("connect-ads", revloop_command("connect", "ads"), _registry_problems),
-)
-"""Every long-running process of the pipeline, in start order."""
+def _lag_exporter_problems(settings: Settings) -> list[str]:
+    """Serving is the exporter's whole point: a taken port stops `up`, as ingest's does."""
+    host, port = settings.metrics_host, settings.lag_exporter_port
+    if not process.port_in_use(host, port):
+        return []
+    owner = process.port_owner(port)
+    by = f" by {owner}" if owner else ""
+    return [
+        f"port {port} on {host} is already in use{by}; move the lag exporter with "
+        "REVLOOP_LAG_EXPORTER_PORT=<another port> (0: do not run it)"
+    ]
+
+
+def _lag_exporter_ready(settings: Settings) -> str | None:
+    url = _answers_at(settings.metrics_host, settings.lag_exporter_port, "/metrics")
+    try:
+        response = httpx.get(url, timeout=2.0, trust_env=False)
+    except httpx.HTTPError as exc:
+        return f"{url}: {type(exc).__name__}"
+    return None if response.status_code == 200 else f"{url} answered {response.status_code}"
+
+
+def pipeline(settings: Settings) -> tuple[ProcessSpec, ...]:
+    """Every long-running process of the pipeline, in start order. Each serves /metrics on its
+    ``*_metrics_port`` (docs/operations.md); the lag exporter runs unless its port is 0."""
+    lag = settings.lag_exporter_port
+    exporter = ProcessSpec(
+        "lag-exporter",
+        revloop_command("lag", "--serve", str(lag)),
+        _lag_exporter_problems,
+        _lag_exporter_ready,
+    )
+    return (
+        ProcessSpec("ingest", revloop_command("ingest"), _ingest_problems, _ingest_ready),
+        ProcessSpec("normalize", revloop_command("normalize"), _normalizer_problems),
+        ProcessSpec("worker", revloop_command("worker")),
+        ProcessSpec("sink-postgres", revloop_command("sink", "postgres")),
+        ProcessSpec("connect-hydrate", revloop_command("connect", "hydrate"), _hydrator_problems),
+        ProcessSpec("connect-ads", revloop_command("connect", "ads"), _registry_problems),
+        *((exporter,) if lag else ()),
+    )
 
 
 def preflight(settings: Settings) -> list[str]:
     """Every process's problems, as ``<name>: <problem>``."""
     return [
         f"{spec.name}: {problem}"
-        for spec in PIPELINE
+        for spec in pipeline(settings)
         if spec.preflight is not None
         for problem in spec.preflight(settings)
     ]
@@ -220,7 +255,7 @@ def up_command() -> None:
             _note_external(settings)
         if running is not None:
             out.print(f"Pipeline: already running (supervisor pid {running}); nothing started.")
-            _print_pipeline(pipeline_status(paths, PIPELINE), paths)
+            _print_pipeline(pipeline_status(paths, pipeline(settings)), paths)
             return
         changes = ensure_topics(settings)
         out.print(
@@ -230,8 +265,10 @@ def up_command() -> None:
         out.print(f"Database: {_upgrade_database()}", markup=False)
         pid = start_detached(paths)
         _progress(f"Supervisor: started (pid {pid}); waiting for the processes")
-        wait_started(paths, pid, PIPELINE, settings, settings.supervisor_start_timeout_seconds)
-    _print_pipeline(pipeline_status(paths, PIPELINE), paths)
+        wait_started(
+            paths, pid, pipeline(settings), settings, settings.supervisor_start_timeout_seconds
+        )
+    _print_pipeline(pipeline_status(paths, pipeline(settings)), paths)
     out.print(
         f"Logs: {paths.logs_dir}/<process>.log and supervisor.log. "
         "`revloop status` shows this again; `revloop down` stops everything.",
@@ -279,7 +316,7 @@ def down_command(
     else:
         change = Stack(settings, progress=_progress).down()
         print_change(change, verb="stopped", idle="was not running")
-    left = pipeline_status(paths, PIPELINE)
+    left = pipeline_status(paths, pipeline(settings))
     survivors = [f"{p.name} (pid {p.pid})" for p in left.processes if p.pid is not None]
     if left.supervisor_pid is not None:
         survivors.insert(0, f"the supervisor (pid {left.supervisor_pid})")
@@ -300,16 +337,16 @@ def status_command(
     settings = get_settings()
     paths = RunPaths.of(settings)
     stack = Stack(settings).status() if settings.uses_local_stack else None
-    pipeline = pipeline_status(paths, PIPELINE)
-    ok = pipeline.running and (stack is None or stack.healthy)
+    processes = pipeline_status(paths, pipeline(settings))
+    ok = processes.running and (stack is None or stack.healthy)
     if as_json:
-        typer.echo(json.dumps(_status_document(settings, stack, pipeline, ok), indent=2))
+        typer.echo(json.dumps(_status_document(settings, stack, processes, ok), indent=2))
     else:
         if stack is not None:
             print_status(stack)
         else:
             _note_external(settings)
-        _print_pipeline(pipeline, paths)
+        _print_pipeline(processes, paths)
     if not ok:
         raise typer.Exit(1)
 
@@ -317,7 +354,8 @@ def status_command(
 def supervise_command() -> None:
     """Run the supervisor in the foreground (what `revloop up` starts, detached)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    code = Supervisor(get_settings(), PIPELINE).run()
+    settings = get_settings()
+    code = Supervisor(settings, pipeline(settings)).run()
     if code:
         raise typer.Exit(code)
 

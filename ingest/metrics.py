@@ -8,6 +8,8 @@ from typing import TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from revloop.metrics import add_process_collectors
+
 M = TypeVar("M", Counter, Histogram)
 
 REQUEST_SECONDS = "revloop_ingest_request_duration_seconds"
@@ -21,6 +23,7 @@ class IngestMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        add_process_collectors(self.registry)
         self._children: dict[tuple[int, tuple[str, ...]], object] = {}
         self.received = Counter(
             "revloop_ingest_deliveries_received_total",

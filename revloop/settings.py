@@ -303,6 +303,21 @@ class Settings(BaseSettings):
     hydrator_batch_size: int = Field(default=20, ge=1)
     """Requests per transaction: each may wait on a platform call, so batches stay small."""
 
+    # Prometheus metrics: each long-running process serves /metrics on its own port (ingest on
+    # its HTTP port); docs/operations.md. 0 turns a process's endpoint off; a port already in
+    # use is logged and the process runs on without it.
+    metrics_host: str = "127.0.0.1"
+    """The address every process's /metrics listens on (0.0.0.0 for a Prometheus elsewhere)."""
+    lag_exporter_port: int = Field(default=9400, ge=0, le=65535)
+    """`revloop lag --serve`'s port when `revloop up` supervises it (``lag-exporter``)."""
+    normalizer_metrics_port: int = Field(default=9401, ge=0, le=65535)
+    worker_metrics_port: int = Field(default=9402, ge=0, le=65535)
+    sink_metrics_port: int = Field(default=9403, ge=0, le=65535)
+    hydrator_metrics_port: int = Field(default=9404, ge=0, le=65535)
+    ads_metrics_port: int = Field(default=9405, ge=0, le=65535)
+    prometheus_port: int = Field(default=9090, gt=0, le=65535)
+    """The optional local Prometheus (`revloop infra up --with-monitoring`)."""
+
     # Supervisor (revloop up); see docs/operations.md.
     supervisor_backoff_initial_seconds: float = Field(default=1.0, gt=0)
     """The wait before restarting a process that died; it doubles with each quick death."""

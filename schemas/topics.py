@@ -287,11 +287,23 @@ TOPICS: tuple[Topic, ...] = (
         cleanup=Cleanup.DELETE,
         retention_ms=FOREVER,
         producers=("ingest", "streams.normalizer", "streams", "sinks"),
-        consumers=("replay.redrive", "ops"),
-        description="What could not be processed, with the reason and a reference to the "
-        "original, kept until re-driven.",
-        # A dead letter carries the original record, and a raw record may be 2 MiB.
-        extra_config={"max.message.bytes": str(4 * 1024 * 1024)},
+        consumers=("dlq.redrive", "ops"),
+        description="What could not be processed: the reason and a reference to the original "
+        "record (topic, partition, offset, event id), never a copy of it, since letters are kept "
+        "forever. `revloop dlq redrive` reads the original from its topic.",
+    ),
+    Topic(
+        name="ops.dead-letter-redrives.v1",
+        key=("letter_id",),
+        values=(E + "DeadLetterRedrive",),
+        partitions=1,
+        cleanup=Cleanup.DELETE,
+        retention_ms=FOREVER,
+        producers=("dlq.redrive",),
+        consumers=("dlq.redrive", "ops"),
+        description="One marker per redriven dead letter, written in the transaction that "
+        "redrove it, so a letter goes back through the pipeline once. Never superseded, so "
+        "nothing to compact; a few bytes per letter.",
     ),
 )
 

@@ -16,6 +16,7 @@ import typer
 from quixstreams import Application
 from quixstreams.models.topics.exceptions import TopicNotFoundError
 
+from revloop.metrics import serve_metrics
 from revloop.settings import Settings, get_settings
 from revloop.stores import LiveStoreSettings
 from schemas.registry import registry_for
@@ -25,16 +26,19 @@ from streams.circuit_breaker.topology import add_circuit_breaker
 from streams.ledger import add_ledger
 from streams.lifecycle.topology import add_lifecycle
 from streams.runtime.inputs import Inputs
+from streams.runtime.metrics import WorkerMetrics
 from streams.runtime.quix import fence_previous_life, worker_application
 
 log = logging.getLogger(__name__)
 
 
-def build_worker(settings: Settings, instance_id: str) -> Application:
+def build_worker(
+    settings: Settings, instance_id: str, metrics: WorkerMetrics | None = None
+) -> Application:
     app = worker_application(settings, instance_id)
     serde = AvroSerde(registry_for(settings.schema_registry_url))
     stores = LiveStoreSettings(settings.stores_file, settings, settings.stores_check_seconds)
-    inputs = Inputs(app, settings, serde, stores)
+    inputs = Inputs(app, settings, serde, stores, metrics)
     add_circuit_breaker(app, settings, serde, inputs)
     scores = add_attribution(app, settings, serde, inputs)
     add_ledger(app, settings, serde, inputs, scores)
@@ -42,13 +46,15 @@ def build_worker(settings: Settings, instance_id: str) -> Application:
     return app
 
 
-def _built(settings: Settings, instance_id: str, attempts: int = 5) -> Application:
+def _built(
+    settings: Settings, instance_id: str, metrics: WorkerMetrics, attempts: int = 5
+) -> Application:
     """The worker, its topics made. quixstreams creates a missing topic and then looks it up at
     once, and a broker that has just started can answer that it does not exist yet: so a few
     tries, a second apart."""
     for attempt in range(1, attempts + 1):
         try:
-            return build_worker(settings, instance_id)
+            return build_worker(settings, instance_id, metrics)
         except TopicNotFoundError as exc:
             if attempt == attempts:
                 raise
@@ -67,6 +73,11 @@ def worker_command(
     """Run the stream processors (circuit breaker, attribution, lifecycle) until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = get_settings()
-    app = _built(settings, instance_id or socket.gethostname())
+    metrics = WorkerMetrics()
+    # Served from the start: building the topology (its topics, state) can take seconds.
+    serve_metrics(
+        metrics.registry, settings.worker_metrics_port, settings.metrics_host, process="worker"
+    )
+    app = _built(settings, instance_id or socket.gethostname(), metrics)
     fence_previous_life(app, settings)
     app.run()

@@ -26,6 +26,11 @@ from schemas.topics import Topic, prefixed
 hypothesis.settings.register_profile("thorough", max_examples=5_000, deadline=None)
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
+# Processes the tests start serve no /metrics unless a test gives them a port: dozens of
+# short-lived children would otherwise race for the pipeline's default ports.
+for _knob in ("NORMALIZER", "WORKER", "SINK", "HYDRATOR", "ADS"):
+    os.environ.setdefault(f"REVLOOP_{_knob}_METRICS_PORT", "0")
+
 
 @dataclass(frozen=True)
 class Endpoints:

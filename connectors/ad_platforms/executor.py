@@ -38,6 +38,7 @@ from connectors.ad_platforms.holds import Hold, holder_of, on_pause, on_resume
 from connectors.ad_platforms.meta import MetaAds
 from connectors.dead_letters import dead_letter
 from connectors.http import Answer, ApiError, RetryPolicy
+from connectors.metrics import ConnectorMetrics
 from connectors.multichannel import MultichannelLock, journal_of, other_channels, skus_of
 from connectors.notifications import notify
 from connectors.store_apis.base import StoreApi
@@ -45,6 +46,7 @@ from connectors.store_apis.connect import store_api
 from revloop.crypto import CryptoError, SecretBox
 from revloop.ids import deterministic_id
 from revloop.kafka import consumer_config, producer_config
+from revloop.metrics import serve_metrics
 from revloop.settings import Settings, get_settings
 from revloop.stores import Connection, LiveStoreRegistry, Store
 from revloop.stores.model import AD_CHANNELS, NOTIFY
@@ -398,7 +400,13 @@ def call_record(action: dict[str, Any], channel: str, answer: Answer, n: int) ->
     }
 
 
-def run(settings: Settings, stop: threading.Event, instance_id: str) -> None:
+def run(
+    settings: Settings,
+    stop: threading.Event,
+    instance_id: str,
+    metrics: ConnectorMetrics | None = None,
+) -> None:
+    metrics = metrics or ConnectorMetrics("ads")
     serde = AvroSerde(registry_for(settings.schema_registry_url))
     stores = LiveStoreRegistry(settings.stores_file, SecretBox.from_settings(settings))
     executor = AdExecutor(settings, stores)
@@ -453,6 +461,10 @@ def run(settings: Settings, stop: threading.Event, instance_id: str) -> None:
                 # marked done: killed before, the action is carried out (and recorded) again.
                 if producer.flush(settings.kafka_call_timeout_seconds):
                     raise RuntimeError("the record of calls was not acknowledged in time")
+                for channel, answer in outcome.answers:
+                    metrics.tried(channel, (answer,))
+                if outcome.failure is not None:
+                    metrics.dead_lettered()
                 executor.record(action, outcome)
             consumer.commit(message, asynchronous=False)
     finally:
@@ -476,8 +488,12 @@ def connect_ads_command(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    settings, metrics = get_settings(), ConnectorMetrics("ads")
+    serve_metrics(
+        metrics.registry, settings.ads_metrics_port, settings.metrics_host, process="connect-ads"
+    )
     try:
-        run(get_settings(), stop, instance_id or socket.gethostname())
+        run(settings, stop, instance_id or socket.gethostname(), metrics)
     except (KafkaException, psycopg.OperationalError, CryptoError) as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import typer
 from confluent_kafka import KafkaException
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from rich.console import Console
 from rich.live import Live
@@ -17,6 +17,7 @@ from rich.table import Table
 
 from revloop.consumer_lag import Status
 from revloop.lag_sampler import LagSampler, Report, as_json
+from revloop.metrics import serve_metrics
 from revloop.settings import get_settings
 
 _STYLE = {
@@ -127,8 +128,10 @@ def lag_command(
     serve: int | None = typer.Option(
         None,
         "--serve",
-        help="Serve the figures as Prometheus metrics on this port, sampling "
-        "every --interval, until interrupted.",
+        min=1,
+        max=65535,
+        help="Serve the figures as Prometheus metrics on this port (on REVLOOP_METRICS_HOST), "
+        "sampling every --interval, until interrupted.",
     ),
 ) -> None:
     """Each consumer group's committed offset, log-end offset and lag per partition, the lag in
@@ -151,7 +154,18 @@ def lag_command(
             collector = LagCollector()
             registry = CollectorRegistry()
             registry.register(collector)
-            start_http_server(serve, registry=registry)
+            # Serving is this mode's whole point: a port it cannot bind ends it (exit 1), for
+            # the supervisor to retry, rather than sampling for nobody.
+            try:
+                serve_metrics(registry, serve, settings.metrics_host, process="lag", required=True)
+            except OSError as exc:
+                where = f"{settings.metrics_host}:{serve}"
+                typer.secho(
+                    f"error: cannot serve on {where}: {exc.strerror or exc}",
+                    fg=typer.colors.RED,
+                    err=True,
+                )
+                raise typer.Exit(1) from None
             while True:
                 collector.report = sampler.sample()
                 time.sleep(interval)

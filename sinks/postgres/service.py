@@ -36,6 +36,7 @@ from confluent_kafka import (
 
 from revloop.ids import deterministic_id
 from revloop.kafka import cluster_id, consumer_config, producer_config
+from revloop.metrics import serve_metrics
 from revloop.settings import Settings, get_settings
 from revloop.stores.registry import file_entries
 from revloop.watchdog import Watchdog, stop_on_signals
@@ -44,6 +45,7 @@ from schemas.serde import AvroSerde, SerdeError
 from schemas.topics import TOPICS, topic_for_record
 from sinks.postgres.followups import follow_up
 from sinks.postgres.ledger import append_entries
+from sinks.postgres.metrics import SinkMetrics
 from sinks.postgres.rows import RECORDS, Row, rows_for
 from sinks.postgres.writer import Rejected, prepare_staging, write_rows
 
@@ -82,8 +84,9 @@ class BatchResult:
 
 
 class PostgresSink:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: SinkMetrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics or SinkMetrics(None)
         self.group = settings.topic_prefix + settings.sink_group_id
         self.topics = [settings.topic_prefix + name for name in SINK_TOPICS]
         self.serde = AvroSerde(registry_for(settings.schema_registry_url))
@@ -372,6 +375,7 @@ class PostgresSink:
                     if not messages:
                         continue
                     result = self.write_batch(messages)
+                    self.metrics.written(messages)
                     # For lag dashboards only: the offsets that count are in Postgres.
                     consumer.commit(offsets=_next_offsets(messages), asynchronous=True)
                     if result.rejected:
@@ -379,6 +383,7 @@ class PostgresSink:
                     backoff = 0.5
                 except (psycopg.Error, RuntimeError, OSError) as exc:
                     log.error("sink postgres: batch failed, reading it again: %s", _first(exc))
+                    self.metrics.failed()
                     if isinstance(exc, psycopg.OperationalError):
                         self._drop_connection()
                     time.sleep(backoff)
@@ -421,7 +426,10 @@ def sink_postgres_command() -> None:
     watchdog = Watchdog("sink-postgres")
     stop_on_signals(stop, watchdog, settings.shutdown_seconds)
     try:
-        PostgresSink(settings).run(stop)
+        metrics = SinkMetrics(settings.dsn)
+        port, host = settings.sink_metrics_port, settings.metrics_host
+        serve_metrics(metrics.registry, port, host, process="sink-postgres")
+        PostgresSink(settings, metrics).run(stop)
     except StopAssignment:
         return
     except psycopg.OperationalError as exc:

@@ -390,7 +390,8 @@ def add_circuit_breaker(
     decided = per_product.apply(
         stateful(lambda r, s: product_step(r, s, rules)), stateful=True, expand=True
     )
-    decided.filter(lambda v: not is_warning(v)).to_topic(out, key=key)
+    counted = inputs.metrics.breaker_action
+    decided.filter(lambda v: not is_warning(v)).update(counted).to_topic(out, key=key)
     warnings = output_topic(app, settings, WARNING, serde)
     decided.filter(is_warning).to_topic(warnings, key=catalogue_key(WARNING))
     dwell = timedelta(seconds=settings.breaker_dwell_seconds)
@@ -404,4 +405,4 @@ def add_circuit_breaker(
             dwell,
             timedelta(0),
             lambda now, s: dwell_timer_step(now, s, rules),
-        ).to_topic(out, key=key)
+        ).update(counted).to_topic(out, key=key)

@@ -1,5 +1,7 @@
-"""The dead letter for a raw record the normalizer cannot turn into events: where the record sits,
-its bytes, and why. Its id is fixed by the record, so processing it twice yields one letter.
+"""The dead letter for a raw record the normalizer cannot turn into events: where the record sits
+and why, never its bytes (a body holds personal data, and dead letters are kept forever; the
+raw topic keeps it 30 days). Its id is fixed by the record, so processing it twice yields one
+letter, and ``revloop dlq redrive`` reads the record again from its position.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from revloop.ids import deterministic_id
 
 @dataclass(frozen=True)
 class RawReference:
-    """Where a raw record sits, so a dead letter can point at it and carry its bytes."""
+    """Where a raw record sits, so a dead letter can point at it."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    """The raw record's key: ingest keys raw.webhooks.v1 by store id, which is no personal
+    data, so the letter keeps it."""
 
 
 def dead_letter(
@@ -56,7 +59,7 @@ def dead_letter(
             "original_partition": ref.partition,
             "original_offset": ref.offset,
             "original_key": ref.key,
-            "original_value": ref.value,
+            "original_value": None,  # a reference, not a copy: the body holds personal data
             "raw_event_id": raw.event_id if raw else None,
             "attempts": 1,
         },

@@ -28,12 +28,13 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from platforms.dispatch import Outcome, normalize_delivery
 from platforms.events import Emit, NormalizeContext, RawDelivery
 from revloop.exactly_once import ExactlyOnceLoop, LoopOptions, Output, kafka_call_guard
 from revloop.kafka import consumer_config, read_ranges
+from revloop.metrics import serve_metrics
 from revloop.settings import Settings, get_settings
 from revloop.stores import LiveCurrencies
 from revloop.watchdog import Watchdog, stop_on_signals
@@ -130,11 +131,7 @@ class Normalizer:
             batch_wait_seconds=self.settings.normalizer_batch_wait_seconds,
             session_timeout_ms=self.settings.normalizer_session_timeout_ms,
             max_poll_interval_ms=self.settings.stream_max_poll_interval_ms,
-            producer_overrides={
-                "linger.ms": 5,
-                # Dead letters carry a raw record of up to 2 MiB (ops.dead-letters.v1 allows 4).
-                "message.max.bytes": 4 * 1024 * 1024,
-            },
+            producer_overrides={"linger.ms": 5},
         )
 
     def run(self, stop: threading.Event) -> None:
@@ -199,6 +196,10 @@ class Normalizer:
             self._plan_safely(message, seen)
         log.info("partition %d: dedupe window rebuilt with %d ids", partition, len(seen))
         return seen
+
+    def plan(self, message: Message, seen: SeenEvents) -> Plan:
+        """What one raw record becomes, as the live loop decides it (a redrive re-runs it)."""
+        return self._plan_safely(message, seen)
 
     def _plan_safely(self, message: Message, seen: SeenEvents) -> Plan:
         """The boundary no record crosses: whatever goes wrong while one record is decoded,
@@ -309,13 +310,7 @@ def _where(message: Message) -> tuple[int, int]:
 
 def _reference(message: Message, raw_topic: str) -> RawReference:
     partition, offset = _where(message)
-    return RawReference(
-        topic=raw_topic,
-        partition=partition,
-        offset=offset,
-        key=message.key(),
-        value=message.value() or b"",
-    )
+    return RawReference(topic=raw_topic, partition=partition, offset=offset, key=message.key())
 
 
 def build_normalizer(settings: Settings) -> Normalizer:
@@ -331,7 +326,9 @@ def build_normalizer(settings: Settings) -> Normalizer:
 
 def normalize_command(
     metrics_port: int | None = typer.Option(
-        None, help="Serve Prometheus metrics on this port (default: none)."
+        None,
+        help="Serve Prometheus metrics on this port, 0 for none "
+        "(default: REVLOOP_NORMALIZER_METRICS_PORT, 9401).",
     ),
     group_id: str | None = typer.Option(
         None,
@@ -361,6 +358,6 @@ def normalize_command(
     normalizer.group_id = group_id
     if instance_id:
         normalizer.instance_id = instance_id
-    if metrics_port is not None:
-        start_http_server(metrics_port, registry=normalizer.metrics.registry)
+    port = settings.normalizer_metrics_port if metrics_port is None else metrics_port
+    serve_metrics(normalizer.metrics.registry, port, settings.metrics_host, process="normalize")
     normalizer.run(stop)

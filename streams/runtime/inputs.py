@@ -18,6 +18,7 @@ from revloop.settings import Settings
 from revloop.stores import LiveStoreSettings, StoreSettings
 from schemas.serde import AvroSerde
 from schemas.topics import topic
+from streams.runtime.metrics import WorkerMetrics
 from streams.runtime.quix import input_topic, internal_topic
 
 Stored = dict[str, Any]
@@ -28,11 +29,18 @@ RulesFor = Callable[[str, datetime], R]
 
 class Inputs:
     def __init__(
-        self, app: Application, settings: Settings, serde: AvroSerde, stores: LiveStoreSettings
+        self,
+        app: Application,
+        settings: Settings,
+        serde: AvroSerde,
+        stores: LiveStoreSettings,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._app, self._settings, self._serde = app, settings, serde
         self._stores = stores
         self._streams: dict[str, StreamingDataFrame] = {}
+        self.metrics = metrics or WorkerMetrics()
+        """The worker's counters: each input record counted here, the processors add theirs."""
 
     def rules(self, make: Callable[[Settings], R]) -> RulesFor[R]:
         """A store's rules at an event time, ``make`` applied to the settings in effect then
@@ -47,7 +55,9 @@ class Inputs:
     def stream(self, name: str) -> StreamingDataFrame:
         """The root stream of catalogue topic ``name``."""
         if name not in self._streams:
-            catalogued = input_topic(self._app, self._settings, topic(name), self._serde)
+            catalogued = input_topic(
+                self._app, self._settings, topic(name), self._serde, self.metrics.record_read
+            )
             self._streams[name] = self._app.dataframe(catalogued)
         return self._streams[name]
 

@@ -29,13 +29,18 @@ from schemas.topics import Topic, topic_for_record
 
 
 class CatalogueValue(Deserializer):
-    """A catalogue topic's Avro value, decoded, with its record's short name under ``record``."""
+    """A catalogue topic's Avro value, decoded, with its record's short name under ``record``.
+    ``read(topic)`` is called for each: every input record is decoded once, before any branch,
+    so this is where the worker counts them."""
 
-    def __init__(self, serde: AvroSerde) -> None:
+    def __init__(self, serde: AvroSerde, read: Callable[[str], None] | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # quixstreams leaves it untyped
         self._serde = serde
+        self._read = read
 
     def __call__(self, value: bytes, ctx: SerializationContext) -> Any:
+        if self._read is not None:
+            self._read(ctx.topic)
         decoded = self._serde.decode(value)
         return {**decoded.value, "record": decoded.record_name.rsplit(".", 1)[-1]}
 
@@ -95,13 +100,18 @@ def fence_previous_life(app: Application, settings: Settings) -> None:
 
 
 def input_topic(
-    app: Application, settings: Settings, catalogued: Topic, serde: AvroSerde
+    app: Application,
+    settings: Settings,
+    catalogued: Topic,
+    serde: AvroSerde,
+    read: Callable[[str], None] | None = None,
 ) -> QuixTopic:
-    """A catalogue topic to read (it exists: `revloop topics ensure` made it)."""
+    """A catalogue topic to read (it exists: `revloop topics ensure` made it); ``read(topic)``
+    is called for each record."""
     return app.topic(
         settings.topic_name(catalogued),
         key_deserializer="str",
-        value_deserializer=CatalogueValue(serde),
+        value_deserializer=CatalogueValue(serde, read),
         config=_config(settings, catalogued),
     )
 

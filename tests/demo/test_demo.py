@@ -168,7 +168,7 @@ def test_the_read_back_counts_a_transaction_whose_marker_is_not_written_yet(
     admin.create_topics([NewTopic(name, 1, 1)])[name].result(30)
     serde = AvroSerde(registry_for(settings.schema_registry_url))
     letter = dead_letter(
-        RawReference(topic="raw", partition=0, offset=7, key=b"demo-shopify", value=b"{}"),
+        RawReference(topic="raw", partition=0, offset=7, key=b"demo-shopify"),
         raw=None,
         reason="bad_raw_record",
         message="a record of the last transaction",

@@ -20,7 +20,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,8 @@ class Deployment:
     env: dict[str, str]
     port: int
     prefix: str
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+    """Each supervised process's /metrics port (ingest serves it on ``port``)."""
 
     @property
     def paths(self) -> RunPaths:
@@ -133,7 +135,21 @@ def _force_cleanup(deployment: Deployment) -> None:
 def prepared(settings: Settings) -> Iterator[Deployment]:
     state_dir = Path(tempfile.mkdtemp(prefix="revloop-test-up-"))
     prefix = f"test-up-{uuid.uuid4().hex[:10]}."
-    (port,) = free_ports(1)
+    port, *ports = free_ports(7)
+    metrics = dict(
+        zip(
+            (
+                "lag-exporter",
+                "normalize",
+                "worker",
+                "sink-postgres",
+                "connect-hydrate",
+                "connect-ads",
+            ),
+            ports,
+            strict=True,
+        )
+    )
     deployment = Deployment(
         state_dir,
         _isolated_env()
@@ -148,9 +164,16 @@ def prepared(settings: Settings) -> Iterator[Deployment]:
             "REVLOOP_SUPERVISOR_BACKOFF_MAX_SECONDS": str(BACKOFF.cap),
             "REVLOOP_SUPERVISOR_BACKOFF_RESET_SECONDS": str(BACKOFF.reset_after),
             "REVLOOP_SUPERVISOR_STOP_GRACE_SECONDS": str(GRACE),
+            "REVLOOP_LAG_EXPORTER_PORT": str(metrics["lag-exporter"]),
+            "REVLOOP_NORMALIZER_METRICS_PORT": str(metrics["normalize"]),
+            "REVLOOP_WORKER_METRICS_PORT": str(metrics["worker"]),
+            "REVLOOP_SINK_METRICS_PORT": str(metrics["sink-postgres"]),
+            "REVLOOP_HYDRATOR_METRICS_PORT": str(metrics["connect-hydrate"]),
+            "REVLOOP_ADS_METRICS_PORT": str(metrics["connect-ads"]),
         },
         port,
         prefix,
+        metrics,
     )
     try:
         keygen = deployment.revloop("stores", "keygen")
@@ -207,6 +230,7 @@ def test_up_checks_what_every_process_needs_before_starting_anything(
             | {
                 "REVLOOP_TOPIC_PREFIX": prefix,
                 "REVLOOP_INGEST_PORT": str(taken_port),
+                "REVLOOP_LAG_EXPORTER_PORT": str(taken_port),
                 "REVLOOP_STORES_FILE": str(deployment.state_dir / "no-such-stores.json"),
             },
             cwd=deployment.state_dir,
@@ -222,6 +246,8 @@ def test_up_checks_what_every_process_needs_before_starting_anything(
     assert "normalize: REVLOOP_CUSTOMER_KEY_SALT is not set" in message
     assert f"port {taken_port} on 127.0.0.1 is already in use by pid {os.getpid()}" in message
     assert "REVLOOP_INGEST_PORT" in message
+    assert f"lag-exporter: port {taken_port} on 127.0.0.1 is already in use" in message
+    assert "REVLOOP_LAG_EXPORTER_PORT" in message
     assert "no-such-stores.json does not exist" in message
     assert deployment.env["REVLOOP_MASTER_KEYS"] not in result.stdout + result.stderr
     # Nothing started, not even the topics.
@@ -251,6 +277,7 @@ def test_up_supervises_the_pipeline_and_down_stops_it(
         "sink-postgres",
         "connect-hydrate",
         "connect-ads",
+        "lag-exporter",
     ):
         pid = deployment.pid_of(name)
         assert re.search(rf"{name}\s+running\s+{pid}\s+\d+s\s+0\s+-", table.stdout), table.stdout
@@ -286,6 +313,28 @@ def test_up_supervises_the_pipeline_and_down_stops_it(
         return sum(offset for (offset,) in found) >= 1
 
     wait_for(sink_wrote_it, 60, "the sink wrote the order")
+
+    # Every supervised process serves /metrics on its port, with its own families.
+    orders = f"{deployment.prefix}commerce.orders.v1"
+    expected = {
+        "normalize": 'revloop_normalizer_records_total{outcome="normalized",platform="shopify"',
+        "worker": 'revloop_circuit_breaker_actions_total{action="pause"} 0.0',
+        "sink-postgres": f'revloop_sink_records_total{{topic="{orders}"}}',
+        "connect-hydrate": 'revloop_connector_dead_letters_total{connector="hydrate"} 0.0',
+        "connect-ads": 'revloop_connector_dead_letters_total{connector="ads"} 0.0',
+        "lag-exporter": f'kafka_consumergroup_group_lag{{group="{deployment.prefix}',
+    }
+    for name, family in expected.items():
+        url = f"http://127.0.0.1:{deployment.metrics_ports[name]}/metrics"
+        try:
+            wait_for(lambda: family in _get(url), 30, f"{name} serves {family}")  # noqa: B023
+        except AssertionError:
+            log = (deployment.state_dir / "logs" / f"{name}.log").read_text()[-2000:]
+            raise AssertionError(f"{name}: no {family} in\n{_get(url)}\nlog:\n{log}") from None
+        assert "process_cpu_seconds_total" in _get(url)
+    assert "revloop_sink_ops_views_up 1.0" in _get(
+        f"http://127.0.0.1:{deployment.metrics_ports['sink-postgres']}/metrics"
+    )
 
     # SIGKILL the normalizer: the supervisor starts it again after the first backoff.
     killed = deployment.pid_of("normalize")
@@ -348,7 +397,7 @@ def test_down_kills_a_supervisor_that_does_not_answer(deployment: Deployment) ->
     up = deployment.revloop("up")
     assert up.returncode == 0, up.stdout + up.stderr
     pids = deployment.every_pid()
-    assert len(pids) == 7  # the supervisor, ingest, normalizer, worker, sink and two connectors
+    assert len(pids) == 8  # supervisor, ingest, normalizer, worker, sink, 2 connectors, exporter
     supervisor = running_supervisor(deployment.paths)
     assert supervisor is not None
     os.kill(supervisor, signal.SIGSTOP)  # alive, but deaf to SIGTERM
@@ -365,6 +414,13 @@ def test_down_kills_a_supervisor_that_does_not_answer(deployment: Deployment) ->
     code, status = deployment.status()
     assert code == 1
     assert {p["state"] for p in status["processes"]} == {"stopped"}
+
+
+def _get(url: str) -> str:
+    try:
+        return httpx.get(url, timeout=2).text
+    except httpx.HTTPError:
+        return ""
 
 
 def _bound(sock: socket.socket, port: int) -> bool:

@@ -9,12 +9,14 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from revloop.crypto import Secret, SecretBox
 from revloop.stores import SettingsVersion, Store, StoreRegistry
 from streams.circuit_breaker.breaker import BreakerRules, BreakerState, observe
 from tests.normalizer_support import wait_for
+from tests.stack_support import free_ports
 from tests.worker_support import T0, Worker, envelope
 
 
@@ -34,8 +36,10 @@ def level(
 
 
 def test_a_product_that_sells_out_pauses_its_campaigns_and_resumes_on_restock(
-    worker: Worker,
+    worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    (metrics_port,) = free_ports(1)
+    monkeypatch.setenv("REVLOOP_WORKER_METRICS_PORT", str(metrics_port))
     worker.publish(
         "CampaignProductLink",
         {
@@ -131,6 +135,13 @@ def test_a_product_that_sells_out_pauses_its_campaigns_and_resumes_on_restock(
     assert pause["envelope"]["caused_by"] == ["lv-2"]
     assert pause["envelope"]["source"] == "derived"
     assert len({a["envelope"]["event_id"] for a in actions}) == len(actions)
+
+    # Its /metrics: each input record counted once (the redelivery too), each action emitted.
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    levels = f"{worker.prefix}commerce.inventory-levels.v1"
+    assert f'revloop_worker_records_total{{topic="{levels}"}} 69.0' in text
+    assert 'revloop_circuit_breaker_actions_total{action="pause"} 3.0' in text
+    assert 'revloop_circuit_breaker_actions_total{action="resume"} 2.0' in text
 
 
 def test_each_store_pauses_at_its_own_threshold_and_a_change_applies_while_running(

@@ -101,7 +101,8 @@ def test_deliveries_become_canonical_events_once_even_across_a_restart(
     where = (letter["original_partition"], letter["original_offset"])
     raw = dict(pipeline.read_positions("raw.webhooks.v1"))[where]
     assert raw["envelope"]["event_id"] == letter["raw_event_id"] == "ev-bad"
-    assert SERDE.decode(letter["original_value"]).value["body"] == b'{"id": 8, "line_items": ['
+    assert letter["original_value"] is None  # a reference: the body stays on the raw topic
+    assert raw["body"] == b'{"id": 8, "line_items": ['
 
     # A new instance rebuilds the dedupe window from the raw log: old retries stay dropped.
     stop()
@@ -178,7 +179,7 @@ def test_an_unforeseen_error_parks_the_record_not_the_process(
     assert (letter["stage"], letter["error_type"]) == ("normalize", "unexpected_error")
     assert letter["error_message"] == "RuntimeError while normalizing"
     assert letter["raw_event_id"] == "ev-product"
-    assert SERDE.decode(letter["original_value"]).value["body"] == product
+    assert letter["original_value"] is None
     assert pipeline.read("commerce.products.v1") == []
 
 
