@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "infra": 3,
     "demo": 4,
     "bench": 4,
+    "console": 4,  # the ops console: the core's lag code beside the sink's Postgres views
     "revloop.cli": 5,  # only the command line imports everything
     "revloop.__main__": 5,
 }
