@@ -27,6 +27,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("backfill",): ("revloop.cli.connect", "backfill_command"),
     ("reconcile",): ("revloop.cli.connect", "reconcile_command"),
     ("lag",): ("revloop.cli.lag", "lag_command"),
+    ("console",): ("console", "console_command"),
     ("demo",): ("demo", "demo_command"),
     ("up",): ("infra.supervisor_cli", "up_command"),
     ("down",): ("infra.supervisor_cli", "down_command"),
@@ -41,6 +42,8 @@ GROUPS: dict[tuple[str, ...], tuple[str, str]] = {
     ("topics",): ("revloop.cli.schemas", "topics_app"),
     ("schemas",): ("revloop.cli.schemas", "schemas_app"),
     ("infra",): ("infra.cli", "app"),
+    ("dlq",): ("revloop.cli.dlq", "dlq_app"),
+    ("replay",): ("revloop.cli.replay", "replay_app"),
 }
 """Words → the module and Typer app of a group of commands (`bench` is built with the whole
 app: it may not be installed)."""

@@ -6,13 +6,16 @@ import typer
 
 from connectors.ad_platforms.executor import connect_ads_command
 from connectors.hydrator import hydrate_command
+from console import console_command
 from demo import demo_command
 from infra.cli import app as infra_app
 from infra.supervisor_cli import down_command, status_command, supervise_command, up_command
 from revloop.cli.connect import backfill_command, reconcile_command
 from revloop.cli.db import db_app, ledger_app, settle_command, sink_app
+from revloop.cli.dlq import dlq_app
 from revloop.cli.ingest import serve_command
 from revloop.cli.lag import lag_command
+from revloop.cli.replay import replay_app
 from revloop.cli.schemas import schemas_app, topics_app
 from revloop.cli.stores import stores_app
 from streams.normalizer import normalize_command
@@ -35,10 +38,13 @@ app.add_typer(stores_app, name="stores")
 app.add_typer(db_app, name="db")
 app.add_typer(sink_app, name="sink")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(replay_app, name="replay")
 app.command("settle")(settle_command)
 app.command("backfill")(backfill_command)
 app.command("reconcile")(reconcile_command)
 app.command("lag")(lag_command)
+app.command("console")(console_command)
 connect_app = typer.Typer(
     help="Connectors: the pipeline's decisions carried out on the platforms.", no_args_is_help=True
 )
@@ -60,6 +66,8 @@ except ImportError as missing:
         "bench.streams",
         "bench.normalizer",
         "bench.sinks",
+        "bench.replay",
+        "bench.lag",
     ):
         raise
 
