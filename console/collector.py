@@ -28,6 +28,7 @@ from console.figures import (
 )
 from revloop.kafka import admin_client
 from revloop.lag_sampler import LagSampler, Report
+from revloop.metrics import local_url
 from revloop.settings import Settings
 from schemas.topics import topic
 from sinks.postgres.ops_views import open_breakers
@@ -62,7 +63,7 @@ class Collector:
         self.sampler.load(self.state)  # as `revloop lag` does: statuses build on past samples
         self.admin = admin_client(settings)
         self.history = History(size=max(2, round(HISTORY_SECONDS / interval)))
-        self.ingest_url = f"http://127.0.0.1:{settings.ingest_port}/metrics"
+        self.ingest_url = local_url(settings.ingest_host, settings.ingest_port, "/metrics")
         self._written: tuple[float, dict[str, int]] | None = None
         self._dead_letters: int | None = None
         self._outcomes: tuple[float, dict[str, float]] | None = None
@@ -211,7 +212,7 @@ class Collector:
     def _ingest(self) -> dict[str, Any]:
         panel: dict[str, Any] = {"url": self.ingest_url, "outcomes": []}
         try:
-            answer = httpx.get(self.ingest_url, timeout=INGEST_TIMEOUT_SECONDS)
+            answer = httpx.get(self.ingest_url, timeout=INGEST_TIMEOUT_SECONDS, trust_env=False)
             answer.raise_for_status()
             totals = outcome_totals(answer.text)
         except httpx.TransportError as exc:

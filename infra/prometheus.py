@@ -9,7 +9,6 @@ same jobs (tests/infra/test_monitoring.py checks).
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import json
 import shutil
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 
 from infra import process
 from infra.base import Component, Port, Progress, StackError
+from revloop.metrics import reachable_host
 from revloop.settings import Settings
 
 MONITORING_DIR = Path(__file__).with_name("monitoring")
@@ -49,25 +49,16 @@ SCRAPE_JOBS = (
 )
 
 
-def scrape_host(bind_host: str) -> str:
-    """Where to reach a server bound to ``bind_host``: a wildcard bind answers on loopback."""
-    try:
-        wildcard = ipaddress.ip_address(bind_host).is_unspecified
-    except ValueError:  # a host name
-        wildcard = bind_host == ""
-    return "127.0.0.1" if wildcard else bind_host
-
-
 def render_config(settings: Settings, *, rules: str = str(RULES_GLOB)) -> dict[str, Any]:
     """The scrape configuration for these settings: Prometheus itself, then every job whose
     port is not 0, with the rule files at their absolute path."""
-    host = scrape_host(settings.metrics_host)
+    host = reachable_host(settings.metrics_host)
     jobs: list[dict[str, Any]] = [_job("prometheus", f"{host}:{settings.prometheus_port}", None)]
     for spec in SCRAPE_JOBS:
         port = int(getattr(settings, spec.port_setting))
         if port == 0:
             continue
-        job_host = scrape_host(settings.ingest_host) if spec.job == "ingest" else host
+        job_host = reachable_host(settings.ingest_host) if spec.job == "ingest" else host
         jobs.append(_job(spec.job, f"{job_host}:{port}", spec.scrape_interval))
     return {
         "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
@@ -114,7 +105,7 @@ class PrometheusServer(Component):
 
     @property
     def url(self) -> str:
-        return f"http://{scrape_host(self.host)}:{self.ports[0].number}"
+        return f"http://{reachable_host(self.host)}:{self.ports[0].number}"
 
     def _is_ours(self, argv: list[str]) -> bool:
         return bool(argv) and argv[0].endswith("prometheus") and self._config_flag in argv
@@ -125,7 +116,7 @@ class PrometheusServer(Component):
 
     def _probe(self) -> str | None:
         connection = http.client.HTTPConnection(
-            scrape_host(self.host), self.ports[0].number, timeout=2
+            reachable_host(self.host), self.ports[0].number, timeout=2
         )
         try:
             connection.request("GET", "/-/ready")

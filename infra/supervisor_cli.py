@@ -40,6 +40,7 @@ from infra.supervisor import (
 )
 from revloop.crypto import CryptoError, SecretBox
 from revloop.kafka import ensure_topics
+from revloop.metrics import local_url
 from revloop.settings import Settings, get_settings
 from revloop.stores import RegistryError, StoreRegistry, store_currencies
 
@@ -102,14 +103,8 @@ def _ingest_problems(settings: Settings) -> list[str]:
     return problems
 
 
-def _answers_at(host: str, port: int, path: str) -> str:
-    if host in ("0.0.0.0", "::", ""):  # noqa: S104  # a wildcard bind answers on loopback
-        host = "127.0.0.1"
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
-
-
-def _ingest_ready(settings: Settings) -> str | None:
-    url = _answers_at(settings.ingest_host, settings.ingest_port, "/readyz")
+def _answers_200(url: str) -> str | None:
+    """None when ``url`` answers 200, else why not."""
     try:
         response = httpx.get(url, timeout=2.0, trust_env=False)
     except httpx.HTTPError as exc:
@@ -154,13 +149,12 @@ def _lag_exporter_problems(settings: Settings) -> list[str]:
     ]
 
 
+def _ingest_ready(settings: Settings) -> str | None:
+    return _answers_200(local_url(settings.ingest_host, settings.ingest_port, "/readyz"))
+
+
 def _lag_exporter_ready(settings: Settings) -> str | None:
-    url = _answers_at(settings.metrics_host, settings.lag_exporter_port, "/metrics")
-    try:
-        response = httpx.get(url, timeout=2.0, trust_env=False)
-    except httpx.HTTPError as exc:
-        return f"{url}: {type(exc).__name__}"
-    return None if response.status_code == 200 else f"{url} answered {response.status_code}"
+    return _answers_200(local_url(settings.metrics_host, settings.lag_exporter_port, "/metrics"))
 
 
 def pipeline(settings: Settings) -> tuple[ProcessSpec, ...]:

@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from revloop.ids import deterministic_id
 from revloop.kafka import consumer_config, producer_config, read_ranges
@@ -169,14 +176,18 @@ def _reader(settings: Settings) -> Consumer:
 def watermarks(
     consumer: Consumer, positions: Iterable[Position], timeout: float
 ) -> dict[Position, tuple[int, int]]:
-    """(low, high) of each partition; a partition that does not exist reads as empty."""
+    """(low, high) of each partition; a partition that does not exist reads as empty. Any
+    other error raises: a slow broker must not pass for an empty topic (redrive reads its
+    markers this way, and "no markers" would redrive letters a second time)."""
     found: dict[Position, tuple[int, int]] = {}
     for name, partition in set(positions):
         try:
             low, high = consumer.get_watermark_offsets(
                 TopicPartition(name, partition), timeout=timeout
             )
-        except KafkaException:
+        except KafkaException as exc:
+            if not _absent(exc.args[0]):
+                raise
             low, high = 0, 0
         found[(name, partition)] = (int(low), int(high))
     return found
@@ -186,8 +197,10 @@ def _read_topic(
     consumer: Consumer, name: str, timeout: float
 ) -> Iterable[tuple[Message, datetime]]:
     metadata = consumer.list_topics(name, timeout=timeout).topics.get(name)
-    if metadata is None or metadata.error is not None:
+    if metadata is None or _absent(metadata.error):
         return []
+    if metadata.error is not None:
+        raise KafkaException(metadata.error)
     marks = watermarks(consumer, [(name, p) for p in metadata.partitions], timeout)
     ranges = dict(marks)
     found: list[tuple[Message, datetime]] = []
@@ -198,20 +211,45 @@ def _read_topic(
     return found
 
 
+def _absent(error: KafkaError | None) -> bool:
+    """Whether ``error`` says the topic or partition does not exist (yet)."""
+    return error is not None and error.code() in (
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError._UNKNOWN_TOPIC,
+    )
+
+
+class UnreadableLetters(Exception):
+    """Records on the dead-letter topic that do not decode as dead letters."""
+
+
 def read_letters(settings: Settings, serde: AvroSerde) -> list[Letter]:
-    """Every dead letter, oldest first; a letter written twice (same id) is listed once."""
+    """Every dead letter, oldest first; a letter written twice (same id) is listed once.
+    Raises UnreadableLetters, naming their positions, when a record does not decode: a letter
+    must never vanish from `dlq list` and `dlq redrive` without a word."""
     name = settings.topic_name(topic_for_record(DEAD_LETTER))
     consumer = _reader(settings)
     try:
         letters: dict[str, Letter] = {}
+        unreadable: list[str] = []
         for message, written in _read_topic(consumer, name, settings.kafka_call_timeout_seconds):
             try:
                 letter = Letter.from_value(serde.decode(message.value() or b"").value, written)
-            except (SerdeError, KeyError):
+            except (SerdeError, KeyError) as exc:
+                unreadable.append(
+                    f"{message.topic()}[{message.partition()}]@{message.offset()} "
+                    f"({type(exc).__name__})"
+                )
                 continue
             first = letters.setdefault(letter.letter_id, letter)
             if first is not letter:
                 letters[letter.letter_id] = dataclasses.replace(first, rewritten_at=written)
+        if unreadable:
+            raise UnreadableLetters(
+                f"{len(unreadable)} record(s) on {name} are not dead letters: "
+                + ", ".join(unreadable[:10])
+            )
         return sorted(letters.values(), key=lambda letter: letter.written_at)
     finally:
         consumer.close()
@@ -318,6 +356,9 @@ class Transactions:
         )
         self._producer.init_transactions(self._timeout)
 
+    def close(self) -> None:
+        self._producer.flush(self._timeout)
+
     def commit(self, outputs: Sequence[Output]) -> None:
         self._producer.begin_transaction()
         try:
@@ -342,15 +383,18 @@ def redrive(
 ) -> list[Result]:
     """Redrive each letter once (see the module doc). ``reworks`` maps a stage to what
     redriving means for it; a letter of another stage is ``unsupported``."""
+    if not letters:
+        return []
     # Fence any other redrive first, then read the markers: whatever it committed is seen.
     writer = None if dry_run else Transactions(settings, TRANSACTIONAL_ID)
-    markers = read_markers(settings, serde)
-    marks = source_watermarks(settings, letters)
-    marker_topic = settings.topic_name(REDRIVES)
-    timeout = settings.kafka_call_timeout_seconds
-    consumer = _reader(settings)
+    consumer: Consumer | None = None
     results: list[Result] = []
     try:
+        markers = read_markers(settings, serde)
+        marks = source_watermarks(settings, letters)
+        marker_topic = settings.topic_name(REDRIVES)
+        timeout = settings.kafka_call_timeout_seconds
+        consumer = _reader(settings)
         for letter in letters:
             result, reworked = _redrive_one(letter, markers, marks, reworks, consumer, timeout)
             if reworked is not None and writer is not None:
@@ -365,7 +409,10 @@ def redrive(
             results.append(result)
             on_result(result)
     finally:
-        consumer.close()
+        if consumer is not None:
+            consumer.close()
+        if writer is not None:
+            writer.close()
     return results
 
 

@@ -32,11 +32,11 @@ from confluent_kafka import (
     KafkaException,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import OffsetSpec
 
 from revloop.consumer_lag import Observation, Status, lag_seconds, partition_status, worst
 from revloop.files import write_private
-from revloop.kafka import consumer_config
+from revloop.kafka import admin_client, consumer_config
 from revloop.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -86,11 +86,13 @@ class LagSampler:
     """How much history of log-end offsets is kept for the lag in seconds."""
     groups_prefix: str | None = None
     """Only groups whose id starts with this (default: the topic prefix)."""
+    request_timeout: float = 10.0
+    """Seconds each admin call may take (a broker that does not answer fails the sample)."""
     _ends: dict[tuple[str, int], deque[tuple[float, int]]] = field(default_factory=dict)
     _seen: dict[Key, deque[Observation]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._admin = AdminClient({"bootstrap.servers": self.settings.bootstrap_servers})
+        self._admin = admin_client(self.settings)
 
     # -- state carried between one-shot runs ---------------------------------------------------
 
@@ -174,13 +176,16 @@ class LagSampler:
 
     def _groups(self) -> list[str]:
         prefix = self.settings.topic_prefix if self.groups_prefix is None else self.groups_prefix
-        listed = self._admin.list_consumer_groups(request_timeout=10).result()
+        listed = self._admin.list_consumer_groups(request_timeout=self.request_timeout).result()
+        if listed.errors and not listed.valid:
+            # A broker that cannot be reached answers with errors only: not "no groups".
+            raise KafkaException(listed.errors[0])
         return sorted(g.group_id for g in listed.valid if g.group_id.startswith(prefix))
 
     def _members(self, groups: list[str]) -> dict[str, int]:
         found = {}
         for group, future in self._admin.describe_consumer_groups(
-            groups, request_timeout=10
+            groups, request_timeout=self.request_timeout
         ).items():
             try:
                 found[group] = len(future.result().members)
@@ -192,7 +197,9 @@ class LagSampler:
         found: dict[Key, int | None] = {}
         for group in groups:
             request = [ConsumerGroupTopicPartitions(group)]
-            future = self._admin.list_consumer_group_offsets(request, request_timeout=10)[group]
+            future = self._admin.list_consumer_group_offsets(
+                request, request_timeout=self.request_timeout
+            )[group]
             try:
                 result = future.result()
             except KafkaException as exc:  # a group deleted meanwhile
@@ -209,7 +216,9 @@ class LagSampler:
         wanted = {TopicPartition(t, p): OffsetSpec.latest() for t, p in partitions}
         if not wanted:
             return {}
-        futures = self._admin.list_offsets(wanted, isolation_level=isolation, request_timeout=10)
+        futures = self._admin.list_offsets(
+            wanted, isolation_level=isolation, request_timeout=self.request_timeout
+        )
         return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
 
     def _readable(

@@ -8,6 +8,7 @@ the process runs on without the endpoint, and port 0 turns it off.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import threading
 import weakref
@@ -93,3 +94,18 @@ def serve_metrics(
     bound = int(server.server_address[1])
     log.info("%s: serving /metrics on http://%s:%d/metrics", process, host, bound)
     return MetricsServer(host, bound, server, thread)
+
+
+def reachable_host(bind_host: str) -> str:
+    """Where to reach a server bound to ``bind_host``: a wildcard bind answers on loopback."""
+    try:
+        wildcard = ipaddress.ip_address(bind_host).is_unspecified
+    except ValueError:  # a host name
+        wildcard = bind_host == ""
+    return "127.0.0.1" if wildcard else bind_host
+
+
+def local_url(bind_host: str, port: int, path: str) -> str:
+    """The URL of ``path`` on a local server bound to ``bind_host``:``port``."""
+    host = reachable_host(bind_host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"

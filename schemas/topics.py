@@ -301,9 +301,10 @@ TOPICS: tuple[Topic, ...] = (
         retention_ms=FOREVER,
         producers=("dlq.redrive",),
         consumers=("dlq.redrive", "ops"),
-        description="One marker per redriven dead letter, written in the transaction that "
-        "redrove it, so a letter goes back through the pipeline once. Never superseded, so "
-        "nothing to compact; a few bytes per letter.",
+        description="A marker per redrive of a dead letter, written in the transaction that "
+        "redrove it, so a letter goes back through the pipeline once; the newest counts (a "
+        "connector letter written again after its redrive is redriven again). A few bytes "
+        "per letter, kept forever.",
     ),
 )
 

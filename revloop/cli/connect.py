@@ -26,6 +26,7 @@ from connectors.store_apis.base import StoreApi
 from connectors.store_apis.connect import NotConnected, store_api
 from platforms.events import Emit, NormalizeContext
 from revloop.baseline import Baseline, baseline
+from revloop.cli.common import fail
 from revloop.crypto import CryptoError, SecretBox
 from revloop.settings import Settings, get_settings
 from revloop.stores import Store, StoreRegistry
@@ -68,19 +69,14 @@ def since_instant(value: str, now: datetime) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(1)
-
-
 def _store(settings: Settings, store_id: str) -> Store:
     try:
         registry = StoreRegistry.load(settings.stores_file, SecretBox.from_settings(settings))
     except (CryptoError, ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     store = registry.get(store_id)
     if store is None:
-        raise _fail(f"no store {store_id!r} in {settings.stores_file}")
+        raise fail(f"no store {store_id!r} in {settings.stores_file}")
     return store
 
 
@@ -131,11 +127,11 @@ def _open(settings: Settings, store: Store, job_name: str, source: str) -> _Open
     try:
         salt = settings.customer_salt
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     try:
         api = store_api(settings, store.store_id, store.connection(store.platform))
     except NotConnected as exc:
-        raise _fail(f"{exc}: `revloop stores connect --channel {store.platform}` first") from None
+        raise fail(f"{exc}: `revloop stores connect --channel {store.platform}` first") from None
     context = NormalizeContext(
         customer_salt=salt,
         store_currency={store.store_id: store.currency} if store.currency else {},
@@ -145,7 +141,7 @@ def _open(settings: Settings, store: Store, job_name: str, source: str) -> _Open
         conn = psycopg.connect(settings.dsn, autocommit=True)
     except psycopg.OperationalError as exc:
         api.close()
-        raise _fail(f"cannot reach Postgres: {exc.args[0]}") from None
+        raise fail(f"cannot reach Postgres: {exc.args[0]}") from None
     serde = AvroSerde(registry_for(settings.schema_registry_url))
     job = Job(settings, job_name, store.store_id, store.platform, api, serde, context)
     try:
@@ -153,7 +149,7 @@ def _open(settings: Settings, store: Store, job_name: str, source: str) -> _Open
     except KafkaException as exc:
         api.close()
         conn.close()
-        raise _fail(f"Kafka: {exc}") from None
+        raise fail(f"Kafka: {exc}") from None
     return _Opened(store, job, api, conn)
 
 
@@ -192,9 +188,9 @@ def _run(console: Console, job: Job, plan: Sequence[Checkpoint]) -> dict[str, Ch
         console.print(f"[yellow]{exc}[/]")
         raise typer.Exit(STOPPED) from None
     except ApiError as exc:
-        raise _fail(f"{exc}; run again to resume") from None
+        raise fail(f"{exc}; run again to resume") from None
     except KafkaException as exc:
-        raise _fail(f"Kafka: {exc}; run again to resume") from None
+        raise fail(f"Kafka: {exc}; run again to resume") from None
 
 
 def backfill_command(
@@ -313,7 +309,7 @@ def _reconcilable(settings: Settings, store_id: str | None) -> list[Store]:
     try:
         registry = StoreRegistry.load(settings.stores_file, SecretBox.from_settings(settings))
     except (CryptoError, ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     return [s for s in registry if s.connection(s.platform) is not None]
 
 

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -13,11 +12,13 @@ from typing import Any
 import typer
 from confluent_kafka import Consumer, KafkaException
 
+from revloop.cli.common import fail
 from revloop.dead_letters import (
     Letter,
     Marker,
     Result,
     Rework,
+    UnreadableLetters,
     failed_again,
     read_letters,
     read_markers,
@@ -33,7 +34,7 @@ from revloop.settings import Settings, get_settings
 from schemas.registry import registry_for
 from schemas.serde import AvroSerde, SerdeError
 from streams.normalizer.processor import Normalizer
-from streams.normalizer.redrive import STAGES, letter_rework, redrive_normalizer, replay
+from streams.normalizer.redrive import STAGES, letter_rework, redrive_normalizer
 
 dlq_app = typer.Typer(
     help="Dead letters: list them, show one, redrive them once their cause is fixed.",
@@ -92,11 +93,6 @@ def _context() -> tuple[Settings, AvroSerde]:
     return settings, AvroSerde(registry_for(settings.schema_registry_url))
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(1)
-
-
 @dlq_app.command("list")
 def list_command(
     stage: str | None = typer.Option(None, help="Only letters of this stage (normalize, ...)."),
@@ -108,11 +104,11 @@ def list_command(
     readable or expired by retention, and whether it was redriven."""
     settings, serde = _context()
     try:
-        letters = select(read_letters(settings, serde), stage=stage, reason=reason, store=store)
+        letters = select(_letters(settings, serde), stage=stage, reason=reason, store=store)
         markers = read_markers(settings, serde)
         marks = source_watermarks(settings, letters)
     except KafkaException as exc:
-        raise _fail(f"cannot read the dead letters: {exc}") from exc
+        raise fail(f"cannot read the dead letters: {exc}") from exc
     now = datetime.now(UTC)
     rows = [
         letter_row(letter, source_state(letter, marks), markers.get(letter.letter_id), now)
@@ -147,9 +143,9 @@ def show_command(letter_id: str = typer.Argument(..., help="The letter's id.")) 
     """A letter's fields and its source record's metadata (never its body: it holds personal
     data)."""
     settings, serde = _context()
-    matches = select(read_letters(settings, serde), ids=[letter_id])
+    matches = select(_letters(settings, serde), ids=[letter_id])
     if not matches:
-        raise _fail(f"no dead letter {letter_id}")
+        raise fail(f"no dead letter {letter_id}")
     letter = matches[0]
     marks = source_watermarks(settings, [letter])
     marker = read_markers(settings, serde).get(letter_id)
@@ -212,8 +208,8 @@ def redrive_command(
     failed again, or a stage without redrive)."""
     settings, serde = _context()
     if not (ids or stage or reason):
-        raise _fail("name letters with --id, --stage or --reason")
-    letters = select(read_letters(settings, serde), ids=ids, stage=stage, reason=reason)
+        raise fail("name letters with --id, --stage or --reason")
+    letters = select(_letters(settings, serde), ids=ids, stage=stage, reason=reason)
     missing = set(ids) - {letter.letter_id for letter in letters}
     if missing:
         typer.secho(f"no such letter: {', '.join(sorted(missing))}", fg=typer.colors.RED, err=True)
@@ -222,14 +218,14 @@ def redrive_command(
         try:
             return redrive_normalizer(settings)
         except ValueError as exc:
-            raise _fail(str(exc)) from exc
+            raise fail(str(exc)) from exc
 
     try:
         results = redrive(
             settings, serde, letters, reworks_for(normalizer), dry_run=dry_run, on_result=_echo
         )
     except KafkaException as exc:
-        raise _fail(f"redrive stopped (another redrive may have fenced this one): {exc}") from exc
+        raise fail(f"redrive stopped (another redrive may have fenced this one): {exc}") from exc
     counts: dict[str, int] = {}
     for result in results:
         counts[result.status] = counts.get(result.status, 0) + 1
@@ -238,52 +234,16 @@ def redrive_command(
         raise typer.Exit(1)
 
 
+def _letters(settings: Settings, serde: AvroSerde) -> list[Letter]:
+    try:
+        return read_letters(settings, serde)
+    except (KafkaException, UnreadableLetters) as exc:
+        raise fail(f"cannot read the dead letters: {exc}") from exc
+
+
 def _echo(result: Result) -> None:
     color = typer.colors.GREEN if result.ok else typer.colors.RED
     events = f" ({len(result.event_ids)} events)" if result.event_ids else ""
     typer.secho(
         f"{result.letter.letter_id} {result.status}: {result.detail}{events}", fg=color, err=False
     )
-
-
-def _instant(text: str) -> datetime:
-    at = datetime.fromisoformat(text)
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
-def replay_redrive_command(
-    start: str = typer.Option(..., "--from", help="ISO 8601 instant (UTC if no offset)."),
-    end: str | None = typer.Option(None, "--to", help="ISO 8601 instant; default: now."),
-) -> None:
-    """Re-normalize the raw records received in [--from, --to) into the canonical topics,
-    after a normalizer fix. Event ids are deterministic, so consumers dedupe what the live
-    run already wrote. Records that fail again are counted, not dead-lettered again."""
-    settings = get_settings()
-    try:
-        since, until = _instant(start), _instant(end) if end else None
-    except ValueError as exc:
-        raise _fail(f"not an ISO 8601 instant: {exc}") from exc
-    try:
-        normalizer = redrive_normalizer(settings)
-    except ValueError as exc:
-        raise _fail(str(exc)) from exc
-    last = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        now = datetime.now(UTC).timestamp()
-        if done in (0, total) or now - last[0] >= 1:
-            last[0] = now
-            share = f" ({100 * done // total}%)" if total else ""
-            print(f"\r{done}/{total} records{share}", end="", file=sys.stderr, flush=True)
-
-    try:
-        report = replay(normalizer, since, until, progress=progress)
-    except KafkaException as exc:
-        raise _fail(f"replay stopped: {exc}") from exc
-    print(file=sys.stderr)
-    typer.echo(
-        f"{report.records} raw records, {report.events} events written; "
-        + ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.outcomes.items()))
-    )
-    for why, n in sorted(report.failures.items()):
-        typer.secho(f"{n} still failing: {why}", fg=typer.colors.YELLOW)

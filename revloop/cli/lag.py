@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 
@@ -27,6 +28,9 @@ _STYLE = {
     Status.STALL: "red",
     Status.STOP: "bold red",
 }
+
+
+log = logging.getLogger(__name__)
 
 
 def render(report: Report) -> Table:
@@ -167,7 +171,13 @@ def lag_command(
                 )
                 raise typer.Exit(1) from None
             while True:
-                collector.report = sampler.sample()
+                try:
+                    collector.report = sampler.sample()
+                except KafkaException as exc:
+                    # Keep serving, with no figures rather than stale ones; the next sample
+                    # may find the broker back.
+                    collector.report = None
+                    log.warning("lag sample failed: %s", exc)
                 time.sleep(interval)
         if not watch:
             show(sampler.sample())

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from revloop.cli.common import fail, parse_moment
 from revloop.history import (
     CODECS,
     Decoder,
@@ -35,22 +37,9 @@ from schemas.registry import registry_for
 from schemas.topics import topic as catalogued_topic
 
 replay_app = typer.Typer(
-    help="Replay history: export a time range, move a group back in time.", no_args_is_help=True
+    help="Replay history: export a time range, reset a group to a time, re-normalize raw records.",
+    no_args_is_help=True,
 )
-
-
-def parse_moment(text: str) -> datetime:
-    """ISO 8601; without an offset it is UTC."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(f"{text!r} is not an ISO 8601 date or time") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(1)
 
 
 @replay_app.command("export")
@@ -80,10 +69,10 @@ def export_command(
     try:
         entry = catalogued_topic(topic)
     except KeyError as exc:
-        raise _fail(str(exc.args[0])) from None
+        raise fail(str(exc.args[0])) from None
     moment_from, moment_to = parse_moment(start), parse_moment(end)
     if moment_to <= moment_from:
-        raise _fail("--to must be after --from")
+        raise fail("--to must be after --from")
     name = settings.topic_name(entry)
     schemas = TopicSchemas.of(entry.values)
     decoder = Decoder(registry_for(settings.schema_registry_url), schemas)
@@ -99,6 +88,9 @@ def export_command(
     # Every record makes a few objects; without this each full collection walks the hundreds of
     # thousands the imports made (docs/benchmarks.md: it cut throughput by 4 there).
     gc.freeze()
+    # Written beside the target and renamed at the end: a failed export leaves no file that
+    # looks whole.
+    partial = out.with_name(out.name + ".part")
     try:
         plan = plan_range(consumer, name, moment_from, moment_to)
         total = sum(e - s for s, e in plan.values())
@@ -110,7 +102,7 @@ def export_command(
         )
         with (
             Progress(*columns, console=console, disable=quiet) as bar,
-            out.open("wb") as sink,
+            partial.open("wb") as sink,
         ):
             task = bar.add_task(name, total=total)
             result = export(
@@ -127,10 +119,12 @@ def export_command(
                 progress=lambda n: bar.advance(task, n),
             )
             bar.update(task, completed=total)
+        partial.replace(out)
     except (KafkaException, LookupError) as exc:
-        raise _fail(f"Kafka: {exc}") from None
+        raise fail(f"Kafka: {exc}") from None
     finally:
         consumer.close()
+        partial.unlink(missing_ok=True)
     skipped = f", {result.skipped} skipped (not decodable)" if result.skipped else ""
     console.print(
         f"{result.records} records of {name} to {out} "
@@ -157,12 +151,12 @@ def reset_command(
     try:
         names = [settings.topic_name(catalogued_topic(t)) for t in topics] or None
     except KeyError as exc:
-        raise _fail(str(exc.args[0])) from None
+        raise fail(str(exc.args[0])) from None
     admin = admin_client(settings)
     try:
         moves = plan_group_reset(admin, group, moment, names)
         if not moves:
-            raise _fail(f"{group} has no committed offsets (check the name with `revloop lag`)")
+            raise fail(f"{group} has no committed offsets (check the name with `revloop lag`)")
         table = Table(title=f"{group} to {moment.isoformat()}", title_justify="left")
         for column in ("topic", "partition", "current", "planned", "change"):
             table.add_column(column, justify="left" if column == "topic" else "right")
@@ -176,17 +170,46 @@ def reset_command(
             return
         apply_group_reset(admin, group, moves)
     except GroupActive as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except KafkaException as exc:
-        raise _fail(f"Kafka: {exc}") from None
+        raise fail(f"Kafka: {exc}") from None
     typer.echo(f"moved {len(moves)} partition(s) of {group}")
 
 
-def _add_redrive() -> None:
-    # Re-normalizing shares its code with `revloop dlq redrive`, whose module owns it.
-    from revloop.cli.dlq import replay_redrive_command
+@replay_app.command("redrive")
+def redrive_command(
+    start: str = typer.Option(..., "--from", help="ISO 8601 instant (UTC if no offset)."),
+    end: str | None = typer.Option(None, "--to", help="ISO 8601 instant; default: now."),
+) -> None:
+    """Re-normalize the raw records received in [--from, --to) into the canonical topics,
+    after a normalizer fix. Event ids are deterministic, so consumers dedupe what the live
+    run already wrote. Records that fail again are counted, not dead-lettered again."""
+    # Imported here: the normalizer's modules would slow every other replay command's start.
+    from streams.normalizer.redrive import redrive_normalizer, replay
 
-    replay_app.command("redrive")(replay_redrive_command)
+    settings = get_settings()
+    since, until = parse_moment(start), parse_moment(end) if end else None
+    try:
+        normalizer = redrive_normalizer(settings)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    last = [0.0]
 
+    def progress(done: int, total: int) -> None:
+        now = datetime.now(UTC).timestamp()
+        if done in (0, total) or now - last[0] >= 1:
+            last[0] = now
+            share = f" ({100 * done // total}%)" if total else ""
+            print(f"\r{done}/{total} records{share}", end="", file=sys.stderr, flush=True)
 
-_add_redrive()
+    try:
+        report = replay(normalizer, since, until, progress=progress)
+    except (KafkaException, LookupError) as exc:
+        raise fail(f"replay stopped: {exc}") from exc
+    print(file=sys.stderr)
+    typer.echo(
+        f"{report.records} raw records, {report.events} events written; "
+        + ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.outcomes.items()))
+    )
+    for why, n in sorted(report.failures.items()):
+        typer.secho(f"{n} still failing: {why}", fg=typer.colors.YELLOW)

@@ -146,3 +146,8 @@ class SinkMetrics:
 
     def failed(self) -> None:
         self.batches.labels("failed").inc()
+
+    def close(self) -> None:
+        """Close the scrape-time gauges' own Postgres connection."""
+        if self.ops_views is not None:
+            self.ops_views.close()

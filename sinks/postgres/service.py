@@ -425,10 +425,10 @@ def sink_postgres_command() -> None:
     stop = threading.Event()
     watchdog = Watchdog("sink-postgres")
     stop_on_signals(stop, watchdog, settings.shutdown_seconds)
+    metrics = SinkMetrics(settings.dsn)
+    port, host = settings.sink_metrics_port, settings.metrics_host
+    server = serve_metrics(metrics.registry, port, host, process="sink-postgres")
     try:
-        metrics = SinkMetrics(settings.dsn)
-        port, host = settings.sink_metrics_port, settings.metrics_host
-        serve_metrics(metrics.registry, port, host, process="sink-postgres")
         PostgresSink(settings, metrics).run(stop)
     except StopAssignment:
         return
@@ -438,3 +438,7 @@ def sink_postgres_command() -> None:
     except KafkaException as exc:
         typer.secho(f"error: cannot reach Kafka: {_first(exc)}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
+    finally:
+        metrics.close()
+        if server is not None:
+            server.close()

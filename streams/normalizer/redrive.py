@@ -13,12 +13,13 @@ import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, Message
 
 from platforms.events import EVENTS
 from revloop.dead_letters import Letter, Output, Rework, Reworked, Transactions
+from revloop.history import plan_range, to_millis
 from revloop.kafka import consumer_config, read_ranges
 from revloop.settings import Settings
 from streams.normalizer.dedupe import SeenEvents
@@ -73,30 +74,6 @@ class ReplayReport:
     failures: Counter[str] = field(default_factory=Counter)
 
 
-def replay_ranges(
-    consumer: Consumer, raw_topic: str, start: datetime, end: datetime | None, timeout: float
-) -> dict[tuple[str, int], tuple[int, int]]:
-    """Each raw partition's offsets whose timestamps fall in [start, end)."""
-    partitions = list(consumer.list_topics(raw_topic, timeout=timeout).topics[raw_topic].partitions)
-
-    def offsets_at(at: datetime | None) -> dict[int, int]:
-        highs = {
-            p: int(consumer.get_watermark_offsets(TopicPartition(raw_topic, p), timeout=timeout)[1])
-            for p in partitions
-        }
-        if at is None:
-            return highs
-        stamp = int(at.timestamp() * 1000)
-        found = consumer.offsets_for_times(
-            [TopicPartition(raw_topic, p, stamp) for p in partitions], timeout=timeout
-        )
-        # -1: no record at or after the instant, so the range runs to the end.
-        return {tp.partition: tp.offset if tp.offset >= 0 else highs[tp.partition] for tp in found}
-
-    starts, ends = offsets_at(start), offsets_at(end)
-    return {(raw_topic, p): (starts[p], ends[p]) for p in partitions if ends[p] > starts[p]}
-
-
 def replay(
     normalizer: Normalizer,
     start: datetime,
@@ -113,23 +90,32 @@ def replay(
     timeout = settings.kafka_call_timeout_seconds
     consumer = Consumer(consumer_config(settings, "revloop.replay.redrive"))
     report = ReplayReport()
+    writer: Transactions | None = None
     try:
-        ranges = replay_ranges(consumer, normalizer.input_topic, start, end, timeout)
+        raw = normalizer.input_topic
+        until = end or datetime.max.replace(tzinfo=UTC)  # no record that late: the log's end
+        plan = plan_range(consumer, raw, start, until, timeout)
+        ranges = {(raw, partition): span for partition, span in plan.items()}
+        start_ms, end_ms = to_millis(start), to_millis(until)
         total = sum(high - low for low, high in ranges.values())
         progress(0, total)
         if not ranges:
             return report
-        writer = Transactions(settings, REPLAY_TRANSACTIONAL_ID)
+        writer = transactions = Transactions(settings, REPLAY_TRANSACTIONAL_ID)
         seen: dict[int, SeenEvents] = {}
         pending: list[Output] = []
         done = 0
 
         def flush() -> None:
-            writer.commit(pending)
+            transactions.commit(pending)
             pending.clear()
             progress(done, total)
 
         for message in read_ranges(consumer, ranges, drained_at_high_watermark=True):
+            done += 1
+            # Timestamps within a partition need not grow: one outside the range is not in it.
+            if not start_ms <= message.timestamp()[1] < end_ms:
+                continue
             partition = message.partition() or 0
             window = seen.setdefault(partition, SeenEvents(normalizer.dedupe_window))
             reworked = renormalize(normalizer, message, window)
@@ -139,10 +125,11 @@ def replay(
                 report.failures[reworked.failure] += 1
             report.events += len(reworked.outputs)
             pending.extend(reworked.outputs)
-            done += 1
             if done % REPLAY_BATCH == 0:
                 flush()
         flush()
         return report
     finally:
         consumer.close()
+        if writer is not None:
+            writer.close()

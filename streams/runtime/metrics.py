@@ -19,8 +19,8 @@ class WorkerMetrics:
         self.registry = registry or CollectorRegistry()
         self.records = Counter(
             "revloop_worker_records",
-            "Input records processed, by catalogue topic (replays after an aborted "
-            "transaction count again).",
+            "Input records processed, by topic as named on the broker (with the topic "
+            "prefix; replays after an aborted transaction count again).",
             ["topic"],
             registry=self.registry,
         )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from revloop.consumer_lag import Status
@@ -23,6 +23,7 @@ from revloop.kafka import consumer_config, producer_config
 from revloop.lag_sampler import LagSampler
 from revloop.settings import Settings
 from tests.normalizer_support import wait_for
+from tests.stack_support import free_ports
 
 
 @pytest.fixture
@@ -161,3 +162,12 @@ def test_a_commit_marker_is_not_lag(settings: Settings, topic: str, tmp_path: Pa
     finally:
         exporter.kill()
         exporter.wait(10)
+
+
+def test_a_broker_that_does_not_answer_fails_the_sample_rather_than_reporting_no_groups(
+    tmp_path: Path,
+) -> None:
+    (port,) = free_ports(1)  # nothing listens there
+    nowhere = Settings(kafka_bootstrap_servers=f"127.0.0.1:{port}", state_dir=tmp_path)
+    with pytest.raises(KafkaException):
+        LagSampler(nowhere, request_timeout=1.0).sample()
