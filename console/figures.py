@@ -11,7 +11,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from revloop.lag_sampler import Report
+from revloop.lag_sampler import Report, as_json
 from sinks.postgres.ops_views import OpenBreaker
 
 OUTCOMES_METRIC = "revloop_ingest_deliveries_total"
@@ -82,29 +82,12 @@ def breaker_json(breaker: OpenBreaker, now: datetime) -> dict[str, Any]:
 
 
 def report_json(report: Report) -> list[dict[str, Any]]:
-    """Each group's summary with its partitions, as the lag panel shows them."""
+    """Each group's summary with its partitions, as the lag panel shows them: the document
+    `revloop lag --json` prints, with each group's rows nested under it."""
+    document = as_json(report)
     return [
-        {
-            "group": g.group,
-            "status": g.status.value,
-            "lag": g.lag,
-            "max_lag_seconds": g.max_lag_seconds,
-            "members": g.members,
-            "partitions": [
-                {
-                    "topic": r.topic,
-                    "partition": r.partition,
-                    "committed": r.committed,
-                    "end": r.end,
-                    "lag": r.lag,
-                    "lag_seconds": r.lag_seconds,
-                    "status": r.status.value,
-                }
-                for r in report.rows
-                if r.group == g.group
-            ],
-        }
-        for g in report.groups
+        group | {"partitions": [r for r in document["partitions"] if r["group"] == group["group"]]}
+        for group in document["groups"]
     ]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,16 +23,16 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from playwright.sync_api import Page, sync_playwright
 from prometheus_client import start_http_server
 
 from ingest.metrics import IngestMetrics
-from revloop.kafka import consumer_config, producer_config
 from revloop.settings import Settings
 from tests import ROOT
+from tests.lag_support import commit, produce
 from tests.sink_support import scratch_database
+from tests.stack_support import free_ports
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -41,33 +40,11 @@ HOSTILE = '<img src=x onerror="document.title=1">'
 """A campaign id a platform could send: the page must show it as text."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def produce(settings: Settings, topic: str, count: int) -> None:
-    producer = Producer(producer_config(settings))
-    for n in range(count):
-        producer.produce(topic, value=f"m{n}".encode())
-    assert producer.flush(10) == 0
-
-
-def commit(settings: Settings, group: str, topic: str, offset: int) -> None:
-    """A commit by a consumer that then leaves (the group keeps the offset, with no member)."""
-    consumer = Consumer(consumer_config(settings, group))
-    try:
-        consumer.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
-    finally:
-        consumer.close()
-
-
 @contextmanager
 def consoles(*setups: tuple[dict[str, str], Path]) -> Iterator[list[str]]:
     """Consoles as processes, sampling every second, each with its environment and log file;
     their base URLs once they answer. Started and stopped together (each takes seconds)."""
-    ports = [free_port() for _ in setups]
+    ports = free_ports(len(setups))
     logs = ExitStack()
     processes = [
         subprocess.Popen(
@@ -168,10 +145,10 @@ def test_the_console_shows_lag_as_revloop_lag_does_and_a_lagging_group_goes_warn
     ingest = IngestMetrics()
     ingest.outcomes.labels("shopify", "raw.webhooks.v1", "accepted", "").inc(5)
     ingest.outcomes.labels("shopify", "raw.webhooks.v1", "rejected", "bad_signature").inc(2)
-    ingest_port = free_port()
+    (ingest_port,) = free_ports(1)
     metrics_server, _ = start_http_server(ingest_port, "127.0.0.1", registry=ingest.registry)
     ARTIFACTS.mkdir(exist_ok=True)
-    closed = free_port()  # nothing listens there
+    (closed,) = free_ports(1)  # nothing listens there
     down = {
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{closed}",
         "DATABASE_URL": f"postgresql://revloop:revloop@127.0.0.1:{closed}/revloop",

@@ -22,6 +22,7 @@ from revloop.consumer_lag import Status
 from revloop.kafka import consumer_config, producer_config
 from revloop.lag_sampler import LagSampler
 from revloop.settings import Settings
+from tests.lag_support import commit, produce
 from tests.normalizer_support import wait_for
 from tests.stack_support import free_ports
 
@@ -33,22 +34,6 @@ def topic(settings: Settings) -> Iterator[str]:
     admin.create_topics([NewTopic(name, 1, 1)])[name].result(30)
     yield name
     admin.delete_topics([name])[name].result(30)
-
-
-def produce(settings: Settings, topic: str, count: int) -> None:
-    producer = Producer(producer_config(settings))
-    for n in range(count):
-        producer.produce(topic, value=f"m{n}".encode())
-    assert producer.flush(10) == 0
-
-
-def commit(settings: Settings, group: str, topic: str, offset: int) -> None:
-    """A commit by a consumer that then leaves: the group keeps its offset, with no member."""
-    consumer = Consumer(consumer_config(settings, group))
-    try:
-        consumer.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
-    finally:
-        consumer.close()
 
 
 def test_statuses_of_groups_that_keep_up_lag_stall_stop_and_rewind(
