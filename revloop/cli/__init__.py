@@ -44,6 +44,7 @@ GROUPS: dict[tuple[str, ...], tuple[str, str]] = {
     ("infra",): ("infra.cli", "app"),
     ("dlq",): ("revloop.cli.dlq", "dlq_app"),
     ("replay",): ("revloop.cli.replay", "replay_app"),
+    ("contracts",): ("revloop.cli.contracts", "contracts_app"),
 }
 """Words → the module and Typer app of a group of commands (`bench` is built with the whole
 app: it may not be installed)."""

@@ -11,6 +11,7 @@ from demo import demo_command
 from infra.cli import app as infra_app
 from infra.supervisor_cli import down_command, status_command, supervise_command, up_command
 from revloop.cli.connect import backfill_command, reconcile_command
+from revloop.cli.contracts import contracts_app
 from revloop.cli.db import db_app, ledger_app, settle_command, sink_app
 from revloop.cli.dlq import dlq_app
 from revloop.cli.ingest import serve_command
@@ -40,6 +41,7 @@ app.add_typer(sink_app, name="sink")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(replay_app, name="replay")
+app.add_typer(contracts_app, name="contracts")
 app.command("settle")(settle_command)
 app.command("backfill")(backfill_command)
 app.command("reconcile")(reconcile_command)
