@@ -37,7 +37,7 @@ pytest: install
 lint: install rules
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy schemas revloop platforms ingest streams sinks connectors emulators infra demo console bench
+	$(BIN)/mypy schemas revloop platforms ingest streams sinks connectors emulators infra demo console bench examples
 	$(REVLOOP) schemas check
 
 ## Prometheus's own checks of infra/monitoring: the config, the alert rules, and their unit tests.

@@ -61,10 +61,9 @@ from ingest.metrics import IngestMetrics
 from ingest.publisher import DurablePublisher, PublishUnavailable
 from platforms import PLATFORMS
 from platforms.webhooks import Delivery, raw_record
-from revloop.kafka import delete_topics, ensure_topics
+from revloop.kafka import delete_topics, ensure_topics, serde_for
 from revloop.settings import Settings, get_settings
 from revloop.stores import StoreRegistry
-from schemas.registry import registry_for
 from schemas.serde import AvroSerde
 from schemas.topics import prefixed
 
@@ -272,7 +271,7 @@ def measure(
     for request in signed_requests(specs, fixtures):
         by_platform.setdefault(request.platform, []).append(request)
     stores = registry_of(specs)
-    serde = AvroSerde(registry_for(settings.schema_registry_url))
+    serde = serde_for(settings)
     steps = [s for s in STEPS if with_kafka or s not in KAFKA_STEPS]
     settings = settings.model_copy(update={"topic_prefix": f"{tag}."})
     (raw_topic,) = prefixed(settings.topic_prefix, [RAW_TOPIC])

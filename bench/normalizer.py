@@ -62,10 +62,10 @@ from revloop.kafka import (
     high_watermarks,
     producer_config,
     read_ranges,
+    serde_for,
 )
 from revloop.settings import Settings, get_settings
 from revloop.stores import LiveCurrencies, Store, StoreRegistry
-from schemas.registry import registry_for
 from schemas.serde import AvroSerde, SerdeError
 from schemas.topics import TOPICS, Topic, prefixed, topic, topic_for_record
 from streams.normalizer.dead_letters import RawReference
@@ -635,7 +635,7 @@ class PrototypeNormalizer:
 
     def __init__(self, settings: Settings, output_prefix: str) -> None:
         self.settings = settings
-        self.serde = AvroSerde(registry_for(settings.schema_registry_url))
+        self.serde = serde_for(settings)
         self.context = NormalizeContext(
             customer_salt=settings.customer_salt,
             store_currency=LiveCurrencies(settings.stores_file, settings.stores_check_seconds),
@@ -903,7 +903,7 @@ def run_bench(
     settings = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}{tag}"})
     quix_prefix = f"{settings.topic_prefix}quix."
     kill_prefix = f"{settings.topic_prefix}kill."
-    serde = AvroSerde(registry_for(settings.schema_registry_url))
+    serde = serde_for(settings)
     ensure_topics(settings, prefixed(settings.topic_prefix))
     ensure_topics(settings, prefixed(quix_prefix, OUTPUTS))
     log_dir = settings.state_dir / "bench-normalizer"

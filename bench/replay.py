@@ -41,10 +41,10 @@ from revloop.kafka import (
     ensure_topics,
     high_watermarks,
     producer_config,
+    serde_for,
 )
 from revloop.settings import Settings, get_settings
 from schemas.registry import registry_for
-from schemas.serde import AvroSerde
 from schemas.topics import prefixed, topic
 
 E = "dev.revloop.events."
@@ -80,7 +80,7 @@ def _reader(settings: Settings) -> Consumer:
 
 def publish_orders(settings: Settings, count: int, stores: int, seed: int) -> None:
     shops = Shops(stores, seed)
-    serde = AvroSerde(registry_for(settings.schema_registry_url))
+    serde = serde_for(settings)
     for store in shops.stores:  # each store gets products and customers for orders to refer to
         for _ in range(5):
             shops.product(store, datetime.now(UTC))
@@ -120,7 +120,7 @@ def timed_export(
     name = settings.topic_name(entry)
     started = time.perf_counter()
     schemas = TopicSchemas.of(entry.values)
-    decoder = Decoder(registry_for(settings.schema_registry_url), schemas)
+    decoder = Decoder(registry_for(settings.registry_url), schemas)
     consumer = _reader(settings)
     try:
         plan = plan_range(

@@ -52,10 +52,10 @@ from revloop.kafka import (
     ensure_topics,
     high_watermarks,
     producer_config,
+    serde_for,
 )
 from revloop.ledger import entry_value, score_entries
 from revloop.settings import Settings, get_settings
-from schemas.registry import registry_for
 from schemas.serde import AvroSerde
 from schemas.topics import prefixed, topic_for_record
 from sinks.postgres.migrate import upgrade
@@ -704,7 +704,7 @@ def run_bench(
     base = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}{tag}"})
     rows_settings = base.model_copy(update={"topic_prefix": f"{base.topic_prefix}rows."})
     ledger_settings = base.model_copy(update={"topic_prefix": f"{base.topic_prefix}ledger."})
-    serde = AvroSerde(registry_for(settings.schema_registry_url))
+    serde = serde_for(settings)
     log_path = settings.state_dir / "bench-sinks.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_bytes(b"")

@@ -47,10 +47,10 @@ from revloop.kafka import (
     high_watermarks,
     producer_config,
     read_ranges,
+    serde_for,
 )
 from revloop.settings import Settings, get_settings
 from revloop.stores import Store, StoreRegistry
-from schemas.registry import registry_for
 from schemas.serde import AvroSerde
 from schemas.topics import prefixed, topic, topic_for_record
 
@@ -818,7 +818,7 @@ def run_bench(
 ) -> StreamsReport:
     tag = f"bench-streams-{uuid.uuid4().hex[:6]}."
     settings = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}{tag}"})
-    serde = AvroSerde(registry_for(settings.schema_registry_url))
+    serde = serde_for(settings)
     ensure_topics(settings, prefixed(settings.topic_prefix))
     reader = Consumer(consumer_config(settings, f"bench-marks-{uuid.uuid4().hex[:6]}"))
     logs = {

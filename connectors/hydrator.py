@@ -39,11 +39,11 @@ from platforms.events import Emit, NormalizeContext, RawDelivery
 from platforms.payloads import NotNormalizable
 from revloop.crypto import CryptoError, SecretBox
 from revloop.exactly_once import ExactlyOnceLoop, LoopOptions, Output
+from revloop.kafka import serde_for
 from revloop.metrics import serve_metrics
 from revloop.settings import Settings, get_settings
 from revloop.stores import LiveCurrencies, LiveStoreRegistry
 from revloop.watchdog import Watchdog, stop_on_signals
-from schemas.registry import registry_for
 from schemas.serde import AvroSerde, SerdeError
 from schemas.topics import TOPICS, topic, topic_for_record
 
@@ -291,7 +291,7 @@ def build_hydrator(settings: Settings) -> Hydrator:
             store_currency=LiveCurrencies(settings.stores_file, settings.stores_check_seconds),
             source="hydration",
         ),
-        serde=AvroSerde(registry_for(settings.schema_registry_url)),
+        serde=serde_for(settings, "connectors.hydrator"),
     )
 
 

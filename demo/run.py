@@ -78,10 +78,10 @@ from revloop.kafka import (
     high_watermarks,
     is_retriable,
     read_ranges,
+    serde_for,
 )
 from revloop.settings import Settings, get_settings
 from revloop.stores import StoreRegistry, new_api_key, normalize_identity
-from schemas.registry import registry_for
 from schemas.serde import AvroSerde, SerdeError
 from schemas.topics import topic
 from sinks.postgres.migrate import upgrade
@@ -531,7 +531,7 @@ def run_demo(
     }
     if settings.schema_registry_url:
         env["SCHEMA_REGISTRY_URL"] = settings.schema_registry_url
-    serde = AvroSerde(registry_for(settings.schema_registry_url))
+    serde = serde_for(settings)
     marks_reader = _marks_reader(settings)
     with ExitStack() as stack:
         stack.callback(marks_reader.close)

@@ -50,6 +50,8 @@ class Component(ABC):
 
     name: str
     label: str
+    requires: tuple[str, ...] = ()
+    """Components that must be healthy before this one starts (the registry needs Postgres)."""
 
     def __init__(self, *, host: str, progress: Progress) -> None:
         self.host = host
@@ -93,8 +95,14 @@ class Component(ABC):
     @abstractmethod
     def start(self) -> None: ...
 
-    @abstractmethod
-    def stop(self, timeout: float) -> None: ...
+    def stop(self, timeout: float) -> None:
+        """SIGTERM, then SIGKILL after ``timeout``; Postgres has its own way."""
+        pid = self.running_pid()
+        if pid is not None:
+            self.progress(f"{self.label}: stopping pid {pid}")
+            if process.terminate(pid, timeout=timeout):
+                self.progress(f"{self.label}: did not stop within {timeout:.0f}s, killed it")
+        self.pid_file.remove()
 
     # --- shared behaviour ----------------------------------------------------------------------
 

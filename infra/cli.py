@@ -171,6 +171,9 @@ def short(path: Path, state_dir: Path) -> str:
 def _print_whereabouts(status: StackStatus) -> None:
     settings = get_settings()
     kafka, postgres, prometheus = status["kafka"], status["postgres"], status["prometheus"]
+    registry = _stack().registry
+    registry_url = registry.url
+    management = f"{registry.host}:{settings.registry_management_port}"
     monitoring = (
         [f"Prometheus: http://{prometheus.address} (alerts: /alerts, targets: /targets)"]
         if prometheus.state is State.HEALTHY
@@ -182,10 +185,12 @@ def _print_whereabouts(status: StackStatus) -> None:
                 f"Kafka bootstrap servers: {kafka.address}",
                 f"Postgres: postgresql://{settings.postgres_user}@{postgres.address}/"
                 f"{settings.postgres_db} (password: REVLOOP_POSTGRES_PASSWORD)",
+                f"Schema registry: {registry_url} (Confluent-compatible;"
+                f" health: http://{management}/health/ready)",
                 *monitoring,
                 f"Everything lives under {status.state_dir} (REVLOOP_STATE_DIR);"
                 f" ports move with REVLOOP_KAFKA_PORT, REVLOOP_KAFKA_CONTROLLER_PORT,"
-                f" REVLOOP_POSTGRES_PORT.",
+                f" REVLOOP_POSTGRES_PORT, REVLOOP_REGISTRY_PORT, REVLOOP_REGISTRY_MANAGEMENT_PORT.",
             ]
         ),
         markup=False,

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import shlex
 import shutil
 import subprocess
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from confluent_kafka.admin import AdminClient
 
 from infra import process
 from infra.base import Component, Port, Progress, StackError
+from infra.maven import MavenFetch
 from revloop.settings import Settings
 
 POM = Path(__file__).with_name("pom.xml")
@@ -152,56 +151,12 @@ class KafkaBroker(Component):
         )
 
     def _jars_current(self) -> bool:
-        stamp = self.lib_dir / ".pom.sha256"
-        try:
-            current = stamp.read_text().strip() == _pom_hash()
-        except OSError:
-            return False
-        return current and any(self.lib_dir.glob("kafka_2.13-*.jar"))
+        return JARS.is_current(self.lib_dir)
 
     def _resolve_jars(self) -> None:
-        self.lib_dir.parent.mkdir(parents=True, exist_ok=True)
-        # Several stacks may share lib_dir (the tests' isolated one does), so resolve under a lock
-        # into a scratch dir and swap it in whole: a broker never sees a half-copied classpath.
-        with process.file_lock(self.lib_dir.with_name(self.lib_dir.name + ".lock")):
-            if self._jars_current():
-                return
-            self.progress(f"{self.label}: fetching jars with mvn into {self.lib_dir}")
-            scratch = Path(tempfile.mkdtemp(prefix=".lib-", dir=self.lib_dir.parent))
-            mvn_log = self.log_file.with_name("mvn.log")
-            try:
-                with mvn_log.open("wb") as log:
-                    result = subprocess.run(
-                        [
-                            "mvn",
-                            "-q",
-                            "-B",
-                            "-Dstyle.color=never",
-                            "-f",
-                            str(POM),
-                            "dependency:copy-dependencies",
-                            f"-DoutputDirectory={scratch}",
-                            "-DincludeScope=runtime",
-                        ],
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        check=False,
-                    )
-                if result.returncode != 0:
-                    raise StackError(
-                        f"mvn could not fetch the Kafka jars (exit {result.returncode}); "
-                        f"last lines of {mvn_log}:\n{process.tail(mvn_log)}"
-                    )
-                (scratch / ".pom.sha256").write_text(_pom_hash() + "\n")
-                if self.lib_dir.exists():
-                    old = self.lib_dir.with_name(f".lib-old-{uuid.uuid4().hex}")
-                    self.lib_dir.rename(old)
-                    shutil.rmtree(old, ignore_errors=True)
-                scratch.chmod(0o755)  # mkdtemp makes it private; the jars are not secret
-                scratch.rename(self.lib_dir)
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
+        JARS.resolve(
+            self.lib_dir, log_file=self.log_file.with_name("mvn.log"), progress=self.progress
+        )
 
     def _write_properties(self) -> None:
         s = self.settings
@@ -259,16 +214,10 @@ class KafkaBroker(Component):
                 self._with_log(f"Formatting Kafka storage failed (exit {result.returncode}).")
             )
 
-    # --- stopping ------------------------------------------------------------------------------
 
-    def stop(self, timeout: float) -> None:
-        pid = self.running_pid()
-        if pid is not None:
-            self.progress(f"{self.label}: stopping pid {pid}")
-            if process.terminate(pid, timeout=timeout):
-                self.progress(f"{self.label}: did not stop within {timeout:.0f}s, killed it")
-        self.pid_file.remove()
-
-
-def _pom_hash() -> str:
-    return hashlib.sha256(POM.read_bytes()).hexdigest()
+JARS = MavenFetch(
+    label="Kafka broker",
+    pom=POM,
+    goal=("dependency:copy-dependencies", "-DoutputDirectory={dir}", "-DincludeScope=runtime"),
+    complete=lambda lib: any(lib.glob("kafka_2.13-*.jar")),
+)

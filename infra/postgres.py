@@ -226,12 +226,14 @@ class PostgresCluster(Component):
         self._wait_until(self._probe, deadline)
 
     def _create_database(self) -> None:
-        db = self.settings.postgres_db
+        # revloop's own, and the schema registry's (its tables have generic names: config,
+        # versions, outbox; a database of its own keeps them apart from ours).
         with psycopg.connect(self.conninfo("postgres"), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone()
-            if exists is None:
-                self.progress(f"{self.label}: creating database {db!r}")
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+            for db in (self.settings.postgres_db, self.settings.registry_db):
+                found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,))
+                if found.fetchone() is None:
+                    self.progress(f"{self.label}: creating database {db!r}")
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
 
     # --- stopping ------------------------------------------------------------------------------
 

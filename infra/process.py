@@ -28,10 +28,16 @@ LOG_KEEP = 3
 
 
 def spawn_detached(
-    argv: Sequence[str], *, log_file: Path, cwd: Path, banner: str | None = None
+    argv: Sequence[str],
+    *,
+    log_file: Path,
+    cwd: Path,
+    banner: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> int:
     """Start a long-running process in its own session, with stdout/stderr appended to log_file
-    (rotated first, then ``banner`` on a line of its own, if given).
+    (rotated first, then ``banner`` on a line of its own, if given). ``env`` adds to this
+    process's environment: the place for secrets, which a command line would show to `ps`.
 
     Its own session means it outlives the CLI and ignores the terminal's Ctrl-C.
     """
@@ -47,6 +53,7 @@ def spawn_detached(
             stderr=subprocess.STDOUT,
             cwd=cwd,
             start_new_session=True,
+            env=None if env is None else {**os.environ, **env},
         )
     _children[proc.pid] = proc
     return proc.pid
@@ -267,22 +274,28 @@ class Child:
         self._log.close()
 
 
+def http_probe(url: str) -> str | None:
+    """None when ``GET url`` answers 200, else why not (a health check's reason)."""
+    parts = urlsplit(url)
+    client = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=2)
+    try:
+        client.request("GET", parts.path or "/")
+        status = client.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        return f"no answer on {url} yet ({type(exc).__name__})"
+    finally:
+        client.close()
+    return None if status == 200 else f"{url} answered {status}"
+
+
 def wait_until_ok(url: str, timeout: float, *, check: Callable[[], None] = lambda: None) -> bool:
     """Poll ``GET url`` until it answers 200; False if ``timeout`` seconds pass first. ``check``
     runs before each attempt: raise there to give up early (e.g. the server exited)."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
     deadline = time.monotonic() + timeout
     while True:
         check()
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            client = http.client.HTTPConnection(host, port, timeout=2)
-            try:
-                client.request("GET", parts.path or "/")
-                if client.getresponse().status == 200:
-                    return True
-            finally:
-                client.close()
+        if http_probe(url) is None:
+            return True
         if time.monotonic() > deadline:
             return False
         time.sleep(0.2)

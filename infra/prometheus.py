@@ -8,7 +8,6 @@ same jobs (tests/infra/test_monitoring.py checks).
 
 from __future__ import annotations
 
-import http.client
 import json
 import shutil
 from dataclasses import dataclass
@@ -46,6 +45,8 @@ SCRAPE_JOBS = (
     ScrapeJob("sink-postgres", "sink_metrics_port"),
     ScrapeJob("connect-hydrate", "hydrator_metrics_port"),
     ScrapeJob("connect-ads", "ads_metrics_port"),
+    # The local stack's schema registry (Quarkus/Micrometer metrics on its management port).
+    ScrapeJob("schema-registry", "registry_management_port"),
 )
 
 
@@ -58,7 +59,10 @@ def render_config(settings: Settings, *, rules: str = str(RULES_GLOB)) -> dict[s
         port = int(getattr(settings, spec.port_setting))
         if port == 0:
             continue
-        job_host = reachable_host(settings.ingest_host) if spec.job == "ingest" else host
+        job_host = {
+            "ingest": reachable_host(settings.ingest_host),
+            "schema-registry": reachable_host(settings.registry_host),
+        }.get(spec.job, host)
         jobs.append(_job(spec.job, f"{job_host}:{port}", spec.scrape_interval))
     return {
         "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
@@ -115,17 +119,7 @@ class PrometheusServer(Component):
         return f"--config.file={self.config_file}"
 
     def _probe(self) -> str | None:
-        connection = http.client.HTTPConnection(
-            reachable_host(self.host), self.ports[0].number, timeout=2
-        )
-        try:
-            connection.request("GET", "/-/ready")
-            status = connection.getresponse().status
-        except (OSError, http.client.HTTPException) as exc:
-            return f"no answer on {self.url}/-/ready yet ({type(exc).__name__})"
-        finally:
-            connection.close()
-        return None if status == 200 else f"{self.url}/-/ready answered {status}"
+        return process.http_probe(f"{self.url}/-/ready")
 
     def check_can_start(self) -> None:
         if _binary() is None:
@@ -162,14 +156,6 @@ class PrometheusServer(Component):
             banner=f"revloop infra up: starting {self.label}",
         )
         self.pid_file.write(pid)
-
-    def stop(self, timeout: float) -> None:
-        pid = self.running_pid()
-        if pid is not None:
-            self.progress(f"{self.label}: stopping pid {pid}")
-            if process.terminate(pid, timeout=timeout):
-                self.progress(f"{self.label}: did not stop within {timeout:.0f}s, killed it")
-        self.pid_file.remove()
 
 
 def _binary() -> str | None:

@@ -1,5 +1,6 @@
-"""`revloop infra`: the local stack (a Kafka broker and a Postgres cluster) as one unit, and an
-optional Prometheus (`up(with_monitoring=True)`) that `down` stops with the rest.
+"""`revloop infra`: the local stack (a Kafka broker, a Postgres cluster and a schema registry) as
+one unit, and an optional Prometheus (`up(with_monitoring=True)`) that `down` stops with the
+rest.
 
 Everything lives under ``settings.state_dir``::
 
@@ -7,8 +8,11 @@ Everything lives under ``settings.state_dir``::
     kafka/data/           KRaft metadata and topic data
     kafka/server.properties, kafka/kafka.pid
     postgres/data/        the cluster (postmaster.pid is Postgres's own pid file)
+    registry/dist/        Apicurio Registry from Maven (settings.registry_dist_dir may move it)
+    registry/registry.pid its schemas live in Postgres (database settings.registry_db)
     prometheus/           prometheus.yml (rendered on every start), data/, prometheus.pid
-    logs/                 kafka.log, kafka.out, kafka-gc.log, postgres.log, mvn.log, prometheus.log
+    logs/                 kafka.log, kafka.out, kafka-gc.log, postgres.log, registry.log, mvn.log,
+                          prometheus.log
     .lock                 serialises concurrent `up`/`down`
 """
 
@@ -22,6 +26,7 @@ from infra.base import Component, ComponentStatus, Progress, StackError, State
 from infra.kafka import KafkaBroker
 from infra.postgres import PostgresCluster
 from infra.prometheus import PrometheusServer
+from infra.registry import SchemaRegistry
 from revloop.settings import Settings
 
 __all__ = ["ComponentStatus", "Stack", "StackChange", "StackError", "StackStatus", "State"]
@@ -80,12 +85,14 @@ class Stack:
         self.stop_timeout = stop_timeout
         self.kafka = KafkaBroker(settings, state_dir=self.state_dir, progress=progress)
         self.postgres = PostgresCluster(settings, state_dir=self.state_dir, progress=progress)
+        self.registry = SchemaRegistry(settings, state_dir=self.state_dir, progress=progress)
         self.prometheus = PrometheusServer(settings, state_dir=self.state_dir, progress=progress)
 
     @property
     def components(self) -> tuple[Component, ...]:
-        # Start order: the broker's JVM boots while Postgres initialises; stop order is the same.
-        return (self.kafka, self.postgres, self.prometheus)
+        # Start order: the broker's JVM boots while Postgres initialises; the registry, which
+        # keeps its schemas in Postgres, starts once Postgres is healthy. Stop order: the same.
+        return (self.kafka, self.postgres, self.registry, self.prometheus)
 
     @property
     def optional(self) -> frozenset[str]:
@@ -115,7 +122,10 @@ class Stack:
             to_start = [c for c in wanted if c.running_pid() is None]
             for component in to_start:
                 component.check_can_start()
+            by_name = {c.name: c for c in self.components}
             for component in to_start:
+                for required in component.requires:
+                    by_name[required].wait_healthy(self.start_timeout)
                 component.prepare()
                 component.start()
             # Also for ones already running: they may still be booting from an earlier `up`.

@@ -14,10 +14,9 @@ from ingest.metrics import IngestMetrics
 from ingest.publisher import DurablePublisher
 from platforms.webhooks import Delivery
 from revloop.crypto import CryptoError, SecretBox
+from revloop.kafka import serde_for
 from revloop.settings import Settings, get_settings
 from revloop.stores import LiveStoreRegistry
-from schemas.registry import registry_for
-from schemas.serde import AvroSerde
 
 
 def build_service(settings: Settings) -> IngestService:
@@ -27,7 +26,7 @@ def build_service(settings: Settings) -> IngestService:
     return IngestService(
         stores=stores,
         publisher=DurablePublisher(settings, ack_timeout=settings.ingest_ack_timeout_seconds),
-        serde=AvroSerde(registry_for(settings.schema_registry_url)),
+        serde=serde_for(settings, "ingest"),
         metrics=IngestMetrics(),
         settings=settings,
         customer_salt=salt,

@@ -23,7 +23,29 @@ from confluent_kafka.admin import (
 )
 
 from revloop.settings import Settings
-from schemas.topics import ExistingTopic, Topic, TopicChange, plan_topic_changes
+from schemas.registry import registry_for
+from schemas.serde import AvroSerde
+from schemas.topics import (
+    ExistingTopic,
+    Topic,
+    TopicChange,
+    plan_topic_changes,
+    records_produced_by,
+)
+
+
+def serde_for(settings: Settings, *producers: str) -> AvroSerde:
+    """The serde of a process, with ids from the registry (or, in ``catalogue`` mode, the
+    committed catalogue). ``producers`` name the process as the topic catalogue does
+    (``ingest``, ``streams``...): their records' schemas are registered or looked up now, so a
+    process fails at start, not at its first message, when the registry is down or refuses a
+    breaking change (SchemaError)."""
+    serde = AvroSerde(
+        registry_for(settings.registry_url, auto_register=settings.schema_auto_register)
+    )
+    for record in records_produced_by(*producers) if producers else ():
+        serde.writer(record)
+    return serde
 
 
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:

@@ -78,6 +78,16 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("SCHEMA_REGISTRY_URL", "REVLOOP_SCHEMA_REGISTRY_URL"),
     )
+    """A Confluent-compatible registry's API root (Apicurio's ends in ``/apis/ccompat/v7``);
+    unset: the local stack's registry (``registry_port``)."""
+    schema_ids: Literal["registry", "catalogue"] = "registry"
+    """``REVLOOP_SCHEMA_IDS``: where schema ids come from. ``registry``: processes register or
+    look up their schemas in the registry at start; ``catalogue``: the committed
+    schemas/catalogue.json, for deployments without a registry. The two number schemas
+    differently, so one cluster's topics use one of them only (docs/architecture.md)."""
+    schema_auto_register: bool = True
+    """Whether processes may register a schema version the registry lacks (False: look up only,
+    for registries that only `revloop schemas register` writes to)."""
 
     topic_replication_factor: int = 1
     """1 for the single local broker; 3 in production."""
@@ -107,6 +117,19 @@ class Settings(BaseSettings):
     """The OS account that runs the cluster when revloop runs as root (Postgres refuses root)."""
     postgres_bin_dir: Path = Path("/usr/lib/postgresql/15/bin")
     """Where initdb and pg_ctl live (Debian's ``postgresql-15`` package by default)."""
+    registry_host: str = "127.0.0.1"
+    registry_port: int = Field(default=8081, gt=0, le=65535)
+    """The local schema registry's API (Apicurio Registry, Confluent-compatible)."""
+    registry_management_port: int = Field(default=8082, gt=0, le=65535)
+    """Its health and metrics endpoints (Quarkus's management interface)."""
+    registry_db: str = "revloop_registry"
+    """Its database in the local Postgres, where it keeps schemas and ids across restarts."""
+    registry_heap: str = "256m"
+    registry_java_home: Path | None = None
+    """A JDK 21 or later for the registry (the broker's Java 17 is too old); unset: the newest
+    under /usr/lib/jvm, or ``java`` on PATH if that is new enough."""
+    registry_dist_dir: Path | None = None
+    """Where `infra up` unpacks the registry; default ``<state_dir>/registry/dist``."""
 
     # Store credentials (`revloop stores`, docs/security.md).
     master_keys: SecretStr | None = None
@@ -392,6 +415,15 @@ class Settings(BaseSettings):
                 "(any long random string, e.g. `openssl rand -base64 32`)"
             )
         return self.customer_key_salt.get_secret_value().encode()
+
+    @property
+    def registry_url(self) -> str | None:
+        """The registry every process uses; None in ``catalogue`` mode."""
+        if self.schema_ids == "catalogue":
+            return None
+        return self.schema_registry_url or (
+            f"http://{self.registry_host}:{self.registry_port}/apis/ccompat/v7"
+        )
 
     @property
     def uses_local_stack(self) -> bool:

@@ -48,8 +48,8 @@ SUBJECTS = (
     "confluent_kafka.schema_registry.record_subject_name_strategy`."
 )
 READ_COMMITTED = (
-    "Producers are transactional (exactly-once): consume with `isolation.level=read_committed`, "
-    "or aborted records will be seen."
+    "The stream processors and connectors write in Kafka transactions (exactly-once): consume "
+    "with `isolation.level=read_committed`, or records of aborted transactions will be seen."
 )
 
 SHARED_RECORDS = ("dev.revloop.common.Envelope", "dev.revloop.common.Money")
@@ -311,20 +311,22 @@ def asyncapi_document(contracts: Contracts) -> dict[str, Any]:
     for channel in contracts.channels:
         name = channel.topic.name
         refs = [{"$ref": f"#/channels/{name}/messages/{m.name}"} for m in channel.messages]
-        for app in channel.topic.producers:
-            operations[f"{app}.send.{name}"] = {
-                "action": "send",
-                "channel": {"$ref": f"#/channels/{name}"},
-                "summary": f"{app} publishes to {name} (transactional).",
-                "messages": refs,
-            }
-        for app in channel.topic.consumers:
-            operations[f"{app}.receive.{name}"] = {
-                "action": "receive",
-                "channel": {"$ref": f"#/channels/{name}"},
-                "summary": f"{app} consumes {name} with isolation.level=read_committed.",
-                "messages": refs,
-            }
+        roles = (
+            ("send", channel.topic.producers, "publishes to {}."),
+            (
+                "receive",
+                channel.topic.consumers,
+                "consumes {} with isolation.level=read_committed.",
+            ),
+        )
+        for action, apps, summary in roles:
+            for app in apps:
+                operations[f"{app}.{action}.{name}"] = {
+                    "action": action,
+                    "channel": {"$ref": f"#/channels/{name}"},
+                    "summary": f"{app} {summary.format(name)}",
+                    "messages": refs,
+                }
     return {
         "asyncapi": "3.0.0",
         "info": {

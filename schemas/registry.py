@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import fastavro
 import httpx
@@ -119,10 +120,15 @@ class CommittedCatalogue:
         if (subject, fingerprint(definition)) in self._by_fingerprint:
             return self, False
         previous = self.versions(subject)
-        if previous:
-            problems = backward_incompatibilities(reader=definition, writer=previous[-1].definition)
+        # Transitive, as the registry's BACKWARD_TRANSITIVE: data of every older version stays
+        # readable, not just the newest's.
+        for older in reversed(previous):
+            problems = backward_incompatibilities(reader=definition, writer=older.definition)
             if problems:
-                raise SchemaError(f"{subject}: new version breaks old data: " + "; ".join(problems))
+                raise SchemaError(
+                    f"{subject}: new version breaks data of v{older.version}: "
+                    + "; ".join(problems)
+                )
         entry = CatalogueEntry(
             schema_id=max(self._by_id, default=0) + 1,
             subject=subject,
@@ -264,53 +270,203 @@ def _type_name(schema: Any) -> str:
     return str(schema.get("type"))
 
 
-class ConfluentRegistry:
-    """Client for a Confluent-compatible Schema Registry (REST). Ids are cached per process."""
+COMPATIBILITY = "BACKWARD_TRANSITIVE"
+"""Every event subject's rule: a new version must read data written with every older one."""
 
-    def __init__(self, url: str, client: httpx.Client | None = None) -> None:
-        self._client = client or httpx.Client(base_url=url, timeout=10.0)
+
+@dataclass(frozen=True)
+class Registered:
+    """One catalogue version as the registry numbered it."""
+
+    subject: str
+    version: int
+    catalogue_id: int
+    registry_id: int
+
+
+class ConfluentRegistry:
+    """Client for a Confluent-compatible Schema Registry's REST API (Confluent's own, or
+    Apicurio's ``/apis/ccompat/v7``). Ids are cached per process.
+
+    ``auto_register`` False only looks schemas up: for registries that a deploy step
+    (`revloop schemas register`) writes to and services only read.
+    """
+
+    def __init__(
+        self, url: str, *, auto_register: bool = True, client: httpx.Client | None = None
+    ) -> None:
+        self._url = _without_userinfo(url)
+        # httpx takes basic-auth credentials from the URL's userinfo, if any.
+        self._client = client or httpx.Client(base_url=url.rstrip("/") + "/", timeout=10.0)
+        self._auto_register = auto_register
         self._ids: dict[tuple[str, str], int] = {}
         self._definitions: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"ConfluentRegistry({str(self._client.base_url)!r})"
+        return f"ConfluentRegistry({self._url!r})"
+
+    @property
+    def url(self) -> str:
+        """The API root, without any credentials."""
+        return self._url
+
+    def close(self) -> None:
+        self._client.close()
 
     def id_for(self, subject: str, definition: dict[str, Any]) -> int:
         key = (subject, fingerprint(definition))
         with self._lock:
             if key in self._ids:
                 return self._ids[key]
-        response = self._client.post(
-            f"/subjects/{subject}/versions",
-            json={"schema": json.dumps(definition)},
-            headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
-        )
+        path = f"subjects/{subject}/versions" if self._auto_register else f"subjects/{subject}"
+        response = self._request("POST", path, {"schema": json.dumps(definition)})
+        if response.status_code == 409:
+            raise SchemaError(
+                f"{subject}: the registry refuses this version, it breaks {COMPATIBILITY} "
+                f"compatibility with the registered ones ({_reason(response)})"
+            )
+        if response.status_code == 404 and not self._auto_register:
+            raise SchemaError(
+                f"{subject}: this version is not in the registry at {self._url}; "
+                "run `revloop schemas register` (services only look schemas up here)"
+            )
         if response.status_code >= 400:
-            raise SchemaError(f"registry refused {subject}: {response.status_code} {response.text}")
+            raise SchemaError(
+                f"registry at {self._url} refused {subject}: {response.status_code} "
+                f"{_reason(response)}"
+            )
         schema_id = int(response.json()["id"])
         with self._lock:
             self._ids[key] = schema_id
-            self._definitions[schema_id] = definition
+            self._definitions.setdefault(schema_id, definition)
         return schema_id
 
     def definition_of(self, schema_id: int) -> dict[str, Any]:
         with self._lock:
             if schema_id in self._definitions:
                 return self._definitions[schema_id]
-        response = self._client.get(f"/schemas/ids/{schema_id}")
+        response = self._request("GET", f"schemas/ids/{schema_id}")
         if response.status_code >= 400:
-            raise SchemaError(f"registry has no schema id {schema_id}: {response.status_code}")
+            raise SchemaError(
+                f"registry at {self._url} has no schema id {schema_id}: {response.status_code}"
+            )
         definition: dict[str, Any] = json.loads(response.json()["schema"])
         with self._lock:
             self._definitions[schema_id] = definition
         return definition
 
+    # --- administration (`revloop schemas register`, `revloop infra up`) ----------------------
 
-def registry_for(schema_registry_url: str | None) -> Registry:
+    def register_catalogue(self, catalogue: CommittedCatalogue) -> list[Registered]:
+        """Every released version, oldest first, then ``COMPATIBILITY`` on each subject.
+
+        Idempotent: a version the registry holds keeps its id (and version). Oldest first
+        matters: each version is checked against those before it, as when it was released.
+        """
+        registered = [
+            Registered(e.subject, e.version, e.schema_id, self.id_for(e.subject, e.definition))
+            for e in catalogue
+        ]
+        for subject in sorted({e.subject for e in catalogue}):
+            self.set_compatibility(subject, COMPATIBILITY)
+        return registered
+
+    def set_compatibility(self, subject: str, level: str) -> None:
+        response = self._request("PUT", f"config/{subject}", {"compatibility": level})
+        if response.status_code >= 400:
+            raise SchemaError(
+                f"registry at {self._url} refused {level} for {subject}: "
+                f"{response.status_code} {_reason(response)}"
+            )
+
+    def compatibility(self, subject: str) -> str | None:
+        response = self._request("GET", f"config/{subject}")
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise SchemaError(
+                f"registry at {self._url}: {response.status_code} {_reason(response)}"
+            )
+        level = response.json().get("compatibilityLevel")
+        return str(level) if level is not None else None
+
+    def is_compatible(self, subject: str, definition: dict[str, Any]) -> bool:
+        """Whether the registry would accept ``definition`` as the subject's next version
+        (checked against every registered version; a subject it lacks accepts anything)."""
+        response = self._request(
+            "POST", f"compatibility/subjects/{subject}/versions", {"schema": json.dumps(definition)}
+        )
+        if response.status_code == 404:
+            return True
+        if response.status_code >= 400:
+            raise SchemaError(
+                f"registry at {self._url}: {response.status_code} {_reason(response)}"
+            )
+        return bool(response.json()["is_compatible"])
+
+    def versions(self, subject: str) -> list[int]:
+        response = self._request("GET", f"subjects/{subject}/versions")
+        if response.status_code == 404:
+            return []
+        if response.status_code >= 400:
+            raise SchemaError(
+                f"registry at {self._url}: {response.status_code} {_reason(response)}"
+            )
+        return [int(v) for v in response.json()]
+
+    def delete_subject(self, subject: str) -> None:
+        """Remove a subject and its versions for good (a soft delete first, as the API wants)."""
+        for path in (f"subjects/{subject}", f"subjects/{subject}?permanent=true"):
+            response = self._request("DELETE", path)
+            if response.status_code >= 400 and response.status_code != 404:
+                raise SchemaError(
+                    f"registry at {self._url}: {response.status_code} {_reason(response)}"
+                )
+
+    def _request(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        try:
+            return self._client.request(
+                method,
+                path,
+                json=body,
+                headers={
+                    "Content-Type": "application/vnd.schemaregistry.v1+json",
+                    "Accept": "application/vnd.schemaregistry.v1+json, application/json",
+                },
+            )
+        except httpx.HTTPError as exc:
+            raise SchemaError(
+                f"schema registry at {self._url} did not answer ({type(exc).__name__}: {exc}); "
+                "is it running? (`revloop infra status`)"
+            ) from exc
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    if isinstance(body, dict) and "message" in body:
+        return str(body["message"])[:300]
+    return response.text[:300]
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def registry_for(schema_registry_url: str | None, *, auto_register: bool = True) -> Registry:
     """The registry every process uses: a real one when configured, else the committed ids."""
     if schema_registry_url:
-        return ConfluentRegistry(schema_registry_url)
+        return ConfluentRegistry(schema_registry_url, auto_register=auto_register)
     return CommittedCatalogue.load()
 
 

@@ -317,6 +317,18 @@ def prefixed(prefix: str, topics: Sequence[Topic] = TOPICS) -> tuple[Topic, ...]
     return tuple(replace(t, name=prefix + t.name) for t in topics)
 
 
+def records_produced_by(*apps: str, topics: Sequence[Topic] = TOPICS) -> tuple[str, ...]:
+    """Every record an app writes, per the catalogue's producers: ``streams`` covers
+    ``streams.circuit_breaker`` and the rest of the stream processors."""
+    names = {
+        record
+        for t in topics
+        if any(p == app or p.startswith(app + ".") for p in t.producers for app in apps)
+        for record in t.values
+    }
+    return tuple(sorted(names))
+
+
 def topic(name: str) -> Topic:
     try:
         return _BY_NAME[name]

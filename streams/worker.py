@@ -16,11 +16,10 @@ import typer
 from quixstreams import Application
 from quixstreams.models.topics.exceptions import TopicNotFoundError
 
+from revloop.kafka import serde_for
 from revloop.metrics import serve_metrics
 from revloop.settings import Settings, get_settings
 from revloop.stores import LiveStoreSettings
-from schemas.registry import registry_for
-from schemas.serde import AvroSerde
 from streams.attribution.topology import add_attribution
 from streams.circuit_breaker.topology import add_circuit_breaker
 from streams.ledger import add_ledger
@@ -36,7 +35,7 @@ def build_worker(
     settings: Settings, instance_id: str, metrics: WorkerMetrics | None = None
 ) -> Application:
     app = worker_application(settings, instance_id)
-    serde = AvroSerde(registry_for(settings.schema_registry_url))
+    serde = serde_for(settings, "streams")
     stores = LiveStoreSettings(settings.stores_file, settings, settings.stores_check_seconds)
     inputs = Inputs(app, settings, serde, stores, metrics)
     add_circuit_breaker(app, settings, serde, inputs)

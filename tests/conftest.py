@@ -1,6 +1,8 @@
-"""Every test that needs infrastructure gets a real Kafka broker and a real PostgreSQL, from:
+"""Every test that needs infrastructure gets a real Kafka broker, a real PostgreSQL and a real
+schema registry, from:
 
-1. ``KAFKA_BOOTSTRAP_SERVERS`` and ``DATABASE_URL`` when both are set;
+1. ``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL`` (and ``SCHEMA_REGISTRY_URL``; unset, the local
+   stack's registry) when the first two are set;
 2. otherwise testcontainers, when a Docker daemon answers;
 3. otherwise the local stack (``revloop infra up``), started here if it isn't running.
 """
@@ -19,6 +21,7 @@ from confluent_kafka.admin import AdminClient
 
 from revloop.kafka import delete_topics
 from revloop.settings import Settings, get_settings
+from schemas.registry import CommittedCatalogue, ConfluentRegistry
 from schemas.topics import Topic, prefixed
 
 # `HYPOTHESIS_PROFILE=thorough pytest tests/platforms/test_platform_normalization.py` hunts for
@@ -36,6 +39,8 @@ for _knob in ("NORMALIZER", "WORKER", "SINK", "HYDRATOR", "ADS"):
 class Endpoints:
     bootstrap_servers: str
     database_url: str
+    schema_registry_url: str | None
+    """None: the local stack's registry (Settings.registry_url)."""
     origin: str
 
 
@@ -56,30 +61,52 @@ def endpoints() -> Iterator[Endpoints]:
         os.environ.get("DATABASE_URL"),
     )
     if bootstrap and database_url:
-        yield Endpoints(bootstrap, database_url, "environment")
+        yield Endpoints(
+            bootstrap, database_url, os.environ.get("SCHEMA_REGISTRY_URL"), "environment"
+        )
     elif _docker_answers():
         # Unverified on the development machines, which have no Docker engine.
+        from testcontainers.core.container import DockerContainer
+        from testcontainers.core.waiting_utils import wait_for_logs
         from testcontainers.kafka import KafkaContainer
         from testcontainers.postgres import PostgresContainer
 
         with ExitStack() as stack:
             kafka = stack.enter_context(KafkaContainer("confluentinc/cp-kafka:7.9.0").with_kraft())
             postgres = stack.enter_context(PostgresContainer("postgres:15", driver=None))
+            registry = stack.enter_context(
+                DockerContainer("apicurio/apicurio-registry:3.3.3").with_exposed_ports(8080)
+            )
+            wait_for_logs(registry, "Listening on", timeout=120)
+            url = (
+                f"http://{registry.get_container_host_ip()}:"
+                f"{registry.get_exposed_port(8080)}/apis/ccompat/v7"
+            )
+            # What `revloop infra up` does for the local stack's registry.
+            ConfluentRegistry(url).register_catalogue(CommittedCatalogue.load())
+            # Processes the tests start read their endpoints from the environment.
+            os.environ.update(
+                KAFKA_BOOTSTRAP_SERVERS=kafka.get_bootstrap_server(),
+                DATABASE_URL=postgres.get_connection_url(),
+                SCHEMA_REGISTRY_URL=url,
+            )
             yield Endpoints(
-                kafka.get_bootstrap_server(), postgres.get_connection_url(), "testcontainers"
+                kafka.get_bootstrap_server(), postgres.get_connection_url(), url, "testcontainers"
             )
     else:
         from infra.stack import Stack
 
         settings = get_settings()
         Stack(settings).up()
-        yield Endpoints(settings.bootstrap_servers, settings.dsn, "local stack")
+        yield Endpoints(settings.bootstrap_servers, settings.dsn, None, "local stack")
 
 
 @pytest.fixture(scope="session")
 def settings(endpoints: Endpoints) -> Settings:
     return Settings(
-        kafka_bootstrap_servers=endpoints.bootstrap_servers, database_url=endpoints.database_url
+        kafka_bootstrap_servers=endpoints.bootstrap_servers,
+        database_url=endpoints.database_url,
+        schema_registry_url=endpoints.schema_registry_url,
     )
 
 

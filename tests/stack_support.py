@@ -13,7 +13,12 @@ from typing import Any
 from revloop.settings import Settings
 
 SHARED_LIB_DIR = Settings().state_dir.resolve() / "kafka" / "lib"
-_ENDPOINT_OVERRIDES = {"kafka_bootstrap_servers": None, "database_url": None}
+SHARED_REGISTRY_DIST = Settings().state_dir.resolve() / "registry" / "dist"
+_ENDPOINT_OVERRIDES = {
+    "kafka_bootstrap_servers": None,
+    "database_url": None,
+    "schema_registry_url": None,
+}
 
 
 def free_ports(count: int) -> list[int]:
@@ -37,15 +42,19 @@ def scratch_state_dir() -> Iterator[Path]:
 
 
 def isolated_settings(state_dir: Path, **overrides: Any) -> Settings:
-    """Settings for a stack of its own: free ports, the shared jar dir, a small heap, and
-    endpoints that ignore KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL from the environment."""
-    kafka_port, controller_port, postgres_port = free_ports(3)
+    """Settings for a stack of its own: free ports, the shared jar and registry dirs, a small
+    heap, and endpoints that ignore KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL /
+    SCHEMA_REGISTRY_URL from the environment."""
+    kafka_port, controller_port, postgres_port, registry_port, management_port = free_ports(5)
     fields: dict[str, Any] = {
         "state_dir": state_dir,
         "kafka_port": kafka_port,
         "kafka_controller_port": controller_port,
         "postgres_port": postgres_port,
+        "registry_port": registry_port,
+        "registry_management_port": management_port,
         "kafka_lib_dir": SHARED_LIB_DIR,
+        "registry_dist_dir": SHARED_REGISTRY_DIST,
         "kafka_heap": "512m",
         **_ENDPOINT_OVERRIDES,
     }

@@ -45,13 +45,12 @@ from connectors.store_apis.base import StoreApi
 from connectors.store_apis.connect import store_api
 from revloop.crypto import CryptoError, SecretBox
 from revloop.ids import deterministic_id
-from revloop.kafka import consumer_config, producer_config
+from revloop.kafka import consumer_config, producer_config, serde_for
 from revloop.metrics import serve_metrics
 from revloop.settings import Settings, get_settings
 from revloop.stores import Connection, LiveStoreRegistry, Store
 from revloop.stores.model import AD_CHANNELS, NOTIFY
-from schemas.registry import registry_for
-from schemas.serde import AvroSerde, SerdeError
+from schemas.serde import SerdeError
 from schemas.topics import topic
 
 log = logging.getLogger(__name__)
@@ -407,7 +406,7 @@ def run(
     metrics: ConnectorMetrics | None = None,
 ) -> None:
     metrics = metrics or ConnectorMetrics("ads")
-    serde = AvroSerde(registry_for(settings.schema_registry_url))
+    serde = serde_for(settings, "connectors.ad_platforms")
     stores = LiveStoreRegistry(settings.stores_file, SecretBox.from_settings(settings))
     executor = AdExecutor(settings, stores)
     # Static membership: a restart (after a SIGKILL too) takes its partitions back at once

@@ -28,10 +28,9 @@ from platforms.events import Emit, NormalizeContext
 from revloop.baseline import Baseline, baseline
 from revloop.cli.common import fail
 from revloop.crypto import CryptoError, SecretBox
+from revloop.kafka import serde_for
 from revloop.settings import Settings, get_settings
 from revloop.stores import Store, StoreRegistry
-from schemas.registry import registry_for
-from schemas.serde import AvroSerde
 from sinks.postgres.reconciliation import pipeline_counts, unheld
 from sinks.postgres.store_baselines import (
     order_currencies,
@@ -142,7 +141,7 @@ def _open(settings: Settings, store: Store, job_name: str, source: str) -> _Open
     except psycopg.OperationalError as exc:
         api.close()
         raise fail(f"cannot reach Postgres: {exc.args[0]}") from None
-    serde = AvroSerde(registry_for(settings.schema_registry_url))
+    serde = serde_for(settings)
     job = Job(settings, job_name, store.store_id, store.platform, api, serde, context)
     try:
         job.start()

@@ -29,9 +29,8 @@ from revloop.dead_letters import (
     source_state,
     source_watermarks,
 )
-from revloop.kafka import consumer_config
+from revloop.kafka import consumer_config, serde_for
 from revloop.settings import Settings, get_settings
-from schemas.registry import registry_for
 from schemas.serde import AvroSerde, SerdeError
 from streams.normalizer.processor import Normalizer
 from streams.normalizer.redrive import STAGES, letter_rework, redrive_normalizer
@@ -90,7 +89,7 @@ def letter_row(letter: Letter, state: str, marker: Marker | None, now: datetime)
 
 def _context() -> tuple[Settings, AvroSerde]:
     settings = get_settings()
-    return settings, AvroSerde(registry_for(settings.schema_registry_url))
+    return settings, serde_for(settings, "dlq.redrive")
 
 
 @dlq_app.command("list")

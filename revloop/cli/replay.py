@@ -75,7 +75,7 @@ def export_command(
         raise fail("--to must be after --from")
     name = settings.topic_name(entry)
     schemas = TopicSchemas.of(entry.values)
-    decoder = Decoder(registry_for(settings.schema_registry_url), schemas)
+    decoder = Decoder(registry_for(settings.registry_url), schemas)
     jsonl = is_jsonl(out, file_format)
     consumer = Consumer(
         consumer_config(

@@ -98,6 +98,51 @@ def lock() -> None:
     console.print(f"{len(added)} new version(s) in {CATALOGUE_PATH.name}")
 
 
+@schemas_app.command("register")
+def register(
+    url: str = typer.Option(
+        None,
+        "--url",
+        help="The registry's API root (Apicurio: .../apis/ccompat/v7); default: the one the "
+        "settings name (SCHEMA_REGISTRY_URL, else the local stack's).",
+    ),
+) -> None:
+    """Register every released schema version, oldest first, and set each subject to
+    BACKWARD_TRANSITIVE. Safe to run again: a version the registry holds keeps its id.
+
+    Run it before deploying services that only look schemas up (REVLOOP_SCHEMA_AUTO_REGISTER=
+    false); `revloop infra up` does it for the local registry."""
+    from schemas.registry import COMPATIBILITY, ConfluentRegistry
+
+    target = url or get_settings().registry_url
+    if target is None:
+        console.print(
+            "[red]error:[/red] REVLOOP_SCHEMA_IDS=catalogue: ids come from schemas/catalogue.json "
+            "and no registry is configured; give --url"
+        )
+        raise typer.Exit(2)
+    registry = ConfluentRegistry(target)
+    try:
+        registered = registry.register_catalogue(CommittedCatalogue.load())
+    except SchemaError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    finally:
+        registry.close()
+    table = Table(title=f"Schemas in {registry.url}", title_justify="left")
+    table.add_column("subject", no_wrap=True)
+    table.add_column("version", justify="right")
+    table.add_column("id", justify="right")
+    for entry in registered:
+        table.add_row(entry.subject, str(entry.version), str(entry.registry_id))
+    console.print(table)
+    subjects = len({e.subject for e in registered})
+    console.print(
+        f"{len(registered)} version(s) of {subjects} subjects registered; each subject is "
+        f"{COMPATIBILITY}"
+    )
+
+
 @schemas_app.command("check")
 def check() -> None:
     """Exit 1 if any .avsc differs from its newest locked version."""
@@ -124,9 +169,8 @@ def read(
 ) -> None:
     """Print the newest committed records of a topic, one JSON object a line: partition,
     offset, key and the decoded Avro value (bytes as UTF-8 text where they are, else base64)."""
-    from revloop.kafka import read_newest
-    from schemas.registry import registry_for
-    from schemas.serde import AvroSerde, SerdeError
+    from revloop.kafka import read_newest, serde_for
+    from schemas.serde import SerdeError
     from schemas.topics import topic
 
     settings = get_settings()
@@ -135,7 +179,7 @@ def read(
     except KeyError as exc:
         console.print(f"[red]error:[/red] {exc.args[0]}")
         raise typer.Exit(2) from exc
-    serde = AvroSerde(registry_for(settings.schema_registry_url))
+    serde = serde_for(settings)
     try:
         records = read_newest(settings, settings.topic_name(catalogued), last, timeout=timeout)
     except ConnectionError as exc:

@@ -35,13 +35,12 @@ from confluent_kafka import (
 )
 
 from revloop.ids import deterministic_id
-from revloop.kafka import cluster_id, consumer_config, producer_config
+from revloop.kafka import cluster_id, consumer_config, producer_config, serde_for
 from revloop.metrics import serve_metrics
 from revloop.settings import Settings, get_settings
 from revloop.stores.registry import file_entries
 from revloop.watchdog import Watchdog, stop_on_signals
-from schemas.registry import registry_for
-from schemas.serde import AvroSerde, SerdeError
+from schemas.serde import SerdeError
 from schemas.topics import TOPICS, topic_for_record
 from sinks.postgres.followups import follow_up
 from sinks.postgres.ledger import append_entries
@@ -89,7 +88,7 @@ class PostgresSink:
         self.metrics = metrics or SinkMetrics(None)
         self.group = settings.topic_prefix + settings.sink_group_id
         self.topics = [settings.topic_prefix + name for name in SINK_TOPICS]
-        self.serde = AvroSerde(registry_for(settings.schema_registry_url))
+        self.serde = serde_for(settings, "sinks")
         self.dead_letters = settings.topic_name(topic_for_record(DEAD_LETTER))
         self._conn: psycopg.Connection[Any] | None = None
         self._consumer: Consumer | None = None

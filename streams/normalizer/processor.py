@@ -33,12 +33,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from platforms.dispatch import Outcome, normalize_delivery
 from platforms.events import Emit, NormalizeContext, RawDelivery
 from revloop.exactly_once import ExactlyOnceLoop, LoopOptions, Output, kafka_call_guard
-from revloop.kafka import consumer_config, read_ranges
+from revloop.kafka import consumer_config, read_ranges, serde_for
 from revloop.metrics import serve_metrics
 from revloop.settings import Settings, get_settings
 from revloop.stores import LiveCurrencies
 from revloop.watchdog import Watchdog, stop_on_signals
-from schemas.registry import registry_for
 from schemas.serde import AvroSerde, SerdeError
 from schemas.topics import TOPICS, topic, topic_for_record
 from streams.normalizer.dead_letters import RawReference, dead_letter
@@ -320,7 +319,7 @@ def build_normalizer(settings: Settings) -> Normalizer:
             customer_salt=settings.customer_salt,
             store_currency=LiveCurrencies(settings.stores_file, settings.stores_check_seconds),
         ),
-        serde=AvroSerde(registry_for(settings.schema_registry_url)),
+        serde=serde_for(settings, "streams.normalizer"),
     )
 
 

@@ -26,10 +26,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from demo import run as demo_module
 from infra.base import StackError
 from infra.kafka import KafkaBroker
-from revloop.kafka import producer_config
+from revloop.kafka import producer_config, serde_for
 from revloop.settings import Settings
-from schemas.registry import registry_for
-from schemas.serde import AvroSerde
 from streams.normalizer.dead_letters import RawReference, dead_letter
 from tests.stack_support import free_ports, isolated_settings, scratch_state_dir
 
@@ -166,7 +164,7 @@ def test_the_read_back_counts_a_transaction_whose_marker_is_not_written_yet(
     name = settings.topic_prefix + demo_module.DEAD_LETTERS
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})
     admin.create_topics([NewTopic(name, 1, 1)])[name].result(30)
-    serde = AvroSerde(registry_for(settings.schema_registry_url))
+    serde = serde_for(settings)
     letter = dead_letter(
         RawReference(topic="raw", partition=0, offset=7, key=b"demo-shopify"),
         raw=None,

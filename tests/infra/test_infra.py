@@ -27,10 +27,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from typer.testing import CliRunner
 
 import infra.kafka
+import infra.registry
 from infra.cli import app
 from infra.process import LOG_ROTATE_BYTES, pid_alive, rotate_log, spawn_detached
+from infra.registry import java_major
 from infra.stack import Stack, StackError, State
 from revloop.settings import Settings, get_settings
+from schemas.registry import ConfluentRegistry, event_names, load_definition, parse
 from tests import ROOT
 from tests.stack_support import isolated_settings, scratch_state_dir
 
@@ -83,6 +86,8 @@ def test_port_taken_names_port_and_setting(
         ("kafka_port", "REVLOOP_KAFKA_PORT"),
         ("kafka_controller_port", "REVLOOP_KAFKA_CONTROLLER_PORT"),
         ("postgres_port", "REVLOOP_POSTGRES_PORT"),
+        ("registry_port", "REVLOOP_REGISTRY_PORT"),
+        ("registry_management_port", "REVLOOP_REGISTRY_MANAGEMENT_PORT"),
     ]:
         with socket.socket() as blocker:
             blocker.bind(("127.0.0.1", 0))
@@ -153,6 +158,18 @@ def test_missing_tools_say_how_to_install(
     assert stack.status().stopped
 
 
+def test_the_registry_refuses_a_java_older_than_21(make_settings: Any, stacks: Any) -> None:
+    java_17 = Path("/usr/lib/jvm/java-17-openjdk-amd64")
+    assert java_major(java_17 / "bin" / "java") == 17
+    stack = stacks(make_settings(registry_java_home=java_17))
+    with pytest.raises(StackError, match=r"holds Java 17; the schema registry needs Java 21"):
+        stack.up()
+    assert stack.status().stopped
+    # Left to find one itself, it takes the newest JDK on the machine.
+    found = stacks(make_settings()).registry.java()
+    assert (java_major(found) or 0) >= 21
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root hands Postgres to another OS user")
 def test_state_dir_the_postgres_user_cannot_reach(make_settings: Any, stacks: Any) -> None:
     private = Path(tempfile.mkdtemp())  # mode 0700
@@ -208,7 +225,7 @@ def test_up_down_up_keeps_data(
     stack = stacks(settings)
 
     first = stack.up()
-    assert set(first.changed) == {"kafka", "postgres"}
+    assert set(first.changed) == {"kafka", "postgres", "registry"}
     status = stack.status()
     assert status.healthy, status
     # The broker logs through log4j's size-rolled file; its stdout holds only the JVM's own.
@@ -231,6 +248,13 @@ def test_up_down_up_keeps_data(
     with psycopg.connect(settings.dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE kept (note text)")
         conn.execute("INSERT INTO kept VALUES ('survives restarts')")
+    # `up` registered the catalogue; a version only this stack knows gets the next id.
+    assert settings.registry_url == stack.registry.url
+    registry = ConfluentRegistry(stack.registry.url)
+    ids = {s: registry.id_for(s, load_definition(s)) for s in event_names()}
+    extra = {"type": "record", "name": "dev.revloop.test.Kept", "fields": []}
+    ids["dev.revloop.test.Kept"] = registry.id_for("dev.revloop.test.Kept", extra)
+    assert len(set(ids.values())) == len(ids)
 
     progress.clear()
     again = stack.up()
@@ -238,7 +262,7 @@ def test_up_down_up_keeps_data(
     assert {c.name: c.pid for c in again.status.components} == pids
     assert progress == []
 
-    assert set(stack.down().changed) == {"kafka", "postgres"}
+    assert set(stack.down().changed) == {"kafka", "postgres", "registry"}
     assert stack.status().stopped
     assert stack.down().changed == ()
 
@@ -248,13 +272,21 @@ def test_up_down_up_keeps_data(
     stack.kafka.pid_file.write(dead.pid)
 
     third = stack.up()
-    assert set(third.changed) == {"kafka", "postgres"}
+    assert set(third.changed) == {"kafka", "postgres", "registry"}
     assert any("removed stale pid file" in line for line in progress)
     assert not any("formatting" in line or "initialising" in line for line in progress)
 
     assert _read_one(settings.bootstrap_servers, topic) == b"survives restarts"
     with psycopg.connect(settings.dsn) as conn:
         assert conn.execute("SELECT note FROM kept").fetchall() == [("survives restarts",)]
+    # The registry serves the same ids from Postgres (a fresh client: nothing cached).
+    again_registry = ConfluentRegistry(stack.registry.url, auto_register=False)
+    assert {s: again_registry.id_for(s, load_definition(s)) for s in event_names()} == {
+        s: ids[s] for s in event_names()
+    }
+    assert again_registry.id_for("dev.revloop.test.Kept", extra) == ids["dev.revloop.test.Kept"]
+    kept = parse(again_registry.definition_of(ids["dev.revloop.test.Kept"]))
+    assert kept["name"] == "dev.revloop.test.Kept"
 
     stack.down()
     assert stack.status().stopped
@@ -347,6 +379,15 @@ def test_docker_compose_runs_the_versions_the_local_stack_runs() -> None:
     # The local stack runs the Postgres of its default bin dir, /usr/lib/postgresql/<major>/bin.
     postgres_major = Settings.model_fields["postgres_bin_dir"].default.parent.name
     assert services["postgres"]["image"] == f"postgres:{postgres_major}"
+    registry_pom = ElementTree.parse(infra.registry.POM).getroot()  # noqa: S314 (our own pom)
+    apicurio = registry_pom.findtext("m:properties/m:apicurio.version", namespaces=_POM_NS)
+    assert apicurio, "infra/registry-pom.xml names no apicurio.version"
+    assert services["registry"]["image"] == f"apicurio/apicurio-registry:{apicurio}"
+    registry_db = Settings.model_fields["registry_db"].default
+    assert registry_db in services["registry"]["environment"]["APICURIO_DATASOURCE_URL"]
+    assert (
+        f"CREATE DATABASE {registry_db};" in (ROOT / "infra/postgres-init/registry.sql").read_text()
+    )
 
 
 _POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}

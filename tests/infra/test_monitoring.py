@@ -26,7 +26,7 @@ from revloop.consumer_lag import Status
 from revloop.lag_sampler import GroupSummary, Report, Row
 from revloop.settings import Settings, get_settings
 from tests import ROOT
-from tests.stack_support import SHARED_LIB_DIR, free_ports, scratch_state_dir
+from tests.stack_support import SHARED_LIB_DIR, SHARED_REGISTRY_DIST, free_ports, scratch_state_dir
 
 RULES = MONITORING_DIR / "rules" / "revloop.yml"
 RULE_TESTS = MONITORING_DIR / "tests" / "revloop_test.yml"
@@ -340,13 +340,16 @@ def test_with_monitoring_without_prometheus_says_how_to_install_and_starts_nothi
             found = shutil.which(tool)
             if found:
                 (tools / tool).symlink_to(found)
-        kafka_port, controller_port, postgres_port, prometheus_port = free_ports(4)
+        kafka_port, controller_port, postgres_port, prometheus_port, *registry = free_ports(6)
         for var, value in {
             "REVLOOP_STATE_DIR": state_dir,
             "REVLOOP_KAFKA_LIB_DIR": SHARED_LIB_DIR,
+            "REVLOOP_REGISTRY_DIST_DIR": SHARED_REGISTRY_DIST,
             "REVLOOP_KAFKA_PORT": kafka_port,
             "REVLOOP_KAFKA_CONTROLLER_PORT": controller_port,
             "REVLOOP_POSTGRES_PORT": postgres_port,
+            "REVLOOP_REGISTRY_PORT": registry[0],
+            "REVLOOP_REGISTRY_MANAGEMENT_PORT": registry[1],
             "REVLOOP_PROMETHEUS_PORT": prometheus_port,
             "PATH": tools,
         }.items():

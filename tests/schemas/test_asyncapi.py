@@ -3,16 +3,23 @@ catalogue, resolve, and show examples that really encode."""
 
 from __future__ import annotations
 
+import copy
+import json
 import re
+import shutil
+import subprocess
+import tarfile
 from pathlib import Path
 from typing import Any
 
 import fastavro
+import jsonschema
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from revloop.cli.contracts import contracts_app
+from revloop.settings import Settings
 from schemas.contracts import (
     DOC_PATH,
     asyncapi_document,
@@ -189,3 +196,46 @@ def _names(node: Any) -> Any:
 
 def _canonical(schema: dict[str, Any]) -> str:
     return str(fastavro.schema.to_parsing_canonical_form(parse(with_namespaces(schema))))
+
+
+ASYNCAPI_SPECS = "@asyncapi/specs@6.11.1"
+"""The AsyncAPI initiative's own JSON schemas, from the npm registry (not vendored)."""
+
+
+@pytest.fixture(scope="session")
+def official_asyncapi_schema() -> dict[str, Any]:
+    cache = Settings().state_dir.resolve() / "cache" / "asyncapi-specs"
+    tarball = next(iter(cache.glob("asyncapi-specs-*.tgz")), None)
+    if tarball is None:
+        npm = shutil.which("npm")
+        assert npm is not None, "npm fetches the official AsyncAPI schema: apt-get install npm"
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [npm, "pack", ASYNCAPI_SPECS, "--silent", "--pack-destination", str(cache)],
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
+        tarball = next(cache.glob("asyncapi-specs-*.tgz"))
+    with tarfile.open(tarball) as archive:
+        member = archive.extractfile("package/schemas/3.0.0-without-$id.json")
+        assert member is not None
+        schema: dict[str, Any] = json.load(member)
+    return schema
+
+
+def test_the_document_is_valid_against_the_official_asyncapi_schema(
+    official_asyncapi_schema: dict[str, Any],
+) -> None:
+    validator = jsonschema.Draft7Validator(official_asyncapi_schema)
+    document = json.loads(json.dumps(DOC))  # the YAML's data model: plain JSON types
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(document)
+    ]
+    assert errors == []
+    # The validator does look inside bindings: a malformed one is caught.
+    broken = copy.deepcopy(document)
+    channel = next(iter(broken["channels"].values()))
+    channel["bindings"]["kafka"]["topicConfiguration"]["cleanup.policy"] = "delete"
+    assert list(validator.iter_errors(broken))
