@@ -131,10 +131,13 @@ def register(
         registry.close()
     table = Table(title=f"Schemas in {registry.url}", title_justify="left")
     table.add_column("subject", no_wrap=True)
-    table.add_column("version", justify="right")
-    table.add_column("id", justify="right")
+    table.add_column("released version", justify="right")
+    table.add_column("registry id", justify="right")
+    table.add_column("catalogue id", justify="right")  # the ids of REVLOOP_SCHEMA_IDS=catalogue
     for entry in registered:
-        table.add_row(entry.subject, str(entry.version), str(entry.registry_id))
+        table.add_row(
+            entry.subject, str(entry.version), str(entry.registry_id), str(entry.catalogue_id)
+        )
     console.print(table)
     subjects = len({e.subject for e in registered})
     console.print(
