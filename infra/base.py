@@ -53,28 +53,27 @@ class Component(ABC):
     requires: tuple[str, ...] = ()
     """Components that must be healthy before this one starts (the registry needs Postgres)."""
 
-    def __init__(self, *, host: str, progress: Progress) -> None:
+    def __init__(
+        self,
+        *,
+        host: str,
+        progress: Progress,
+        pid_file: process.PidFile,
+        data_dir: Path,
+        log_file: Path,
+    ) -> None:
         self.host = host
         self.progress = progress
+        self.pid_file = pid_file
+        self.data_dir = data_dir
+        self.log_file = log_file
 
     # --- what each component defines -----------------------------------------------------------
 
     @property
     @abstractmethod
-    def pid_file(self) -> process.PidFile: ...
-
-    @property
-    @abstractmethod
     def ports(self) -> tuple[Port, ...]:
         """Client port first (that is the address shown), then any others it binds."""
-
-    @property
-    @abstractmethod
-    def data_dir(self) -> Path: ...
-
-    @property
-    @abstractmethod
-    def log_file(self) -> Path: ...
 
     @abstractmethod
     def _is_ours(self, argv: list[str]) -> bool:

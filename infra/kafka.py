@@ -34,20 +34,20 @@ class KafkaBroker(Component):
     label = "Kafka broker"
 
     def __init__(self, settings: Settings, *, state_dir: Path, progress: Progress) -> None:
-        super().__init__(host=settings.kafka_host, progress=progress)
-        self.settings = settings
         self.base_dir = state_dir / "kafka"
+        super().__init__(
+            host=settings.kafka_host,
+            progress=progress,
+            pid_file=process.PidFile(self.base_dir / "kafka.pid"),
+            data_dir=self.base_dir / "data",
+            log_file=state_dir / "logs" / "kafka.log",
+        )
+        self.settings = settings
         self.lib_dir = (settings.kafka_lib_dir or self.base_dir / "lib").resolve()
         self.properties_file = self.base_dir / "server.properties"
-        self._log_file = state_dir / "logs" / "kafka.log"
         self.output_file = state_dir / "logs" / "kafka.out"
         """The JVM's own stdout and stderr (a failed start, a crash); the broker's logging goes
         to ``log_file``, which log4j rolls by size (infra/log4j2.yaml)."""
-        self._pid_file = process.PidFile(self.base_dir / "kafka.pid")
-
-    @property
-    def pid_file(self) -> process.PidFile:
-        return self._pid_file
 
     @property
     def ports(self) -> tuple[Port, ...]:
@@ -55,14 +55,6 @@ class KafkaBroker(Component):
             Port(self.settings.kafka_port, "REVLOOP_KAFKA_PORT"),
             Port(self.settings.kafka_controller_port, "REVLOOP_KAFKA_CONTROLLER_PORT"),
         )
-
-    @property
-    def data_dir(self) -> Path:
-        return self.base_dir / "data"
-
-    @property
-    def log_file(self) -> Path:
-        return self._log_file
 
     def _is_ours(self, argv: list[str]) -> bool:
         return "kafka.Kafka" in argv and str(self.properties_file) in argv

@@ -26,30 +26,22 @@ class PostgresCluster(Component):
     label = "Postgres"
 
     def __init__(self, settings: Settings, *, state_dir: Path, progress: Progress) -> None:
-        super().__init__(host=settings.postgres_host, progress=progress)
+        self.base_dir = state_dir / "postgres"
+        super().__init__(
+            host=settings.postgres_host,
+            progress=progress,
+            # Postgres writes this itself; its first line is the postmaster's pid.
+            pid_file=process.PidFile(self.base_dir / "data" / "postmaster.pid"),
+            data_dir=self.base_dir / "data",
+            log_file=state_dir / "logs" / "postgres.log",
+        )
         self.settings = settings
         self.state_dir = state_dir
-        self.base_dir = state_dir / "postgres"
         self.bin_dir = settings.postgres_bin_dir
-        self._log_file = state_dir / "logs" / "postgres.log"
-        # Postgres writes this itself; its first line is the postmaster's pid.
-        self._pid_file = process.PidFile(self.data_dir / "postmaster.pid")
-
-    @property
-    def pid_file(self) -> process.PidFile:
-        return self._pid_file
 
     @property
     def ports(self) -> tuple[Port, ...]:
         return (Port(self.settings.postgres_port, "REVLOOP_POSTGRES_PORT"),)
-
-    @property
-    def data_dir(self) -> Path:
-        return self.base_dir / "data"
-
-    @property
-    def log_file(self) -> Path:
-        return self._log_file
 
     def conninfo(self, dbname: str | None = None) -> str:
         """Connection string for this cluster (secret: never log it).

@@ -84,28 +84,20 @@ class PrometheusServer(Component):
     label = "Prometheus"
 
     def __init__(self, settings: Settings, *, state_dir: Path, progress: Progress) -> None:
-        super().__init__(host=settings.metrics_host, progress=progress)
-        self.settings = settings
         self.base_dir = state_dir / "prometheus"
+        super().__init__(
+            host=settings.metrics_host,
+            progress=progress,
+            pid_file=process.PidFile(self.base_dir / "prometheus.pid"),
+            data_dir=self.base_dir / "data",
+            log_file=state_dir / "logs" / "prometheus.log",
+        )
+        self.settings = settings
         self.config_file = self.base_dir / "prometheus.yml"
-        self._log_file = state_dir / "logs" / "prometheus.log"
-        self._pid_file = process.PidFile(self.base_dir / "prometheus.pid")
-
-    @property
-    def pid_file(self) -> process.PidFile:
-        return self._pid_file
 
     @property
     def ports(self) -> tuple[Port, ...]:
         return (Port(self.settings.prometheus_port, "REVLOOP_PROMETHEUS_PORT"),)
-
-    @property
-    def data_dir(self) -> Path:
-        return self.base_dir / "data"
-
-    @property
-    def log_file(self) -> Path:
-        return self._log_file
 
     @property
     def url(self) -> str:

@@ -38,16 +38,17 @@ class SchemaRegistry(Component):
     requires = ("postgres",)
 
     def __init__(self, settings: Settings, *, state_dir: Path, progress: Progress) -> None:
-        super().__init__(host=settings.registry_host, progress=progress)
-        self.settings = settings
         self.base_dir = state_dir / "registry"
+        super().__init__(
+            host=settings.registry_host,
+            progress=progress,
+            pid_file=process.PidFile(self.base_dir / "registry.pid"),
+            # Its schemas live in Postgres (database ``registry_db``); here are only its files.
+            data_dir=self.base_dir,
+            log_file=state_dir / "logs" / "registry.log",
+        )
+        self.settings = settings
         self.dist_dir = (settings.registry_dist_dir or self.base_dir / "dist").resolve()
-        self._log_file = state_dir / "logs" / "registry.log"
-        self._pid_file = process.PidFile(self.base_dir / "registry.pid")
-
-    @property
-    def pid_file(self) -> process.PidFile:
-        return self._pid_file
 
     @property
     def ports(self) -> tuple[Port, ...]:
@@ -55,15 +56,6 @@ class SchemaRegistry(Component):
             Port(self.settings.registry_port, "REVLOOP_REGISTRY_PORT"),
             Port(self.settings.registry_management_port, "REVLOOP_REGISTRY_MANAGEMENT_PORT"),
         )
-
-    @property
-    def data_dir(self) -> Path:
-        """Its schemas live in Postgres (database ``registry_db``); here only its files."""
-        return self.base_dir
-
-    @property
-    def log_file(self) -> Path:
-        return self._log_file
 
     @property
     def url(self) -> str:

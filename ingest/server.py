@@ -26,7 +26,7 @@ def build_service(settings: Settings) -> IngestService:
     return IngestService(
         stores=stores,
         publisher=DurablePublisher(settings, ack_timeout=settings.ingest_ack_timeout_seconds),
-        serde=serde_for(settings, "ingest"),
+        serde=serde_for(settings, "ingest", "ingest.api"),
         metrics=IngestMetrics(),
         settings=settings,
         customer_salt=salt,

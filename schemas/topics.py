@@ -286,7 +286,7 @@ TOPICS: tuple[Topic, ...] = (
         partitions=3,
         cleanup=Cleanup.DELETE,
         retention_ms=FOREVER,
-        producers=("ingest", "streams.normalizer", "streams", "sinks"),
+        producers=("streams.normalizer", "streams", "sinks"),
         consumers=("dlq.redrive", "ops"),
         description="What could not be processed: the reason and a reference to the original "
         "record (topic, partition, offset, event id), never a copy of it, since letters are kept "
@@ -318,14 +318,8 @@ def prefixed(prefix: str, topics: Sequence[Topic] = TOPICS) -> tuple[Topic, ...]
 
 
 def records_produced_by(*apps: str, topics: Sequence[Topic] = TOPICS) -> tuple[str, ...]:
-    """Every record an app writes, per the catalogue's producers: ``streams`` covers
-    ``streams.circuit_breaker`` and the rest of the stream processors."""
-    names = {
-        record
-        for t in topics
-        if any(p == app or p.startswith(app + ".") for p in t.producers for app in apps)
-        for record in t.values
-    }
+    """Every record these apps write, as the catalogue names its producers."""
+    names = {record for t in topics if set(apps) & set(t.producers) for record in t.values}
     return tuple(sorted(names))
 
 

@@ -35,7 +35,14 @@ def build_worker(
     settings: Settings, instance_id: str, metrics: WorkerMetrics | None = None
 ) -> Application:
     app = worker_application(settings, instance_id)
-    serde = serde_for(settings, "streams")
+    serde = serde_for(
+        settings,
+        "streams",  # its dead letters
+        "streams.circuit_breaker",
+        "streams.attribution",
+        "streams.ledger",
+        "streams.lifecycle",
+    )
     stores = LiveStoreSettings(settings.stores_file, settings, settings.stores_check_seconds)
     inputs = Inputs(app, settings, serde, stores, metrics)
     add_circuit_breaker(app, settings, serde, inputs)

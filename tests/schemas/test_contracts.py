@@ -24,6 +24,7 @@ from schemas.topics import (
     ExistingTopic,
     TopicDriftError,
     plan_topic_changes,
+    records_produced_by,
     topic,
     topic_for_record,
 )
@@ -255,3 +256,13 @@ def test_garbage_bytes_never_decode_silently(blob: bytes) -> None:
 def test_unknown_schema_ids_are_named_in_the_error() -> None:
     with pytest.raises(SerdeError, match="schema id 99999"):
         SERDE.decode(b"\x00" + (99999).to_bytes(4, "big") + b"\x02")
+
+
+def test_each_app_prepares_exactly_the_records_of_the_topics_it_writes() -> None:
+    for app in {p for t in TOPICS for p in t.producers}:
+        written = {r for t in TOPICS if app in t.producers for r in t.values}
+        assert set(records_produced_by(app)) == written, app
+    assert records_produced_by("streams.normalizer", "no-such-app") == records_produced_by(
+        "streams.normalizer"
+    )
+    assert records_produced_by() == ()
