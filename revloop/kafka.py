@@ -16,6 +16,7 @@ from confluent_kafka.admin import (
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
+    ConfigSource,
     NewPartitions,
     NewTopic,
     OffsetSpec,
@@ -99,13 +100,23 @@ def describe_topics(
         return {}
     resources = [ConfigResource(ResourceType.TOPIC, name) for name in present]
     configs = {
-        resource.name: {k: v.value for k, v in future.result(timeout=timeout).items()}
+        resource.name: future.result(timeout=timeout)
         for resource, future in admin.describe_configs(resources).items()
     }
     return {
-        name: ExistingTopic(name, len(metadata.topics[name].partitions), configs[name])
+        name: ExistingTopic(
+            name,
+            len(metadata.topics[name].partitions),
+            {k: v.value for k, v in configs[name].items()},
+            frozenset(k for k, v in configs[name].items() if _set_on_the_topic(v)),
+        )
         for name in present
     }
+
+
+def _set_on_the_topic(entry: ConfigEntry) -> bool:
+    source = getattr(entry.source, "value", entry.source)  # an int from librdkafka
+    return bool(source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
 
 
 def apply_topic_changes(
@@ -134,6 +145,10 @@ def apply_topic_changes(
             incremental_configs=[
                 ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
                 for k, v in c.config.items()
+            ]
+            + [
+                ConfigEntry(k, None, incremental_operation=AlterConfigOpType.DELETE)
+                for k in c.reset
             ],
         )
         for c in changes

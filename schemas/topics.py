@@ -343,6 +343,9 @@ class ExistingTopic:
     name: str
     partitions: int
     config: Mapping[str, str]
+    """Every config's value in force, whatever set it."""
+    overrides: frozenset[str] = frozenset()
+    """The configs set on the topic itself (the rest come from the broker or Kafka's defaults)."""
 
 
 @dataclass(frozen=True)
@@ -352,6 +355,8 @@ class TopicChange:
     detail: str
     partitions: int | None = None
     config: Mapping[str, str] = field(default_factory=dict)
+    reset: tuple[str, ...] = ()
+    """Topic-level configs the catalogue does not set, to delete (back to the broker's value)."""
 
 
 class TopicDriftError(Exception):
@@ -391,9 +396,16 @@ def plan_topic_changes(
                 )
             )
         differing = {k: v for k, v in wanted.config.items() if current.config.get(k) != v}
-        if differing:
-            detail = ", ".join(f"{k}={current.config.get(k)}->{v}" for k, v in differing.items())
-            changes.append(TopicChange(wanted.name, "alter-config", detail, config=differing))
+        # A setting left on the topic by an older catalogue, or by hand, is drift too.
+        stale = tuple(sorted(current.overrides - wanted.config.keys()))
+        if differing or stale:
+            detail = ", ".join(
+                [f"{k}={current.config.get(k)}->{v}" for k, v in differing.items()]
+                + [f"{k}={current.config.get(k)}->broker default" for k in stale]
+            )
+            changes.append(
+                TopicChange(wanted.name, "alter-config", detail, config=differing, reset=stale)
+            )
     return changes
 
 

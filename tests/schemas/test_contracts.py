@@ -167,6 +167,24 @@ def test_plan_grows_partitions_fixes_config_and_refuses_to_shrink() -> None:
         plan_topic_changes([orders], too_many)
 
 
+def test_plan_resets_a_topic_setting_the_catalogue_no_longer_makes() -> None:
+    orders = topic("commerce.orders.v1")
+    # max.message.bytes left on the topic by an older catalogue; segment.ms is the broker's.
+    current = {**orders.config, "max.message.bytes": "4194304", "segment.ms": "1"}
+    left_over = {
+        orders.name: ExistingTopic(
+            orders.name, 6, current, frozenset({*orders.config, "max.message.bytes"})
+        )
+    }
+    [change] = plan_topic_changes([orders], left_over)
+    assert (change.action, dict(change.config), change.reset) == (
+        "alter-config",
+        {},
+        ("max.message.bytes",),
+    )
+    assert change.detail == "max.message.bytes=4194304->broker default"
+
+
 # --- compatibility rules ---
 
 ORDER = "dev.revloop.events.OrderEvent"

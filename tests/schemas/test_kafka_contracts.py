@@ -187,17 +187,22 @@ def test_ensure_converges_and_repairs_drift(
 
     orders = next(t for t in topics if t.name.endswith("commerce.orders.v1"))
     products = next(t for t in topics if t.name.endswith("commerce.products.v1"))
+    # Drift: a retention changed by hand, and a setting no catalogue makes.
     resource = ConfigResource(
         ResourceType.TOPIC,
         orders.name,
         incremental_configs=[
-            ConfigEntry("retention.ms", "60000", incremental_operation=AlterConfigOpType.SET)
+            ConfigEntry("retention.ms", "60000", incremental_operation=AlterConfigOpType.SET),
+            ConfigEntry(
+                "max.message.bytes", "4194304", incremental_operation=AlterConfigOpType.SET
+            ),
         ],
     )
     for future in admin.incremental_alter_configs([resource]).values():
         future.result()
     for _ in range(50):  # the broker applies the alteration asynchronously
-        if describe_topics(admin, [orders.name])[orders.name].config["retention.ms"] == "60000":
+        drifted = describe_topics(admin, [orders.name])[orders.name]
+        if drifted.config["retention.ms"] == "60000" and "max.message.bytes" in drifted.overrides:
             break
         time.sleep(0.1)
     grown = [t if t is not products else replace(t, partitions=5) for t in topics]
@@ -205,8 +210,12 @@ def test_ensure_converges_and_repairs_drift(
     assert sorted((c.topic, c.action) for c in repairs) == sorted(
         [(orders.name, "alter-config"), (products.name, "add-partitions")]
     )
+    [orders_repair] = [c for c in repairs if c.topic == orders.name]
+    assert orders_repair.reset == ("max.message.bytes",)
     state = describe_topics(admin, [orders.name, products.name])
     assert state[orders.name].config["retention.ms"] == "-1"
+    assert "max.message.bytes" not in state[orders.name].overrides
+    assert state[orders.name].config["max.message.bytes"] != "4194304"
     assert state[products.name].partitions == 5
     assert state[products.name].config["cleanup.policy"] == "compact"
     assert ensure_topics(settings, grown) == []
