@@ -131,6 +131,14 @@ class Sink:
         finally:
             reader.close()
 
+    def stored_total(self, group: str | None = None) -> int:
+        """The sum of the offsets the sink has committed to Postgres."""
+        [(total,)] = self.query(
+            "SELECT coalesce(sum(next_offset), 0) FROM kafka_offsets WHERE group_id = %s",
+            self.prefix + (group or self.group),
+        )
+        return int(total)
+
     def caught_up(self, group: str | None = None) -> bool:
         """Whether the sink's offsets in Postgres reached every topic's end (a transactional
         producer's commit marker takes an offset too, so 'reached' is within one)."""

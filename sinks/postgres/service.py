@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -83,8 +84,16 @@ class BatchResult:
 
 
 class PostgresSink:
-    def __init__(self, settings: Settings, metrics: SinkMetrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: SinkMetrics | None = None,
+        instance_id: str | None = None,
+    ) -> None:
         self.settings = settings
+        self.instance_id = instance_id or socket.gethostname()
+        """Its static group membership: a restarted sink (after a SIGKILL too) takes its
+        partitions back at once instead of waiting out its dead life's session."""
         self.metrics = metrics or SinkMetrics(None)
         self.group = settings.topic_prefix + settings.sink_group_id
         self.topics = [settings.topic_prefix + name for name in SINK_TOPICS]
@@ -347,7 +356,10 @@ class PostgresSink:
             consumer_config(
                 settings,
                 settings.sink_group_id,
-                **{"session.timeout.ms": settings.sink_session_timeout_ms},
+                **{
+                    "group.instance.id": self.instance_id,
+                    "session.timeout.ms": settings.sink_session_timeout_ms,
+                },
             )
         )
         consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
@@ -416,7 +428,12 @@ def _first(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
-def sink_postgres_command() -> None:
+def sink_postgres_command(
+    instance_id: str | None = typer.Option(
+        None,
+        help="Stable id of this instance (default: the host name): its static group membership.",
+    ),
+) -> None:
     """Write the canonical and derived topics to Postgres (`revloop db upgrade` first), exactly
     once: offsets commit with the rows. Runs until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -428,7 +445,7 @@ def sink_postgres_command() -> None:
     port, host = settings.sink_metrics_port, settings.metrics_host
     server = serve_metrics(metrics.registry, port, host, process="sink-postgres")
     try:
-        PostgresSink(settings, metrics).run(stop)
+        PostgresSink(settings, metrics, instance_id).run(stop)
     except StopAssignment:
         return
     except psycopg.OperationalError as exc:
