@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import psycopg
@@ -30,9 +30,6 @@ from sinks.postgres.ops_views import (
 )
 from tests.sink_support import scratch_database
 from tests.stack_support import free_ports
-
-NOW = datetime.now(UTC)
-
 
 # -- the helper ----------------------------------------------------------------------------------
 
@@ -92,8 +89,10 @@ def _action(
     action: str,
     minutes_ago: float,
     variant: str | None = None,
+    *,
+    now: datetime,
 ) -> None:
-    at = NOW - timedelta(minutes=minutes_ago)
+    at = now - timedelta(minutes=minutes_ago)
     conn.execute(
         """
         INSERT INTO circuit_breaker_actions (event_id, store_id, occurred_at, caused_by,
@@ -139,19 +138,27 @@ def _entry(
     )
 
 
+class Seeded(NamedTuple):
+    dsn: str
+    at: datetime
+    """When the rows were written: "the last hour" is measured from here, not from when the
+    module was imported (a long suite reaches these tests many minutes later)."""
+
+
 @pytest.fixture(scope="module")
-def seeded(settings: Settings) -> Iterator[str]:
+def seeded(settings: Settings) -> Iterator[Seeded]:
     """A scratch database with breaker actions and ledger entries, committed."""
+    now = datetime.now(UTC)
     with scratch_database(settings) as dsn:
         with psycopg.connect(dsn) as conn:
-            _action(conn, "e1", "p-open", "pause", 30)
-            _action(conn, "e2", "p-closed", "pause", 40)
-            _action(conn, "e3", "p-closed", "resume", 20)
-            _action(conn, "e4", "p-open", "pause", 10, variant="v1")  # a scope of its own
+            _action(conn, "e1", "p-open", "pause", 30, now=now)
+            _action(conn, "e2", "p-closed", "pause", 40, now=now)
+            _action(conn, "e3", "p-closed", "resume", 20, now=now)
+            _action(conn, "e4", "p-open", "pause", 10, variant="v1", now=now)  # a scope of its own
             # Flapping: four actions within the last hour; another product's, hours ago.
             for n, action in enumerate(("pause", "resume", "pause", "resume")):
-                _action(conn, f"f{n}", "p-flap", action, 50 - n)
-                _action(conn, f"o{n}", "p-old", action, 180 - n)
+                _action(conn, f"f{n}", "p-flap", action, 50 - n, now=now)
+                _action(conn, f"o{n}", "p-old", action, 180 - n, now=now)
             _entry(conn, 1, "attributed_revenue", "attributed_incremental_revenue",
                    "attribution_source", 10_000)  # fmt: skip
             _entry(conn, 2, "success_fee", "success_fee_receivable", "fee_revenue", 1_000)
@@ -160,30 +167,44 @@ def seeded(settings: Settings) -> Iterator[str]:
             _entry(conn, 1, "attributed_revenue", "attributed_incremental_revenue",
                    "attribution_source", 700, store="other")  # fmt: skip
             _entry(conn, 2, "ad_spend", "ad_spend", "spend_source", 300, "USD", store="other")
-        yield dsn
+        yield Seeded(dsn, now)
 
 
-def test_open_breakers_are_the_scopes_whose_newest_action_is_a_pause(seeded: str) -> None:
-    with psycopg.connect(seeded) as conn:
+def test_open_breakers_are_the_scopes_whose_newest_action_is_a_pause(seeded: Seeded) -> None:
+    with psycopg.connect(seeded.dsn) as conn:
         assert open_breakers(conn) == [
             OpenBreaker(
-                "acme", "p-open", None, ("c1", "c2"), NOW - timedelta(minutes=30), "pause e1", 0
+                "acme",
+                "p-open",
+                None,
+                ("c1", "c2"),
+                seeded.at - timedelta(minutes=30),
+                "pause e1",
+                0,
             ),
             OpenBreaker(
-                "acme", "p-open", "v1", ("c1", "c2"), NOW - timedelta(minutes=10), "pause e4", 0
+                "acme",
+                "p-open",
+                "v1",
+                ("c1", "c2"),
+                seeded.at - timedelta(minutes=10),
+                "pause e4",
+                0,
             ),
         ]
 
 
-def test_flapping_products_count_actions_published_within_the_window(seeded: str) -> None:
-    with psycopg.connect(seeded) as conn:
+def test_flapping_products_count_actions_published_within_the_window(seeded: Seeded) -> None:
+    with psycopg.connect(seeded.dsn) as conn:
         assert flapping_products(conn, timedelta(hours=1), 4) == 1
         assert flapping_products(conn, timedelta(hours=4), 4) == 2
         assert flapping_products(conn, timedelta(hours=1), 5) == 0
 
 
-def test_ledger_totals_are_account_balances_net_of_reversals_per_currency(seeded: str) -> None:
-    with psycopg.connect(seeded) as conn:
+def test_ledger_totals_are_account_balances_net_of_reversals_per_currency(
+    seeded: Seeded,
+) -> None:
+    with psycopg.connect(seeded.dsn) as conn:
         assert ledger_totals(conn) == [
             LedgerTotal("ad_spend", "USD", 300, 1),
             LedgerTotal("attributed_incremental_revenue", "EUR", 8_200, 3),
@@ -192,9 +213,9 @@ def test_ledger_totals_are_account_balances_net_of_reversals_per_currency(seeded
 
 
 def test_the_sink_metrics_read_the_ops_views_at_scrape_time(
-    seeded: str, settings: Settings
+    seeded: Seeded, settings: Settings
 ) -> None:
-    metrics = SinkMetrics(seeded)
+    metrics = SinkMetrics(seeded.dsn)
     assert metrics.ops_views is not None
     try:
         text = generate_latest(metrics.registry).decode()
