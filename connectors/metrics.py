@@ -1,5 +1,6 @@
-"""The connectors' Prometheus metrics: `revloop connect hydrate` and `revloop connect ads` each
-serve theirs on their own port (``hydrator_metrics_port``, ``ads_metrics_port``).
+"""The connectors' Prometheus metrics: `revloop connect hydrate`, `revloop connect ads` and
+`revloop reconcile --every` each serve theirs on their own port (``hydrator_metrics_port``,
+``ads_metrics_port``, ``reconcile_metrics_port``).
 
 Counted as the work is done, per process life: an action or request redone after a crash (its
 offset not yet committed) counts again, though its effects are not repeated."""
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from connectors.http import Answer
 
@@ -40,3 +41,44 @@ class ConnectorMetrics:
 
     def dead_lettered(self) -> None:
         self.dead_letters.labels(self.connector).inc()
+
+
+class ReconcileMetrics:
+    """A scheduled reconciliation's: rounds, and each store's run in them."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.rounds = Counter(
+            "revloop_reconcile_rounds",
+            "Rounds finished: every store with its platform API connected, tried once.",
+            registry=self.registry,
+        )
+        self.runs = Counter(
+            "revloop_reconcile_runs",
+            "Store reconciliations by store and outcome: ok; failed (the platform, Kafka or "
+            "Postgres failed it; the next round resumes from its checkpoints).",
+            ["store", "outcome"],
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "revloop_reconcile_events",
+            "Events read from platforms, by store and outcome: held (the pipeline had that "
+            "version), published (webhooks had missed it).",
+            ["store", "outcome"],
+            registry=self.registry,
+        )
+        self.last_success = Gauge(
+            "revloop_reconcile_last_success_timestamp_seconds",
+            "When each store's last successful reconciliation finished (Unix time).",
+            ["store"],
+            registry=self.registry,
+        )
+
+    def succeeded(self, store_id: str, read: int, published: int) -> None:
+        self.runs.labels(store_id, "ok").inc()
+        self.events.labels(store_id, "held").inc(read - published)
+        self.events.labels(store_id, "published").inc(published)
+        self.last_success.labels(store_id).set_to_current_time()
+
+    def failed(self, store_id: str) -> None:
+        self.runs.labels(store_id, "failed").inc()

@@ -33,6 +33,8 @@ class ScrapeJob:
     """The settings field holding its port (0: the process serves no /metrics)."""
     scrape_interval: str | None = None
     """None: the global 15 s."""
+    runs_unless_zero: str | None = None
+    """A settings field whose 0 means `revloop up` does not run the process at all."""
 
 
 # Every long-running process, by the name `revloop up` supervises it under (the job name).
@@ -45,6 +47,7 @@ SCRAPE_JOBS = (
     ScrapeJob("sink-postgres", "sink_metrics_port"),
     ScrapeJob("connect-hydrate", "hydrator_metrics_port"),
     ScrapeJob("connect-ads", "ads_metrics_port"),
+    ScrapeJob("reconcile", "reconcile_metrics_port", runs_unless_zero="reconcile_every_seconds"),
     # The local stack's schema registry (Quarkus/Micrometer metrics on its management port).
     ScrapeJob("schema-registry", "registry_management_port"),
 )
@@ -52,12 +55,12 @@ SCRAPE_JOBS = (
 
 def render_config(settings: Settings, *, rules: str = str(RULES_GLOB)) -> dict[str, Any]:
     """The scrape configuration for these settings: Prometheus itself, then every job whose
-    port is not 0, with the rule files at their absolute path."""
+    port is not 0 (and whose process runs), with the rule files at their absolute path."""
     host = reachable_host(settings.metrics_host)
     jobs: list[dict[str, Any]] = [_job("prometheus", f"{host}:{settings.prometheus_port}", None)]
     for spec in SCRAPE_JOBS:
         port = int(getattr(settings, spec.port_setting))
-        if port == 0:
+        if port == 0 or (spec.runs_unless_zero and not getattr(settings, spec.runs_unless_zero)):
             continue
         job_host = {
             "ingest": reachable_host(settings.ingest_host),

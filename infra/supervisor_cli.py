@@ -159,8 +159,14 @@ def _lag_exporter_ready(settings: Settings) -> str | None:
 
 def pipeline(settings: Settings) -> tuple[ProcessSpec, ...]:
     """Every long-running process of the pipeline, in start order. Each serves /metrics on its
-    ``*_metrics_port`` (docs/operations.md); the lag exporter runs unless its port is 0."""
-    lag = settings.lag_exporter_port
+    ``*_metrics_port`` (docs/operations.md); reconciliation runs unless its interval is 0, the
+    lag exporter unless its port is."""
+    lag, every = settings.lag_exporter_port, settings.reconcile_every_seconds
+    reconcile = ProcessSpec(
+        "reconcile",
+        revloop_command("reconcile", "--every", f"{every}s"),
+        _hydrator_problems,  # the same needs: the salt, the master keys, the stores file
+    )
     exporter = ProcessSpec(
         "lag-exporter",
         revloop_command("lag", "--serve", str(lag)),
@@ -174,6 +180,7 @@ def pipeline(settings: Settings) -> tuple[ProcessSpec, ...]:
         ProcessSpec("sink-postgres", revloop_command("sink", "postgres")),
         ProcessSpec("connect-hydrate", revloop_command("connect", "hydrate"), _hydrator_problems),
         ProcessSpec("connect-ads", revloop_command("connect", "ads"), _registry_problems),
+        *((reconcile,) if every else ()),
         *((exporter,) if lag else ()),
     )
 

@@ -338,8 +338,14 @@ class Settings(BaseSettings):
     sink_metrics_port: int = Field(default=9403, ge=0, le=65535)
     hydrator_metrics_port: int = Field(default=9404, ge=0, le=65535)
     ads_metrics_port: int = Field(default=9405, ge=0, le=65535)
+    reconcile_metrics_port: int = Field(default=9406, ge=0, le=65535)
+    """`revloop reconcile --every`'s (a one-off run serves none)."""
     prometheus_port: int = Field(default=9090, gt=0, le=65535)
     """The optional local Prometheus (`revloop infra up --with-monitoring`)."""
+
+    reconcile_every_seconds: int = Field(default=900, ge=0, le=99999)
+    """How often `revloop up`'s ``reconcile`` compares every connected store with the pipeline
+    (0: `revloop up` does not reconcile)."""
 
     # Supervisor (revloop up); see docs/operations.md.
     supervisor_backoff_initial_seconds: float = Field(default=1.0, gt=0)

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from connectors.backfill import RESOURCES, Checkpoint, Job, JobStopped, PageDone
 from connectors.http import ApiError
+from connectors.metrics import ReconcileMetrics
 from connectors.store_apis.base import StoreApi
 from connectors.store_apis.connect import NotConnected, store_api
 from platforms.events import Emit, NormalizeContext
@@ -29,6 +30,7 @@ from revloop.baseline import Baseline, baseline
 from revloop.cli.common import fail
 from revloop.crypto import CryptoError, SecretBox
 from revloop.kafka import serde_for
+from revloop.metrics import serve_metrics
 from revloop.settings import Settings, get_settings
 from revloop.stores import Store, StoreRegistry
 from sinks.postgres.reconciliation import pipeline_counts, unheld
@@ -41,6 +43,7 @@ from sinks.postgres.store_baselines import (
 
 _SPAN = re.compile(r"^([0-9]{1,4})(mo|h|d|w|y)$")
 RECONCILE_OVERLAP = timedelta(minutes=5)
+NEXT_ROUND = "the next round resumes it"
 STOPPED = 3
 """Exit status of a job stopped by a signal: its checkpoints hold where it was."""
 
@@ -152,9 +155,12 @@ def _open(settings: Settings, store: Store, job_name: str, source: str) -> _Open
     return _Opened(store, job, api, conn)
 
 
-def _run(console: Console, job: Job, plan: Sequence[Checkpoint]) -> dict[str, Checkpoint]:
+def _run(
+    console: Console, job: Job, plan: Sequence[Checkpoint], then: str = "run again to resume"
+) -> dict[str, Checkpoint]:
     """The plan run under a progress display and stopped cleanly by SIGTERM or SIGINT. Maps a
-    stop, a platform failure or Kafka failing to a clear exit; the checkpoints hold the rest."""
+    stop, a platform failure or Kafka failing to a clear exit (its message ending ``then``);
+    the checkpoints hold the rest."""
     try:
         with _progress(console) as progress, _stop_on_signals() as stop:
             tasks = {
@@ -187,9 +193,9 @@ def _run(console: Console, job: Job, plan: Sequence[Checkpoint]) -> dict[str, Ch
         console.print(f"[yellow]{exc}[/]")
         raise typer.Exit(STOPPED) from None
     except ApiError as exc:
-        raise fail(f"{exc}; run again to resume") from None
+        raise fail(f"{exc}; {then}") from None
     except KafkaException as exc:
-        raise fail(f"Kafka: {exc}; run again to resume") from None
+        raise fail(f"Kafka: {exc}; {then}") from None
 
 
 def backfill_command(
@@ -243,7 +249,10 @@ def reconcile_command(
         help="On a store's first reconciliation, how far back to compare: 1d, 12h, 2w...",
     ),
     every: str | None = typer.Option(
-        None, "--every", help="Run again at this interval until interrupted: 15m, 1h..."
+        None,
+        "--every",
+        help="Run again at this interval until interrupted: 15m, 1h... A store that fails is "
+        "reported and tried again next round; /metrics on REVLOOP_RECONCILE_METRICS_PORT.",
     ),
 ) -> None:
     """Compare each store's recent changes (read from its platform API since the last
@@ -252,19 +261,65 @@ def reconcile_command(
     published."""
     settings = get_settings()
     console = Console(stderr=True)
-    interval = _interval(every) if every is not None else None
-    while True:
-        stores = _reconcilable(settings, store_id)
-        for store in stores:
+    if every is None:
+        for store in _reconcilable(settings, store_id):
             _reconcile(settings, console, store, lookback)
-        if interval is None:
-            return
-        with _stop_on_signals() as stop:
-            if stop.wait(interval.total_seconds()):
-                return
+        return
+    interval = _interval(every)
+    metrics = ReconcileMetrics()
+    server = serve_metrics(
+        metrics.registry,
+        settings.reconcile_metrics_port,
+        settings.metrics_host,
+        process="reconcile",
+    )
+    try:
+        while True:
+            for store in _reconcilable(settings, store_id):
+                _reconcile_in_turn(settings, console, store, lookback, metrics)
+            metrics.rounds.inc()
+            with _stop_on_signals() as stop:
+                if stop.wait(interval.total_seconds()):
+                    return
+    finally:
+        if server is not None:
+            server.close()
 
 
-def _reconcile(settings: Settings, console: Console, store: Store, lookback: str) -> None:
+def _reconcile_in_turn(
+    settings: Settings, console: Console, store: Store, lookback: str, metrics: ReconcileMetrics
+) -> None:
+    """One store's run in a schedule. Its failure is reported and counted, and the other stores
+    and the next round go on: a store's platform being down must not stop the rest. The next
+    round resumes it from its checkpoints."""
+    try:
+        read, published = _reconcile(settings, console, store, lookback, NEXT_ROUND)
+    except typer.Exit as exc:
+        if exc.exit_code == STOPPED:
+            raise  # a signal: the schedule ends
+        metrics.failed(store.store_id)  # fail() has said why
+    except (psycopg.Error, KafkaException) as exc:
+        # The type and state only: a database error's detail may quote row values.
+        state = getattr(exc, "sqlstate", None) or ""
+        typer.secho(
+            f"error: store {store.store_id}: {type(exc).__name__} {state}".rstrip()
+            + f"; {NEXT_ROUND}",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        metrics.failed(store.store_id)
+    else:
+        metrics.succeeded(store.store_id, read, published)
+
+
+def _reconcile(
+    settings: Settings,
+    console: Console,
+    store: Store,
+    lookback: str,
+    then: str = "run again to resume",
+) -> tuple[int, int]:
+    """(events read, events published) of one store's reconciliation."""
     opened = _open(settings, store, "reconcile", "reconcile")
     job, read = opened.job, {"events": 0}
 
@@ -286,7 +341,7 @@ def _reconcile(settings: Settings, console: Console, store: Store, lookback: str
                 plan.append(replace(state, since=before.until - RECONCILE_OVERLAP))
             else:
                 plan.append(state)
-        final = _run(console, job, plan)
+        final = _run(console, job, plan, then)
         held = pipeline_counts(
             opened.conn, store.store_id, min(s.since or first_since for s in plan)
         )
@@ -300,6 +355,7 @@ def _reconcile(settings: Settings, console: Console, store: Store, lookback: str
         f"{read['events'] - published} events already held, {published} published; "
         f"the pipeline holds {', '.join(f'{k} {v}' for k, v in held.items())} changed since"
     )
+    return read["events"], published
 
 
 def _reconcilable(settings: Settings, store_id: str | None) -> list[Store]:

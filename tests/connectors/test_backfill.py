@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from pydantic import SecretStr
@@ -29,6 +31,7 @@ from revloop.settings import Settings
 from revloop.stores import Connection, Store, StoreRegistry
 from tests.normalizer_support import Pipeline, wait_for
 from tests.sink_support import scratch_database
+from tests.stack_support import free_ports
 
 KEY, SECRET = "ck_backfill_key", "cs_backfill-secret"
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "woocommerce"
@@ -348,3 +351,80 @@ def test_reconcile_publishes_only_what_the_pipeline_lacks(backfill: Backfill) ->
         [str(placed[0]["id"]), *(str(o["id"]) for o in placed[4:])]
     )
     assert backfill.woo.calls.violations == 0
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    """A sample's value in a Prometheus text exposition (0 when absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    prefix = f"{name}{{{wanted}}} " if labels else f"{name} "
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_reconcile_on_a_schedule_goes_on_past_a_store_that_fails(
+    backfill: Backfill, settings: Settings, tmp_path: Path
+) -> None:
+    woo = backfill.woo
+    woo.add_order(
+        {
+            **_template("order__created.json"),
+            "date_created_gmt": _gmt(NOW - timedelta(hours=1)),
+            "date_modified_gmt": _gmt(NOW - timedelta(hours=1)),
+        }
+    )
+    # A second store, first in the registry, whose credentials the platform refuses (401).
+    keys = backfill.env["REVLOOP_MASTER_KEYS"]
+    box = SecretBox.from_settings(settings.model_copy(update={"master_keys": SecretStr(keys)}))
+    registry = StoreRegistry.load(tmp_path / "stores.json", box)
+    revoked = json.dumps({"consumer_key": KEY, "consumer_secret": "cs_revoked"}).encode()
+    broken = Store(
+        "acme-broken",  # sorted before acme-woo: reconciled first
+        "woocommerce",
+        "https://broken.example/",
+        (Secret(b"whsec"),),
+        currency="EUR",
+        connections=(Connection("woocommerce", "https://broken.example/", Secret(revoked)),),
+    )
+    StoreRegistry([broken, *registry]).save(tmp_path / "stores.json", box)
+    [port] = free_ports(1)
+    env = {**backfill.env, "REVLOOP_RECONCILE_METRICS_PORT": str(port)}
+    running = subprocess.Popen(
+        [sys.executable, "-P", "-m", "revloop", "reconcile", "--every", "1s", "--lookback", "2d"],
+        env=env,
+        stdout=backfill.log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    metrics = f"http://127.0.0.1:{port}/metrics"
+
+    def scraped() -> str:
+        try:
+            return httpx.get(metrics, timeout=2).text
+        except httpx.HTTPError:
+            return ""
+
+    try:
+        wait_for(lambda: _metric(scraped(), "revloop_reconcile_rounds_total") >= 2, 90)
+        text = scraped()
+        assert _metric(text, "revloop_reconcile_runs_total", store="acme-broken", outcome="failed")
+        assert _metric(text, "revloop_reconcile_runs_total", store="acme-woo", outcome="ok") >= 2
+        assert not _metric(text, "revloop_reconcile_runs_total", store="acme-woo", outcome="failed")
+        published = _metric(
+            text, "revloop_reconcile_events_total", store="acme-woo", outcome="published"
+        )
+        assert published == 1  # the order, once: the next round finds it held
+        assert _metric(text, "revloop_reconcile_last_success_timestamp_seconds", store="acme-woo")
+        assert not _metric(
+            text, "revloop_reconcile_last_success_timestamp_seconds", store="acme-broken"
+        )
+        running.send_signal(signal.SIGTERM)
+        assert running.wait(30) == 0
+    finally:
+        if running.poll() is None:
+            running.kill()
+    orders = [v for _, v in backfill.pipeline.read("commerce.orders.v1")]
+    assert len(orders) == 1 and orders[0]["envelope"]["store_id"] == "acme-woo"
+    log = backfill.log.read_text()
+    assert re.search(r"error: store acme-broken: .*HTTP 401.*; the next round resumes it", log)
+    assert "cs_revoked" not in log

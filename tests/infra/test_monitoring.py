@@ -69,7 +69,7 @@ def _recorded() -> set[str]:
 
 @pytest.fixture(scope="module")
 def known_metrics() -> set[str]:
-    from connectors.metrics import ConnectorMetrics
+    from connectors.metrics import ConnectorMetrics, ReconcileMetrics
     from ingest.metrics import IngestMetrics
     from sinks.postgres.metrics import OpsViewsCollector, SinkMetrics
     from streams.normalizer.processor import NormalizerMetrics
@@ -82,6 +82,7 @@ def known_metrics() -> set[str]:
         WorkerMetrics().registry,
         SinkMetrics(None).registry,
         ConnectorMetrics("ads").registry,
+        ReconcileMetrics().registry,
     ):
         names |= _exposed(registry.collect())
     # The sink's gauges read from Postgres at scrape time; describe() names them without it.
@@ -180,6 +181,7 @@ def test_alerts_read_existing_metrics_link_a_runbook_and_have_a_promtool_test(
         "CircuitBreakerFlapping",
         "IngestErrorRate",
         "IngestUnavailableRate",
+        "ReconcileFailing",
         "ScrapeTargetDown",
     } <= alerts
     for rule in _alerts():
@@ -219,12 +221,15 @@ def test_checked_in_config_has_the_jobs_the_local_one_renders() -> None:
     assert rendered["global"] == checked_in["global"]
     assert rendered["rule_files"] == [str(MONITORING_DIR / checked_in["rule_files"][0])]
 
-    moved = Settings.model_construct(worker_metrics_port=0, ingest_host="::", metrics_host="::")
+    moved = Settings.model_construct(
+        worker_metrics_port=0, reconcile_every_seconds=0, ingest_host="::", metrics_host="::"
+    )
     jobs = {
         j["job_name"]: j["static_configs"][0]["targets"]
         for j in render_config(moved)["scrape_configs"]
     }
     assert "worker" not in jobs  # port 0: no /metrics
+    assert "reconcile" not in jobs  # not run at all
     assert jobs["ingest"] == ["127.0.0.1:8080"]  # a wildcard bind is scraped on loopback
     assert jobs["lag-exporter"] == ["127.0.0.1:9400"]
 

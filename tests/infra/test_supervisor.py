@@ -135,7 +135,7 @@ def _force_cleanup(deployment: Deployment) -> None:
 def prepared(settings: Settings) -> Iterator[Deployment]:
     state_dir = Path(tempfile.mkdtemp(prefix="revloop-test-up-"))
     prefix = f"test-up-{uuid.uuid4().hex[:10]}."
-    port, *ports = free_ports(7)
+    port, *ports = free_ports(8)
     metrics = dict(
         zip(
             (
@@ -145,6 +145,7 @@ def prepared(settings: Settings) -> Iterator[Deployment]:
                 "sink-postgres",
                 "connect-hydrate",
                 "connect-ads",
+                "reconcile",
             ),
             ports,
             strict=True,
@@ -170,6 +171,7 @@ def prepared(settings: Settings) -> Iterator[Deployment]:
             "REVLOOP_SINK_METRICS_PORT": str(metrics["sink-postgres"]),
             "REVLOOP_HYDRATOR_METRICS_PORT": str(metrics["connect-hydrate"]),
             "REVLOOP_ADS_METRICS_PORT": str(metrics["connect-ads"]),
+            "REVLOOP_RECONCILE_METRICS_PORT": str(metrics["reconcile"]),
         },
         port,
         prefix,
@@ -277,6 +279,7 @@ def test_up_supervises_the_pipeline_and_down_stops_it(
         "sink-postgres",
         "connect-hydrate",
         "connect-ads",
+        "reconcile",
         "lag-exporter",
     ):
         pid = deployment.pid_of(name)
@@ -322,6 +325,8 @@ def test_up_supervises_the_pipeline_and_down_stops_it(
         "sink-postgres": f'revloop_sink_records_total{{topic="{orders}"}}',
         "connect-hydrate": 'revloop_connector_dead_letters_total{connector="hydrate"} 0.0',
         "connect-ads": 'revloop_connector_dead_letters_total{connector="ads"} 0.0',
+        # No store has its platform API connected: a round of nothing, then a 900 s wait.
+        "reconcile": "revloop_reconcile_rounds_total 1.0",
         "lag-exporter": f'kafka_consumergroup_group_lag{{group="{deployment.prefix}',
     }
     for name, family in expected.items():
@@ -397,7 +402,8 @@ def test_down_kills_a_supervisor_that_does_not_answer(deployment: Deployment) ->
     up = deployment.revloop("up")
     assert up.returncode == 0, up.stdout + up.stderr
     pids = deployment.every_pid()
-    assert len(pids) == 8  # supervisor, ingest, normalizer, worker, sink, 2 connectors, exporter
+    # The supervisor, ingest, normalizer, worker, sink, 2 connectors, reconcile, the exporter.
+    assert len(pids) == 9
     supervisor = running_supervisor(deployment.paths)
     assert supervisor is not None
     os.kill(supervisor, signal.SIGSTOP)  # alive, but deaf to SIGTERM
