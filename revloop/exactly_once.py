@@ -74,7 +74,8 @@ class LoopOptions:
     group_id: str
     instance_id: str
     """Stable per process slot: a restarted instance reuses its transactional id, which aborts
-    whatever its previous life left open instead of letting it block readers until timeout."""
+    whatever its previous life left open instead of letting it block readers until timeout,
+    and its static group membership, which gives it its partitions back without a rebalance."""
     batch_size: int
     batch_wait_seconds: float
     """How long a batch waits to fill: a record waits up to this before its transaction."""
@@ -116,6 +117,9 @@ class ExactlyOnceLoop:
                 self.settings,
                 self.options.group_id,
                 **{
+                    # Static membership: a restart (after a SIGKILL too) takes its partitions
+                    # back at once instead of waiting out its dead life's session.
+                    "group.instance.id": self.options.instance_id,
                     "max.poll.interval.ms": self.options.max_poll_interval_ms,
                     "session.timeout.ms": self.options.session_timeout_ms,
                 },

@@ -33,6 +33,7 @@ class Pipeline:
         self.prefix = topics[0].name.removesuffix(TOPICS[0].name)
         self.raw_topic = self.prefix + "raw.webhooks.v1"
         self.group_id = f"test-normalizer-{uuid.uuid4().hex[:8]}"
+        self.instance_id = uuid.uuid4().hex[:8]
         self.producer = Producer(producer_config(settings))
 
     def publish(self, platform: str, topic: str, body: bytes, event_id: str) -> None:
@@ -48,12 +49,14 @@ class Pipeline:
         self.producer.flush(10)
 
     def normalizer(self, context: NormalizeContext = CONTEXT) -> Normalizer:
+        """The pipeline's normalizer: one process slot, so each start is a restart of the same
+        static member (a new id would wait out the stopped one's session)."""
         return Normalizer(
             settings=self.settings.model_copy(update={"topic_prefix": self.prefix}),
             context=context,
             serde=SERDE,
             group_id=self.group_id,
-            instance_id=uuid.uuid4().hex[:8],
+            instance_id=self.instance_id,
         )
 
     def read(self, catalogue_name: str) -> list[tuple[int, dict[str, Any]]]:
