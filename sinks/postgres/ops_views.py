@@ -91,26 +91,102 @@ def flapping_products(conn: psycopg.Connection[Any], window: timedelta, min_acti
     return int(row[0]) if row else 0
 
 
-def ledger_totals(conn: psycopg.Connection[Any]) -> list[LedgerTotal]:
+_NEW_LEDGER_MOVES = """
+WITH RECURSIVE stores(store_id) AS (
+    -- Each store with entries, one index probe per store (a loose index scan).
+    (SELECT store_id FROM ledger_entries ORDER BY store_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT e.store_id FROM ledger_entries e WHERE e.store_id > s.store_id
+            ORDER BY e.store_id LIMIT 1)
+    FROM stores s WHERE s.store_id IS NOT NULL
+),
+seen(store_id, seq) AS (SELECT * FROM unnest(%(stores)s::text[], %(seqs)s::bigint[])),
+fresh AS (
+    SELECT e.store_id, e.seq, e.debit_account, e.credit_account, e.currency, e.amount_minor
+    FROM stores s
+    LEFT JOIN seen ON seen.store_id = s.store_id
+    CROSS JOIN LATERAL (
+        -- A range scan of the (store_id, seq) index per store, at most a chunk each: the LIMIT
+        -- also keeps the planner from pulling this into a join that scans the whole table.
+        SELECT * FROM ledger_entries e
+        WHERE e.store_id = s.store_id AND e.seq > coalesce(seen.seq, 0)
+        ORDER BY e.seq
+        LIMIT %(chunk)s
+    ) e
+    WHERE s.store_id IS NOT NULL
+),
+moves AS (
+    SELECT regexp_replace(debit_account, '^.*/', '') AS account, currency, amount_minor AS amount
+    FROM fresh
+    UNION ALL
+    SELECT regexp_replace(credit_account, '^.*/', ''), currency, -amount_minor FROM fresh
+)
+SELECT store_id, max(seq), NULL, NULL, NULL::bigint, count(*) FROM fresh GROUP BY store_id
+UNION ALL
+SELECT NULL, NULL, account, currency, sum(amount)::bigint, count(*) FROM moves
+WHERE account = ANY(%(accounts)s) GROUP BY account, currency
+"""
+
+
+class LedgerTally:
     """Each debit-normal account's balance (debits minus credits, so net of reversals) per
-    currency, summed over stores. Account names in the table are ``<store>/<currency>/<account>``
-    (:func:`revloop.ledger.account_name`); the last part is the account."""
-    rows = conn.execute(
-        """
-        SELECT account, currency, sum(amount)::bigint, count(*) FROM (
-            SELECT regexp_replace(debit_account, '^.*/', '') AS account, currency,
-                   amount_minor AS amount
-            FROM ledger_entries
-            UNION ALL
-            SELECT regexp_replace(credit_account, '^.*/', ''), currency, -amount_minor
-            FROM ledger_entries
-        ) moves
-        WHERE account = ANY(%s)
-        GROUP BY 1, 2 ORDER BY 1, 2
-        """,
-        ([a.value for a in TOTAL_ACCOUNTS],),
-    ).fetchall()
-    return [
-        LedgerTotal(account=account, currency=currency, amount_minor=int(total), entries=int(n))
-        for account, currency, total, n in rows
-    ]
+    currency, summed over stores, kept up to date by reading only the entries that are new.
+
+    Entries are immutable, and each store's are numbered 1, 2, 3... under a lock per store
+    (sinks/postgres/ledger.py), so a snapshot holds a prefix of every store's chain: what is
+    past each store's last seen ``seq`` is exactly what was not counted yet. Account names in
+    the table are ``<store>/<currency>/<account>`` (:func:`revloop.ledger.account_name`); the
+    last part is the account."""
+
+    def __init__(self, budget: int = 200_000) -> None:
+        self.budget = budget
+        """About this many entries per read at most (shared evenly by the stores, at least 100
+        each): a large ledger is caught up over several reads, each inside a scrape's time,
+        instead of in one that times out every time."""
+        self.complete = True
+        """Whether the last read reached every store's newest entry (the totals are whole)."""
+        self._last_seq: dict[str, int] = {}
+        self._totals: dict[tuple[str, str], tuple[int, int]] = {}
+
+    def advance(self, conn: psycopg.Connection[Any]) -> list[LedgerTotal]:
+        """Count the entries written since the last call (all of them the first time, a chunk
+        per store at a time: see :attr:`complete`); the totals. A failed read changes
+        nothing."""
+        chunk = self._chunk()
+        rows = conn.execute(
+            _NEW_LEDGER_MOVES,
+            {
+                "stores": list(self._last_seq),
+                "seqs": list(self._last_seq.values()),
+                "accounts": [a.value for a in TOTAL_ACCOUNTS],
+                "chunk": chunk,
+            },
+        ).fetchall()
+        self.complete = True
+        for store_id, last_seq, account, currency, amount, entries in rows:
+            if store_id is not None:
+                self._last_seq[store_id] = int(last_seq)
+                self.complete = self.complete and int(entries) < chunk
+            else:
+                before, count = self._totals.get((account, currency), (0, 0))
+                self._totals[(account, currency)] = (before + int(amount), count + int(entries))
+        return [
+            LedgerTotal(account=account, currency=currency, amount_minor=total, entries=n)
+            for (account, currency), (total, n) in sorted(self._totals.items())
+        ]
+
+    def _chunk(self) -> int:
+        # The stores seen so far share the budget; the first read, knowing none, takes 100
+        # entries of each, and so learns how many there are.
+        if not self._last_seq:
+            return 100
+        return max(100, self.budget // len(self._last_seq))
+
+
+def ledger_totals(conn: psycopg.Connection[Any]) -> list[LedgerTotal]:
+    """The ledger's totals read whole (:class:`LedgerTally` reads only what is new)."""
+    tally = LedgerTally()
+    totals = tally.advance(conn)
+    while not tally.complete:
+        totals = tally.advance(conn)
+    return totals

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import statistics
+import subprocess
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -165,3 +169,17 @@ def test_histograms_add_up_over_windows() -> None:
 def test_cpu_shares_average_by_time() -> None:
     shares = [(CpuShare(1.0, 0.2, 0.4, 0.0), 30.0), (CpuShare(0.6, 0.6, 0.2, 0.8), 10.0)]
     assert mean_share(shares) == CpuShare(server=0.9, loadgen=0.3, other=0.35, steal=0.2)
+
+
+def test_the_ledger_bench_checks_the_tally_against_a_whole_read(settings: Settings) -> None:
+    env = {**os.environ, "DATABASE_URL": settings.dsn}
+    done = subprocess.run(
+        [sys.executable, "-m", "revloop", "bench", "ledger", "--entries", "3000", "--stores", "3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3,000 entries over 3 stores" in done.stdout
+    assert re.search(r"steady scrape: [0-9.]+ ms, [0-9.]+% of the ceiling", done.stdout)

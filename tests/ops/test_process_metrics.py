@@ -22,6 +22,7 @@ from revloop.metrics import add_process_collectors, serve_metrics
 from revloop.settings import Settings
 from sinks.postgres.metrics import SinkMetrics
 from sinks.postgres.ops_views import (
+    LedgerTally,
     LedgerTotal,
     OpenBreaker,
     flapping_products,
@@ -210,6 +211,52 @@ def test_ledger_totals_are_account_balances_net_of_reversals_per_currency(
             LedgerTotal("attributed_incremental_revenue", "EUR", 8_200, 3),
             LedgerTotal("success_fee_receivable", "EUR", 1_000, 1),
         ]
+
+
+def test_the_ledger_tally_reads_only_new_entries_and_agrees_with_a_whole_read(
+    settings: Settings,
+) -> None:
+    with scratch_database(settings) as dsn, psycopg.connect(dsn, autocommit=True) as conn:
+        tally = LedgerTally()
+        assert tally.advance(conn) == []  # an empty ledger
+        _entry(conn, 1, "attributed_revenue", "attributed_incremental_revenue",
+               "attribution_source", 10_000)  # fmt: skip
+        _entry(conn, 2, "success_fee", "success_fee_receivable", "fee_revenue", 1_000)
+        _entry(conn, 1, "ad_spend", "ad_spend", "spend_source", 300, "USD", store="other")
+        first = tally.advance(conn)
+        assert first == ledger_totals(conn)
+        assert tally.advance(conn) == first  # nothing new: nothing counted twice
+
+        # New entries on a known store, a new store, a new currency; a reversal.
+        _entry(conn, 3, "attributed_revenue_reversal", "attribution_source",
+               "attributed_incremental_revenue", 2_500)  # fmt: skip
+        _entry(conn, 2, "ad_spend", "ad_spend", "spend_source", 200, "USD", store="other")
+        _entry(conn, 1, "attributed_revenue", "attributed_incremental_revenue",
+               "attribution_source", 700, "GBP", store="third")  # fmt: skip
+        second = tally.advance(conn)
+        assert second == ledger_totals(conn) != first
+        assert LedgerTotal("attributed_incremental_revenue", "EUR", 7_500, 2) in second
+        assert LedgerTotal("ad_spend", "USD", 500, 2) in second
+
+        # A read that fails counts nothing: the next one counts the entries once.
+        _entry(conn, 4, "success_fee", "success_fee_receivable", "fee_revenue", 50)
+        lost = psycopg.connect(dsn)
+        lost.close()
+        with pytest.raises(psycopg.OperationalError):
+            tally.advance(lost)
+        assert tally.advance(conn) == ledger_totals(conn)
+        assert LedgerTotal("success_fee_receivable", "EUR", 1_050, 2) in tally.advance(conn)
+
+        # A large ledger is caught up a chunk per store per read; until then it says so.
+        for n in range(5, 251):  # acme: 250 entries, 150 past the first read's 100 a store
+            _entry(conn, n, "success_fee", "success_fee_receivable", "fee_revenue", 1)
+        small = LedgerTally(budget=300)  # 100 a store over three stores, after the first read
+        small.advance(conn)
+        assert not small.complete
+        small.advance(conn)
+        assert not small.complete  # 200 of 250: a full chunk, so maybe more
+        assert small.advance(conn) == ledger_totals(conn)
+        assert small.complete
 
 
 def test_the_sink_metrics_read_the_ops_views_at_scrape_time(
