@@ -1,9 +1,9 @@
 """`revloop bench ledger`: what the sink's `revloop_ledger_amount_minor` costs per scrape on a
 large ledger (docs/ops.md, "What each metric means"; docs/benchmarks.md).
 
-A scratch database gets ``--entries`` ledger entries over ``--stores`` stores (inserted in one
-statement, the immutability triggers off for the load only). Then, on a connection set up as the
-sink's metrics connection is (5 s statement timeout, no JIT):
+A scratch database gets ``--entries`` ledger entries over ``--stores`` stores, inserted in one
+statement. Then, on a connection set up as the sink's metrics connection is (5 s statement
+timeout, no JIT):
 
 - the ceiling: one whole scan computing the same sums (what every scrape ran until 2026-12-03);
 - ``LedgerTally`` catching up from nothing, read by read, as successive scrapes would;
@@ -61,9 +61,7 @@ def ledger_command(
         scratch_database(settings, "ledger") as dsn,
         psycopg.connect(dsn, autocommit=True) as conn,
     ):
-        conn.execute("ALTER TABLE ledger_entries DISABLE TRIGGER USER")  # the load only
         conn.execute(LOAD, {"after": 0, "stores": stores, "per_store": per_store})
-        conn.execute("ALTER TABLE ledger_entries ENABLE TRIGGER USER")
         conn.execute("ANALYZE ledger_entries")
         conn.execute("SET jit = off")
         conn.execute("SET statement_timeout = 5000")
@@ -81,9 +79,7 @@ def ledger_command(
             tally.advance(conn)
             reads.append(time.perf_counter() - started)
         conn.execute("SET statement_timeout = 0")
-        conn.execute("ALTER TABLE ledger_entries DISABLE TRIGGER USER")
         conn.execute(LOAD, {"after": per_store, "stores": 1, "per_store": 10})
-        conn.execute("ALTER TABLE ledger_entries ENABLE TRIGGER USER")
         steady = list[float]()
         for _ in range(5):
             started = time.perf_counter()

@@ -108,15 +108,15 @@ def describe_topics(
             name,
             len(metadata.topics[name].partitions),
             {k: v.value for k, v in configs[name].items()},
-            frozenset(k for k, v in configs[name].items() if _set_on_the_topic(v)),
+            # describe_configs gives each entry's source as librdkafka's int.
+            frozenset(
+                k
+                for k, v in configs[name].items()
+                if v.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+            ),
         )
         for name in present
     }
-
-
-def _set_on_the_topic(entry: ConfigEntry) -> bool:
-    source = getattr(entry.source, "value", entry.source)  # an int from librdkafka
-    return bool(source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
 
 
 def apply_topic_changes(

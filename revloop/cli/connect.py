@@ -43,6 +43,7 @@ from sinks.postgres.store_baselines import (
 
 _SPAN = re.compile(r"^([0-9]{1,4})(mo|h|d|w|y)$")
 RECONCILE_OVERLAP = timedelta(minutes=5)
+RUN_AGAIN = "run again to resume"
 NEXT_ROUND = "the next round resumes it"
 STOPPED = 3
 """Exit status of a job stopped by a signal: its checkpoints hold where it was."""
@@ -156,7 +157,7 @@ def _open(settings: Settings, store: Store, job_name: str, source: str) -> _Open
 
 
 def _run(
-    console: Console, job: Job, plan: Sequence[Checkpoint], then: str = "run again to resume"
+    console: Console, job: Job, plan: Sequence[Checkpoint], then: str = RUN_AGAIN
 ) -> dict[str, Checkpoint]:
     """The plan run under a progress display and stopped cleanly by SIGTERM or SIGINT. Maps a
     stop, a platform failure or Kafka failing to a clear exit (its message ending ``then``);
@@ -317,7 +318,7 @@ def _reconcile(
     console: Console,
     store: Store,
     lookback: str,
-    then: str = "run again to resume",
+    then: str = RUN_AGAIN,
 ) -> tuple[int, int]:
     """(events read, events published) of one store's reconciliation."""
     opened = _open(settings, store, "reconcile", "reconcile")

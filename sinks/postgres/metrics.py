@@ -41,7 +41,7 @@ class OpsViewsCollector:
         self._conn: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()  # scrapes may come in on several server threads
         self._ledger = LedgerTally()
-        """Read whole at the first scrape of a connection, then only the new entries."""
+        """Caught up over the first scrapes of a connection, then reads only new entries."""
 
     def describe(self) -> Iterator[Metric]:
         # Names only: registering must not query the database.
